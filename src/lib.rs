@@ -1,0 +1,13 @@
+//! Switchyard: a durable message broker whose routing is programmable with WebAssembly.
+//!
+//! # Module map
+//!
+//! Layers, bottom up. Each layer knows only the ones below it; the broker core knows no sockets
+//! and no wasmtime types.
+//!
+//! - [`message`]: the message every layer shares — id, AMQP properties, typed headers, body — and
+//!   its versioned storage codec.
+//!
+//! See `ARCHITECTURE.md` for a message's path from publish to ack.
+
+pub mod message;

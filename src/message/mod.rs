@@ -1,0 +1,98 @@
+//! The message: AMQP-compatible properties, a typed headers table and an opaque body.
+//!
+//! This is the one message type every layer shares. The protocol layer converts wire frames into
+//! it, the queue engine stores it, and the plugin host marshals it into WIT records. It carries no
+//! delivery state (tags, counts, leases): that belongs to the queue that holds it.
+
+mod codec;
+mod id;
+mod value;
+
+pub use codec::{CodecError, RECORD_VERSION};
+pub use id::MessageId;
+pub use value::{FieldValue, Headers};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A message as published: identity, properties, headers and body.
+///
+/// Invariant: `id` is never empty. A publisher that gives no message id gets a generated,
+/// time-ordered one (see [`MessageId::generate`]), so ids sort roughly by publish time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub properties: Properties,
+    pub headers: Headers,
+    pub body: Bytes,
+}
+
+/// AMQP 0-9-1 basic properties, minus the message id (which is [`Message::id`]) and the headers
+/// table (which is [`Message::headers`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Properties {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    /// `true` for AMQP delivery-mode 2. Switchyard stores every message durably; the flag is kept
+    /// so consumers see what the publisher said.
+    pub persistent: bool,
+    pub priority: Option<u8>,
+    pub correlation_id: Option<String>,
+    pub reply_to: Option<String>,
+    /// Per-message time to live in milliseconds (AMQP `expiration`, a decimal string on the wire).
+    pub expiration_ms: Option<u64>,
+    /// Publisher's timestamp, seconds since the Unix epoch (AMQP's resolution).
+    pub timestamp: Option<u64>,
+    /// AMQP `type`: the message's kind, e.g. the command or event name.
+    pub kind: Option<String>,
+    pub user_id: Option<String>,
+    pub app_id: Option<String>,
+}
+
+impl Message {
+    /// A message with a generated id, default properties, no headers and the given body.
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        Message {
+            id: MessageId::generate(),
+            properties: Properties::default(),
+            headers: Headers::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Builder-style: set a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<FieldValue>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Builder-style: set the message id.
+    pub fn with_id(mut self, id: impl Into<MessageId>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Approximate bytes this message occupies: body plus headers and properties. Used for size
+    /// limits and statistics, not for allocation.
+    pub fn approximate_size(&self) -> usize {
+        let props = &self.properties;
+        let strings = [
+            &props.content_type,
+            &props.content_encoding,
+            &props.correlation_id,
+            &props.reply_to,
+            &props.kind,
+            &props.user_id,
+            &props.app_id,
+        ];
+        let props_len: usize = strings.iter().filter_map(|s| s.as_ref()).map(String::len).sum();
+        self.body.len()
+            + self.id.as_str().len()
+            + props_len
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.approximate_size())
+                .sum::<usize>()
+    }
+}
