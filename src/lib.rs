@@ -7,7 +7,10 @@
 //!
 //! - [`message`]: the message every layer shares — id, AMQP properties, typed headers, body — and
 //!   its versioned storage codec.
+//! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers) and
+//!   plugin-driven routing.
 //!
 //! See `ARCHITECTURE.md` for a message's path from publish to ack.
 
 pub mod message;
+pub mod routing;
