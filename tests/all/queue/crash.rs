@@ -17,7 +17,7 @@ use super::common::*;
 
 const CHILD_ENV: &str = "SWITCHYARD_CRASH_CHILD_DIR";
 const TEST_NAME: &str = "queue::crash::sigkill_never_loses_an_acknowledged_publish";
-const CYCLES: usize = 20;
+const CYCLES: usize = 40;
 
 fn open(dir: &std::path::Path) -> Queues {
     let opts = QueuesOptions {
