@@ -7,10 +7,16 @@
 //!
 //! - [`message`]: the message every layer shares — id, AMQP properties, typed headers, body — and
 //!   its versioned storage codec.
+//! - [`store`]: the sled database under a validated data directory — keyspace layout,
+//!   durability modes, the group-commit flusher.
+//! - [`queue`]: the durable queue engine — queues, consumers, deliveries, retry, dead-letter,
+//!   TTL, max-length, dedup, redrive, restart recovery.
 //! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers) and
 //!   plugin-driven routing.
 //!
 //! See `ARCHITECTURE.md` for a message's path from publish to ack.
 
 pub mod message;
+pub mod queue;
 pub mod routing;
+pub mod store;

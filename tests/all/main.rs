@@ -1,0 +1,3 @@
+//! The one integration-test binary. Each layer adds its module here.
+
+mod queue;
