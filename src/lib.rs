@@ -16,7 +16,9 @@
 //!
 //! See `ARCHITECTURE.md` for a message's path from publish to ack.
 
+pub mod broker;
 pub mod message;
+pub mod plugin;
 pub mod queue;
 pub mod routing;
 pub mod store;

@@ -1,3 +1,6 @@
-//! The one integration-test binary. Each layer adds its module here.
+//! The integration tests, as one binary (one link instead of one per file).
 
+mod support;
+
+mod broker;
 mod queue;
