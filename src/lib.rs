@@ -8,6 +8,10 @@
 //! - [`message`]: the message every layer shares — id, AMQP properties, typed headers, body — and
 //!   its versioned storage codec.
 //!
+//! - [`plugin`]: the WebAssembly plugin host — filter, transform and route plugins under limits,
+//!   with a persisted registry and hot reload. No wasmtime types in its API.
+//!
 //! See `ARCHITECTURE.md` for a message's path from publish to ack.
 
 pub mod message;
+pub mod plugin;

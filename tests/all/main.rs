@@ -1,0 +1,5 @@
+//! The integration tests, as one binary (one link instead of one per file).
+
+mod support;
+
+mod plugin;
