@@ -27,18 +27,21 @@ fn message(body: Vec<u8>) -> Message {
     m
 }
 
+/// A 1 KiB JSON order (exactly 1024 bytes).
 fn order_body() -> Vec<u8> {
-    let pad = "x".repeat(1024 - 120);
-    let body = format!(
-        r#"{{"id":"o-1","region":"eu","amount":1234.5,"customer":{{"email":"a@b.c","name":"Ann"}},"note":"{pad}"}}"#
-    );
-    let mut b = body.into_bytes();
-    b.truncate(1024.max(b.len()));
-    b
+    let head = r#"{"id":"o-1","region":"eu","amount":1234.5,"customer":{"email":"a@b.c","name":"Ann"},"note":""#;
+    let tail = r#""}"#;
+    let pad = "x".repeat(1024 - head.len() - tail.len());
+    let body = format!("{head}{pad}{tail}").into_bytes();
+    assert_eq!(body.len(), 1024);
+    body
 }
 
 fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Mean and p99 of `f` over `n` calls after a warm-up.
@@ -55,7 +58,10 @@ fn time_calls(n: u32, mut f: impl FnMut()) -> (Duration, Duration) {
     }
     let mean = started.elapsed() / n;
     samples.sort();
-    (mean, samples[(samples.len() * 99 / 100).min(samples.len() - 1)])
+    (
+        mean,
+        samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
+    )
 }
 
 fn us(d: Duration) -> String {
@@ -75,17 +81,74 @@ struct Case {
 }
 
 fn main() {
-    let hr_config = config(&[("header", "region"), ("route.eu", "orders.eu"), ("default", "other")]);
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
+    // as a smoke test: few iterations, no Python/JS (their debug-mode compiles take minutes).
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let scale = if quick { 1000 } else { 1 };
+    let hr_config = config(&[
+        ("header", "region"),
+        ("route.eu", "orders.eu"),
+        ("default", "other"),
+    ]);
     let read = |p: Option<std::path::PathBuf>| p.map(|p| std::fs::read(p).unwrap());
     let cases = vec![
-        Case { label: "Rust header-router", wasm: Some(plugins::rust_plugin_bytes("header_router")), config: hr_config.clone(), body: order_body(), iterations: 200_000 },
-        Case { label: "Rust json-router", wasm: Some(plugins::rust_plugin_bytes("json_router")), config: BTreeMap::new(), body: order_body(), iterations: 50_000 },
-        Case { label: "Rust redact-pii", wasm: Some(plugins::rust_plugin_bytes("redact_pii")), config: BTreeMap::new(), body: order_body(), iterations: 50_000 },
-        Case { label: "Rust size-filter", wasm: Some(plugins::rust_plugin_bytes("size_filter")), config: config(&[("required", "id,region")]), body: order_body(), iterations: 100_000 },
-        Case { label: "Python header-router", wasm: read(plugins::python_header_router()), config: hr_config.clone(), body: order_body(), iterations: 20_000 },
-        Case { label: "JS header-router", wasm: read(plugins::js_header_router()), config: hr_config, body: order_body(), iterations: 20_000 },
+        Case {
+            label: "Rust header-router",
+            wasm: Some(plugins::rust_plugin_bytes("header_router")),
+            config: hr_config.clone(),
+            body: order_body(),
+            iterations: 200_000,
+        },
+        Case {
+            label: "Rust json-router",
+            wasm: Some(plugins::rust_plugin_bytes("json_router")),
+            config: BTreeMap::new(),
+            body: order_body(),
+            iterations: 50_000,
+        },
+        Case {
+            label: "Rust redact-pii",
+            wasm: Some(plugins::rust_plugin_bytes("redact_pii")),
+            config: BTreeMap::new(),
+            body: order_body(),
+            iterations: 50_000,
+        },
+        Case {
+            label: "Rust size-filter",
+            wasm: Some(plugins::rust_plugin_bytes("size_filter")),
+            config: config(&[("required", "id,region")]),
+            body: order_body(),
+            iterations: 100_000,
+        },
+        Case {
+            label: "Python header-router",
+            wasm: if quick {
+                None
+            } else {
+                read(plugins::python_header_router())
+            },
+            config: hr_config.clone(),
+            body: order_body(),
+            iterations: 20_000,
+        },
+        Case {
+            label: "JS header-router",
+            wasm: if quick {
+                None
+            } else {
+                read(plugins::js_header_router())
+            },
+            config: hr_config,
+            body: order_body(),
+            iterations: 20_000,
+        },
     ];
-    let ctx = RouteContext { exchange: "orders".into(), routing_key: "new".into(), delivery_count: 0, source: "bench".into() };
+    let ctx = RouteContext {
+        exchange: "orders".into(),
+        routing_key: "new".into(),
+        delivery_count: 0,
+        source: "bench".into(),
+    };
     let data = tempfile::tempdir().unwrap();
     let host = PluginHost::open(data.path(), HostConfig::default()).unwrap();
 
@@ -93,10 +156,16 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for case in &cases {
         let Some(wasm) = &case.wasm else {
-            println!("| {} | skipped (tool not installed) | | | | | |", case.label);
+            println!(
+                "| {} | skipped (tool not installed, or smoke run) | | | | | |",
+                case.label
+            );
             continue;
         };
-        let opts = DeployOptions { config: case.config.clone(), ..Default::default() };
+        let opts = DeployOptions {
+            config: case.config.clone(),
+            ..Default::default()
+        };
         let name = case.label.replace(' ', "-").to_lowercase();
         // Compile (cache miss) + type-check + first instance, on a disk-backed host.
         let t = Instant::now();
@@ -104,16 +173,27 @@ fn main() {
         let compile = t.elapsed();
         // Cached load: same bytes under another name → artifact cache hit.
         let t = Instant::now();
-        host.deploy(&format!("{name}-cached"), wasm, opts.clone()).unwrap();
+        host.deploy(&format!("{name}-cached"), wasm, opts.clone())
+            .unwrap();
         let cached = t.elapsed();
         let msg = message(case.body.clone());
         let kind = host.current(&name).unwrap().0;
-        let (mean, p99) = time_calls(case.iterations, || match kind {
-            PluginKind::Router => drop(std::hint::black_box(host.route(&name, &msg, &ctx).unwrap())),
-            PluginKind::Filter => drop(std::hint::black_box(host.filter(&name, &msg, &ctx).unwrap())),
-            PluginKind::Transform => drop(std::hint::black_box(host.transform(&name, &msg, &ctx).unwrap())),
+        let (mean, p99) = time_calls(case.iterations / scale, || match kind {
+            PluginKind::Router => {
+                drop(std::hint::black_box(host.route(&name, &msg, &ctx).unwrap()))
+            }
+            PluginKind::Filter => drop(std::hint::black_box(
+                host.filter(&name, &msg, &ctx).unwrap(),
+            )),
+            PluginKind::Transform => drop(std::hint::black_box(
+                host.transform(&name, &msg, &ctx).unwrap(),
+            )),
         });
-        let inst_iters = if wasm.len() > 1 << 20 { 20 } else { 500 };
+        let inst_iters = if wasm.len() > 1 << 20 {
+            20
+        } else {
+            500 / scale as u32 + 1
+        };
         let inst = host.measure_instantiation(&name, inst_iters).unwrap();
         println!(
             "| {} | {} KB | {} | {} | {} | {} | {} |",
@@ -129,7 +209,15 @@ fn main() {
 
     // Reload: deploy new versions (distinct bytes → real compiles) while a thread calls.
     let base = plugins::rust_plugin_bytes("test_echo_version");
-    host.deploy("reload", &base, DeployOptions { config: config(&[("version", "0")]), ..Default::default() }).unwrap();
+    host.deploy(
+        "reload",
+        &base,
+        DeployOptions {
+            config: config(&[("version", "0")]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let caller = {
         let (host, stop) = (host.clone(), stop.clone());
@@ -146,12 +234,21 @@ fn main() {
             (worst, calls)
         })
     };
-    let reloads = 10;
+    let reloads = if quick { 2 } else { 10 };
     let t = Instant::now();
     for i in 1..=reloads {
         let tag = i.to_string();
-        let wasm = plugins::with_custom_section(&base, &format!("bench-{tag}-{}", std::process::id()));
-        host.deploy("reload", &wasm, DeployOptions { config: config(&[("version", &tag)]), ..Default::default() }).unwrap();
+        let wasm =
+            plugins::with_custom_section(&base, &format!("bench-{tag}-{}", std::process::id()));
+        host.deploy(
+            "reload",
+            &wasm,
+            DeployOptions {
+                config: config(&[("version", &tag)]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     }
     let reload = t.elapsed() / reloads;
     stop.store(true, Ordering::Relaxed);

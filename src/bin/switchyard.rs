@@ -10,7 +10,11 @@ use switchyard::plugin::harness::{self, TestOptions};
 use switchyard::plugin::{PluginKind, PluginLimits};
 
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about = "A message broker programmable with WebAssembly")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A message broker programmable with WebAssembly"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -56,7 +56,10 @@ mod tests {
             .with_header("t", FieldValue::Timestamp(1_700_000_000))
             .with_header("b", FieldValue::Bytes(vec![0u8, 255].into()))
             .with_header("table", FieldValue::Table(nested))
-            .with_header("arr", FieldValue::Array(vec![FieldValue::Bool(true), FieldValue::Void]));
+            .with_header(
+                "arr",
+                FieldValue::Array(vec![FieldValue::Bool(true), FieldValue::Void]),
+            );
         msg.properties.correlation_id = Some("c-1".into());
         msg.properties.expiration_ms = Some(5000);
         let decoded = Message::decode(&msg.encode().unwrap()).unwrap();
@@ -66,7 +69,13 @@ mod tests {
     #[test]
     fn unknown_version_and_garbage_are_clear_errors() {
         assert!(matches!(Message::decode(&[]), Err(CodecError::Empty)));
-        assert!(matches!(Message::decode(&[9, 1, 2]), Err(CodecError::UnknownVersion(9))));
-        assert!(matches!(Message::decode(&[RECORD_VERSION, 0xc1]), Err(CodecError::Corrupt(_))));
+        assert!(matches!(
+            Message::decode(&[9, 1, 2]),
+            Err(CodecError::UnknownVersion(9))
+        ));
+        assert!(matches!(
+            Message::decode(&[RECORD_VERSION, 0xc1]),
+            Err(CodecError::Corrupt(_))
+        ));
     }
 }

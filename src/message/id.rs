@@ -70,7 +70,10 @@ mod tests {
     #[test]
     fn generated_ids_are_unique_and_sorted() {
         let ids: Vec<_> = (0..1000).map(|_| MessageId::generate()).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids must sort in generation order");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "ids must sort in generation order"
+        );
         assert!(ids.iter().all(|id| id.as_str().len() == 26));
     }
 }

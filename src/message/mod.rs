@@ -85,7 +85,11 @@ impl Message {
             &props.user_id,
             &props.app_id,
         ];
-        let props_len: usize = strings.iter().filter_map(|s| s.as_ref()).map(String::len).sum();
+        let props_len: usize = strings
+            .iter()
+            .filter_map(|s| s.as_ref())
+            .map(String::len)
+            .sum();
         self.body.len()
             + self.id.as_str().len()
             + props_len

@@ -26,7 +26,10 @@ pub enum FieldValue {
     U64(u64),
     F32(f32),
     F64(f64),
-    Decimal { scale: u8, value: u32 },
+    Decimal {
+        scale: u8,
+        value: u32,
+    },
     String(String),
     Bytes(Bytes),
     /// Seconds since the Unix epoch (AMQP's timestamp resolution).

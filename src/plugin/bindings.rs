@@ -79,7 +79,10 @@ impl StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -104,7 +107,11 @@ impl config::Host for StoreState {
     }
 
     fn get_all(&mut self) -> Vec<(String, String)> {
-        self.identity.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.identity
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -120,9 +127,14 @@ impl wit::Host for StoreState {}
 
 /// A linker with WASI (empty context) and our three host interfaces. The imports are the same
 /// for every world, so one linker serves all.
-pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<wasmtime::component::Linker<StoreState>> {
+pub(crate) fn linker(
+    engine: &wasmtime::Engine,
+) -> wasmtime::Result<wasmtime::component::Linker<StoreState>> {
     let mut linker = wasmtime::component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    router::Router::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(&mut linker, |s| s)?;
+    router::Router::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(
+        &mut linker,
+        |s| s,
+    )?;
     Ok(linker)
 }

@@ -27,11 +27,15 @@ impl ArtifactCache {
         // needed (a different build just misses the cache).
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(ArtifactCache { dir, engine_key: format!("{:016x}", hasher.finish()) })
+        Ok(ArtifactCache {
+            dir,
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
     }
 
     fn path(&self, content_hash: &str) -> PathBuf {
-        self.dir.join(format!("{content_hash}-{}.cwasm", self.engine_key))
+        self.dir
+            .join(format!("{content_hash}-{}.cwasm", self.engine_key))
     }
 
     /// Loads the artifact for `content_hash` if this host wrote one. `None` on a miss or on any
@@ -69,7 +73,11 @@ impl ArtifactCache {
     pub fn remove(&self, content_hash: &str) {
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(content_hash) {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(content_hash)
+                {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }

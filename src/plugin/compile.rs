@@ -59,11 +59,18 @@ pub(crate) fn compile(
     if let Some(component) = cache.and_then(|c| c.load(engine, content_hash)) {
         return Ok((component, true));
     }
-    let compile_err = |e: String| PluginError::Compile { plugin: plugin.to_string(), cause: e };
+    let compile_err = |e: String| PluginError::Compile {
+        plugin: plugin.to_string(),
+        cause: e,
+    };
     let component = match cache {
         Some(cache) => {
-            let artifact = engine.precompile_component(bytes).map_err(|e| compile_err(format!("{e:#}")))?;
-            cache.store(engine, content_hash, &artifact).map_err(compile_err)?
+            let artifact = engine
+                .precompile_component(bytes)
+                .map_err(|e| compile_err(format!("{e:#}")))?;
+            cache
+                .store(engine, content_hash, &artifact)
+                .map_err(compile_err)?
         }
         None => Component::new(engine, bytes).map_err(|e| compile_err(format!("{e:#}")))?,
     };
@@ -73,10 +80,17 @@ pub(crate) fn compile(
 /// The world a component implements, judged by its export names.
 pub(crate) fn infer_kind(engine: &Engine, component: &Component) -> Option<PluginKind> {
     let ty = component.component_type();
-    let names: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
-    [PluginKind::Router, PluginKind::Filter, PluginKind::Transform]
-        .into_iter()
-        .find(|k| names.iter().any(|n| n == k.export()))
+    let names: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    [
+        PluginKind::Router,
+        PluginKind::Filter,
+        PluginKind::Transform,
+    ]
+    .into_iter()
+    .find(|k| names.iter().any(|n| n == k.export()))
 }
 
 /// Resolves imports and type-checks exports against `kind`'s world (or the inferred one).
@@ -105,6 +119,7 @@ pub(crate) fn prepare(
     let instance_pre = linker
         .instantiate_pre(component)
         .map_err(|e| wrong(&expected, format!("imports: {e:#}")))?;
-    let pre = Pre::new(kind, instance_pre).map_err(|e| wrong(&expected, format!("exports: {e:#}")))?;
+    let pre =
+        Pre::new(kind, instance_pre).map_err(|e| wrong(&expected, format!("exports: {e:#}")))?;
     Ok((kind, pre))
 }

@@ -38,7 +38,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{DeployOptions, HostConfig, PluginError, PluginHost, PluginKind, PluginLimits, RouteContext, RouteVerdict, Target};
+use super::{
+    DeployOptions, HostConfig, PluginError, PluginHost, PluginKind, PluginLimits, RouteContext,
+    RouteVerdict, Target,
+};
 use crate::message::{FieldValue, Headers, Message, MessageId, Properties};
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,7 +83,9 @@ fn json_to_field(v: Value) -> FieldValue {
         },
         Value::String(s) => FieldValue::String(s),
         Value::Array(a) => FieldValue::Array(a.into_iter().map(json_to_field).collect()),
-        Value::Object(o) => FieldValue::Table(o.into_iter().map(|(k, v)| (k, json_to_field(v))).collect()),
+        Value::Object(o) => {
+            FieldValue::Table(o.into_iter().map(|(k, v)| (k, json_to_field(v))).collect())
+        }
     }
 }
 
@@ -91,11 +96,19 @@ fn field_to_json(v: &FieldValue) -> Value {
         FieldValue::F32(x) => json!(x),
         FieldValue::F64(x) => json!(x),
         FieldValue::U64(x) => json!(x),
-        FieldValue::Decimal { scale, value } => json!({"decimal": {"scale": scale, "value": value}}),
+        FieldValue::Decimal { scale, value } => {
+            json!({"decimal": {"scale": scale, "value": value}})
+        }
         FieldValue::String(s) => json!(s),
-        FieldValue::Bytes(b) => json!({"base64": base64::engine::general_purpose::STANDARD.encode(b)}),
+        FieldValue::Bytes(b) => {
+            json!({"base64": base64::engine::general_purpose::STANDARD.encode(b)})
+        }
         FieldValue::Timestamp(t) => json!(t),
-        FieldValue::Table(t) => Value::Object(t.iter().map(|(k, v)| (k.clone(), field_to_json(v))).collect()),
+        FieldValue::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), field_to_json(v)))
+                .collect(),
+        ),
         FieldValue::Array(a) => Value::Array(a.iter().map(field_to_json).collect()),
         other => json!(other.as_i64()),
     }
@@ -104,14 +117,22 @@ fn field_to_json(v: &FieldValue) -> Value {
 /// Parses one input line into a message and its routing context.
 pub fn parse_line(line: &str) -> Result<(Message, RouteContext), String> {
     let input: InputLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    let bodies = [input.body.is_some(), input.body_base64.is_some(), input.json.is_some()];
+    let bodies = [
+        input.body.is_some(),
+        input.body_base64.is_some(),
+        input.json.is_some(),
+    ];
     if bodies.iter().filter(|b| **b).count() > 1 {
         return Err("give at most one of body, body_base64, json".into());
     }
     let body = if let Some(text) = input.body {
         Bytes::from(text)
     } else if let Some(b64) = input.body_base64 {
-        Bytes::from(base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("body_base64: {e}"))?)
+        Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("body_base64: {e}"))?,
+        )
     } else if let Some(json) = input.json {
         Bytes::from(serde_json::to_vec(&json).map_err(|e| e.to_string())?)
     } else {
@@ -119,7 +140,10 @@ pub fn parse_line(line: &str) -> Result<(Message, RouteContext), String> {
     };
     let p = input.properties;
     let message = Message {
-        id: input.id.filter(|s| !s.is_empty()).map_or_else(MessageId::generate, MessageId::from),
+        id: input
+            .id
+            .filter(|s| !s.is_empty())
+            .map_or_else(MessageId::generate, MessageId::from),
         properties: Properties {
             content_type: p.content_type,
             content_encoding: p.content_encoding,
@@ -133,7 +157,11 @@ pub fn parse_line(line: &str) -> Result<(Message, RouteContext), String> {
             user_id: p.user_id,
             app_id: p.app_id,
         },
-        headers: input.headers.into_iter().map(|(k, v)| (k, json_to_field(v))).collect::<Headers>(),
+        headers: input
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k, json_to_field(v)))
+            .collect::<Headers>(),
         body,
     };
     Ok((message, input.context))
@@ -144,7 +172,15 @@ pub fn message_to_json(m: &Message) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), json!(m.id.as_str()));
     if !m.headers.is_empty() {
-        out.insert("headers".into(), Value::Object(m.headers.iter().map(|(k, v)| (k.clone(), field_to_json(v))).collect()));
+        out.insert(
+            "headers".into(),
+            Value::Object(
+                m.headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), field_to_json(v)))
+                    .collect(),
+            ),
+        );
     }
     if m.properties != Properties::default() {
         let p = &m.properties;
@@ -155,13 +191,21 @@ pub fn message_to_json(m: &Message) -> Value {
             "expiration_ms": p.expiration_ms, "timestamp": p.timestamp, "kind": p.kind,
             "user_id": p.user_id, "app_id": p.app_id,
         });
-        let props: Map<String, Value> =
-            props.as_object().into_iter().flatten().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let props: Map<String, Value> = props
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         out.insert("properties".into(), Value::Object(props));
     }
     match std::str::from_utf8(&m.body) {
         Ok(text) => out.insert("body".into(), json!(text)),
-        Err(_) => out.insert("body_base64".into(), json!(base64::engine::general_purpose::STANDARD.encode(&m.body))),
+        Err(_) => out.insert(
+            "body_base64".into(),
+            json!(base64::engine::general_purpose::STANDARD.encode(&m.body)),
+        ),
     };
     Value::Object(out)
 }
@@ -177,7 +221,9 @@ pub fn verdict_to_json(v: &RouteVerdict) -> Value {
                 .map(|d| {
                     let mut o = match &d.target {
                         Target::Queue(q) => json!({"queue": q}),
-                        Target::Exchange { name, routing_key } => json!({"exchange": name, "routing_key": routing_key}),
+                        Target::Exchange { name, routing_key } => {
+                            json!({"exchange": name, "routing_key": routing_key})
+                        }
                     };
                     if let Some(delay) = d.delay_ms {
                         o["delay_ms"] = json!(delay);
@@ -202,7 +248,12 @@ pub struct Summary {
 
 /// Runs every line of `input` through the deployed plugin `name` and writes a result per line.
 /// A line that does not parse yields an `{"error": {"kind": "input", ...}}` line.
-pub fn run(host: &PluginHost, name: &str, input: impl BufRead, mut out: impl Write) -> std::io::Result<Summary> {
+pub fn run(
+    host: &PluginHost,
+    name: &str,
+    input: impl BufRead,
+    mut out: impl Write,
+) -> std::io::Result<Summary> {
     let mut summary = Summary::default();
     let kind = host.current(name).map(|(k, _)| k);
     for (index, line) in input.lines().enumerate() {
@@ -219,7 +270,9 @@ pub fn run(host: &PluginHost, name: &str, input: impl BufRead, mut out: impl Wri
             Ok((msg, ctx)) => {
                 record.insert("id".into(), json!(msg.id.as_str()));
                 let verdict: Result<Value, PluginError> = match kind {
-                    Some(PluginKind::Filter) => host.filter(name, &msg, &ctx).map(|keep| json!({"type": "filter", "keep": keep})),
+                    Some(PluginKind::Filter) => host
+                        .filter(name, &msg, &ctx)
+                        .map(|keep| json!({"type": "filter", "keep": keep})),
                     Some(PluginKind::Transform) => host
                         .transform(name, &msg, &ctx)
                         .map(|m| json!({"type": "transform", "message": message_to_json(&m)})),
@@ -249,9 +302,25 @@ pub struct TestOptions {
 }
 
 /// Loads `wasm` into an in-memory host (no data directory) and runs `input` through it.
-pub fn run_file(wasm: &Path, input: impl BufRead, out: impl Write, opts: TestOptions) -> anyhow::Result<Summary> {
-    let host = PluginHost::in_memory(HostConfig { max_instances: 16, ..HostConfig::default() })?;
+pub fn run_file(
+    wasm: &Path,
+    input: impl BufRead,
+    out: impl Write,
+    opts: TestOptions,
+) -> anyhow::Result<Summary> {
+    let host = PluginHost::in_memory(HostConfig {
+        max_instances: 16,
+        ..HostConfig::default()
+    })?;
     let name = "test";
-    host.deploy_file(name, wasm, DeployOptions { kind: opts.kind, config: opts.config, limits: opts.limits })?;
+    host.deploy_file(
+        name,
+        wasm,
+        DeployOptions {
+            kind: opts.kind,
+            config: opts.config,
+            limits: opts.limits,
+        },
+    )?;
     Ok(run(&host, name, input, out)?)
 }

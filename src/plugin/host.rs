@@ -81,7 +81,9 @@ pub struct PluginHost {
 
 impl std::fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginHost").field("root", &self.inner.root).finish_non_exhaustive()
+        f.debug_struct("PluginHost")
+            .field("root", &self.inner.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,7 +110,9 @@ fn hash_hex(bytes: &[u8]) -> String {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl PluginHost {
@@ -161,7 +165,12 @@ impl PluginHost {
             .map(|(name, r)| (name.clone(), r.kind, r.current().clone()))
             .collect();
         for (name, kind, info) in records {
-            let loaded = host.inner.registry.lock().blob(&info.version).and_then(|bytes| host.load(&name, Some(kind), &info, &bytes));
+            let loaded = host
+                .inner
+                .registry
+                .lock()
+                .blob(&info.version)
+                .and_then(|bytes| host.load(&name, Some(kind), &info, &bytes));
             match loaded {
                 Ok(plugin) => {
                     host.inner.live.write().insert(name, plugin);
@@ -174,20 +183,44 @@ impl PluginHost {
     }
 
     fn stats_for(&self, name: &str) -> Arc<PluginStats> {
-        self.inner.stats.lock().entry(name.to_string()).or_default().clone()
+        self.inner
+            .stats
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
     }
 
     fn record_failure(&self, name: &str, e: &PluginError) {
         tracing::warn!(plugin = name, error = %e, "plugin version failed to load; previous version (if any) keeps serving");
         self.inner.failed_loads.fetch_add(1, Ordering::Relaxed);
-        self.inner.load_errors.lock().insert(name.to_string(), e.to_string());
+        self.inner
+            .load_errors
+            .lock()
+            .insert(name.to_string(), e.to_string());
     }
 
     /// Compiles (or loads from cache), type-checks and instantiates once. Caller holds `admin`.
-    fn load(&self, name: &str, kind: Option<PluginKind>, info: &VersionInfo, bytes: &[u8]) -> Result<Arc<LoadedPlugin>, PluginError> {
+    fn load(
+        &self,
+        name: &str,
+        kind: Option<PluginKind>,
+        info: &VersionInfo,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let inner = &self.inner;
-        let (component, cached) = compile::compile(&inner.engine, inner.cache.as_ref(), name, &info.version, bytes)?;
-        let counter = if cached { &inner.cache_hits } else { &inner.compiles };
+        let (component, cached) = compile::compile(
+            &inner.engine,
+            inner.cache.as_ref(),
+            name,
+            &info.version,
+            bytes,
+        )?;
+        let counter = if cached {
+            &inner.cache_hits
+        } else {
+            &inner.compiles
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         let (kind, pre) = compile::prepare(&inner.engine, &inner.linker, name, &component, kind)?;
         let identity = Arc::new(Identity {
@@ -213,7 +246,12 @@ impl PluginHost {
     ///
     /// Redeploying the serving version with the same config and limits is a no-op. On any
     /// failure the previous version keeps serving and the error is also kept for `load_error`.
-    pub fn deploy(&self, name: &str, wasm: &[u8], opts: DeployOptions) -> Result<VersionInfo, PluginError> {
+    pub fn deploy(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        opts: DeployOptions,
+    ) -> Result<VersionInfo, PluginError> {
         validate_name(name)?;
         let _admin = self.inner.admin.lock();
         let result = self.deploy_locked(name, wasm, opts);
@@ -227,13 +265,28 @@ impl PluginHost {
         result
     }
 
-    fn deploy_locked(&self, name: &str, wasm: &[u8], opts: DeployOptions) -> Result<VersionInfo, PluginError> {
+    fn deploy_locked(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        opts: DeployOptions,
+    ) -> Result<VersionInfo, PluginError> {
         let mut limits = opts.limits.unwrap_or(self.inner.config.default_limits);
-        limits.max_memory_bytes = limits.max_memory_bytes.min(self.inner.config.memory_ceiling);
-        let existing = self.inner.registry.lock().get(name).map(|r| (r.kind, r.current().clone()));
+        limits.max_memory_bytes = limits
+            .max_memory_bytes
+            .min(self.inner.config.memory_ceiling);
+        let existing = self
+            .inner
+            .registry
+            .lock()
+            .get(name)
+            .map(|r| (r.kind, r.current().clone()));
         let version = hash_hex(wasm);
         if let Some((_, current)) = &existing {
-            if current.version == version && current.config == opts.config && current.limits == limits {
+            if current.version == version
+                && current.config == opts.config
+                && current.limits == limits
+            {
                 return Ok(current.clone());
             }
         }
@@ -244,7 +297,11 @@ impl PluginHost {
         };
         if let (Some(wanted), Some((actual, _))) = (kind, &existing) {
             if wanted != *actual {
-                return Err(PluginError::WrongKind { plugin: name.to_string(), expected: wanted, actual: *actual });
+                return Err(PluginError::WrongKind {
+                    plugin: name.to_string(),
+                    expected: wanted,
+                    actual: *actual,
+                });
             }
         }
         let info = VersionInfo {
@@ -266,7 +323,12 @@ impl PluginHost {
     }
 
     /// Reads `path` and deploys it (see [`PluginHost::deploy`]).
-    pub fn deploy_file(&self, name: &str, path: impl AsRef<Path>, opts: DeployOptions) -> Result<VersionInfo, PluginError> {
+    pub fn deploy_file(
+        &self,
+        name: &str,
+        path: impl AsRef<Path>,
+        opts: DeployOptions,
+    ) -> Result<VersionInfo, PluginError> {
         let bytes = std::fs::read(path.as_ref())
             .map_err(|e| PluginError::Storage(format!("{}: {e}", path.as_ref().display())))?;
         self.deploy(name, &bytes, opts)
@@ -277,14 +339,23 @@ impl PluginHost {
         let _admin = self.inner.admin.lock();
         let (kind, previous) = {
             let registry = self.inner.registry.lock();
-            let record = registry.get(name).ok_or_else(|| PluginError::NotFound { plugin: name.to_string() })?;
+            let record = registry.get(name).ok_or_else(|| PluginError::NotFound {
+                plugin: name.to_string(),
+            })?;
             if record.history.len() < 2 {
-                return Err(PluginError::NoPreviousVersion { plugin: name.to_string() });
+                return Err(PluginError::NoPreviousVersion {
+                    plugin: name.to_string(),
+                });
             }
-            (record.kind, record.history[record.history.len() - 2].clone())
+            (
+                record.kind,
+                record.history[record.history.len() - 2].clone(),
+            )
         };
         let bytes = self.inner.registry.lock().blob(&previous.version)?;
-        let plugin = self.load(name, Some(kind), &previous, &bytes).inspect_err(|e| self.record_failure(name, e))?;
+        let plugin = self
+            .load(name, Some(kind), &previous, &bytes)
+            .inspect_err(|e| self.record_failure(name, e))?;
         self.inner.registry.lock().pop(name)?;
         self.inner.live.write().insert(name.to_string(), plugin);
         tracing::info!(plugin = name, version = %previous.version, "plugin rolled back");
@@ -306,13 +377,21 @@ impl PluginHost {
 
     /// Every registered plugin, by name.
     pub fn list(&self) -> Vec<PluginInfo> {
-        let names: Vec<String> = self.inner.registry.lock().all().map(|(n, _)| n.clone()).collect();
+        let names: Vec<String> = self
+            .inner
+            .registry
+            .lock()
+            .all()
+            .map(|(n, _)| n.clone())
+            .collect();
         names.iter().filter_map(|n| self.show(n).ok()).collect()
     }
 
     pub fn show(&self, name: &str) -> Result<PluginInfo, PluginError> {
         let registry = self.inner.registry.lock();
-        let record = registry.get(name).ok_or_else(|| PluginError::NotFound { plugin: name.to_string() })?;
+        let record = registry.get(name).ok_or_else(|| PluginError::NotFound {
+            plugin: name.to_string(),
+        })?;
         Ok(PluginInfo {
             name: name.to_string(),
             kind: record.kind,
@@ -342,30 +421,60 @@ impl PluginHost {
 
     /// The kind and serving version of `name`, if it is loaded.
     pub fn current(&self, name: &str) -> Option<(PluginKind, String)> {
-        self.inner.live.read().get(name).map(|p| (p.kind, p.identity.version.to_string()))
+        self.inner
+            .live
+            .read()
+            .get(name)
+            .map(|p| (p.kind, p.identity.version.to_string()))
     }
 
     /// Idle warm instances of the serving version (observability and tests).
     pub fn idle_instances(&self, name: &str) -> usize {
-        self.inner.live.read().get(name).map_or(0, |p| p.idle_instances())
+        self.inner
+            .live
+            .read()
+            .get(name)
+            .map_or(0, |p| p.idle_instances())
     }
 
     fn live(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
-        self.inner.live.read().get(name).cloned().ok_or_else(|| PluginError::NotFound { plugin: name.to_string() })
+        self.inner
+            .live
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound {
+                plugin: name.to_string(),
+            })
     }
 
     /// Runs router `name`. Synchronous; bounded by the plugin's deadline.
-    pub fn route(&self, name: &str, msg: &Message, ctx: &RouteContext) -> Result<RouteVerdict, PluginError> {
+    pub fn route(
+        &self,
+        name: &str,
+        msg: &Message,
+        ctx: &RouteContext,
+    ) -> Result<RouteVerdict, PluginError> {
         self.live(name)?.route(msg, ctx)
     }
 
     /// Runs filter `name`: `true` keeps the message.
-    pub fn filter(&self, name: &str, msg: &Message, ctx: &RouteContext) -> Result<bool, PluginError> {
+    pub fn filter(
+        &self,
+        name: &str,
+        msg: &Message,
+        ctx: &RouteContext,
+    ) -> Result<bool, PluginError> {
         self.live(name)?.filter(msg, ctx)
     }
 
     /// Runs transform `name` and returns the rewritten message.
-    pub fn transform(&self, name: &str, msg: &Message, ctx: &RouteContext) -> Result<Message, PluginError> {
+    pub fn transform(
+        &self,
+        name: &str,
+        msg: &Message,
+        ctx: &RouteContext,
+    ) -> Result<Message, PluginError> {
         self.live(name)?.transform(msg, ctx)
     }
 }
@@ -374,7 +483,11 @@ impl PluginHost {
     /// Creates and drops `iterations` fresh instances of the serving version of `name` and
     /// returns the mean time per instantiation. For benchmarks and diagnostics; calls in flight
     /// are unaffected.
-    pub fn measure_instantiation(&self, name: &str, iterations: u32) -> Result<std::time::Duration, PluginError> {
+    pub fn measure_instantiation(
+        &self,
+        name: &str,
+        iterations: u32,
+    ) -> Result<std::time::Duration, PluginError> {
         let plugin = self.live(name)?;
         let started = std::time::Instant::now();
         for _ in 0..iterations {

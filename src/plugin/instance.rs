@@ -119,10 +119,15 @@ impl LoadedPlugin {
 
     /// Makes a fresh instance. Instantiation runs guest start code, so it gets a deadline too.
     fn instantiate(&self) -> Result<Worker, PluginError> {
-        let mut store =
-            Store::new(&self.engine, StoreState::new(self.identity.clone(), self.limits.max_memory_bytes));
+        let mut store = Store::new(
+            &self.engine,
+            StoreState::new(self.identity.clone(), self.limits.max_memory_bytes),
+        );
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(deadline_ticks(self.limits.timeout.max(Duration::from_secs(1)), self.tick));
+        store.set_epoch_deadline(deadline_ticks(
+            self.limits.timeout.max(Duration::from_secs(1)),
+            self.tick,
+        ));
         store.epoch_deadline_trap();
         let bound = match &self.pre {
             Pre::Filter(p) => p.instantiate(&mut store).map(Bound::Filter),
@@ -162,7 +167,11 @@ impl LoadedPlugin {
 
     fn check_kind(&self, expected: PluginKind) -> Result<(), PluginError> {
         if self.kind != expected {
-            return Err(PluginError::WrongKind { plugin: self.name(), expected, actual: self.kind });
+            return Err(PluginError::WrongKind {
+                plugin: self.name(),
+                expected,
+                actual: self.kind,
+            });
         }
         Ok(())
     }
@@ -183,14 +192,20 @@ impl LoadedPlugin {
             data.message_id.clear();
             data.message_id.push_str(msg.id.as_str());
         }
-        worker.store.set_epoch_deadline(deadline_ticks(self.limits.timeout, self.tick));
+        worker
+            .store
+            .set_epoch_deadline(deadline_ticks(self.limits.timeout, self.tick));
         let store = &mut worker.store;
         let result = match &worker.bound {
-            Bound::Filter(b) => b.call_filter(&mut *store, &wit_msg, &wit_ctx).map(|r| r.map(Raw::Filter)),
-            Bound::Transform(b) => {
-                b.call_transform(&mut *store, &wit_msg, &wit_ctx).map(|r| r.map(Raw::Transform))
-            }
-            Bound::Router(b) => b.call_route(&mut *store, &wit_msg, &wit_ctx).map(|r| r.map(Raw::Router)),
+            Bound::Filter(b) => b
+                .call_filter(&mut *store, &wit_msg, &wit_ctx)
+                .map(|r| r.map(Raw::Filter)),
+            Bound::Transform(b) => b
+                .call_transform(&mut *store, &wit_msg, &wit_ctx)
+                .map(|r| r.map(Raw::Transform)),
+            Bound::Router(b) => b
+                .call_route(&mut *store, &wit_msg, &wit_ctx)
+                .map(|r| r.map(Raw::Router)),
         };
         let elapsed = started.elapsed();
         match result {
@@ -270,7 +285,11 @@ impl LoadedPlugin {
     }
 
     fn invalid(&self, cause: String) -> PluginError {
-        PluginError::InvalidOutput { plugin: self.name(), version: self.version(), cause }
+        PluginError::InvalidOutput {
+            plugin: self.name(),
+            version: self.version(),
+            cause,
+        }
     }
 
     pub fn filter(&self, msg: &Message, ctx: &RouteContext) -> Result<bool, PluginError> {

@@ -13,7 +13,10 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub fn new(max_bytes: usize) -> Self {
-        MemoryLimiter { max_bytes, hit: false }
+        MemoryLimiter {
+            max_bytes,
+            hit: false,
+        }
     }
 }
 

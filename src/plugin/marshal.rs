@@ -15,7 +15,11 @@ pub(crate) fn message_to_wit(msg: &Message) -> wit::Message {
     wit::Message {
         id: msg.id.as_str().to_owned(),
         properties: properties_to_wit(&msg.properties),
-        headers: msg.headers.iter().map(|(k, v)| (k.clone(), value_to_wit(v))).collect(),
+        headers: msg
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), value_to_wit(v)))
+            .collect(),
         body: msg.body.to_vec(),
     }
 }
@@ -76,9 +80,10 @@ fn value_to_wit(v: &FieldValue) -> wit::HeaderValue {
         FieldValue::U64(x) => H::Uint64(*x),
         FieldValue::F32(x) => H::Float32(*x),
         FieldValue::F64(x) => H::Float64(*x),
-        FieldValue::Decimal { scale, value } => {
-            H::Decimal(wit::Decimal { scale: *scale, value: *value })
-        }
+        FieldValue::Decimal { scale, value } => H::Decimal(wit::Decimal {
+            scale: *scale,
+            value: *value,
+        }),
         FieldValue::String(s) => H::Text(s.clone()),
         FieldValue::Bytes(b) => H::Bytes(b.to_vec()),
         FieldValue::Timestamp(t) => H::Timestamp(*t),
@@ -103,7 +108,10 @@ fn value_from_wit(v: wit::HeaderValue) -> Result<FieldValue, String> {
         H::Uint64(x) => FieldValue::U64(x),
         H::Float32(x) => FieldValue::F32(x),
         H::Float64(x) => FieldValue::F64(x),
-        H::Decimal(d) => FieldValue::Decimal { scale: d.scale, value: d.value },
+        H::Decimal(d) => FieldValue::Decimal {
+            scale: d.scale,
+            value: d.value,
+        },
         H::Text(s) => FieldValue::String(s),
         H::Bytes(b) => FieldValue::Bytes(Bytes::from(b)),
         H::Timestamp(t) => FieldValue::Timestamp(t),
@@ -144,9 +152,10 @@ pub(crate) fn verdict_from_wit(v: wit::Verdict) -> Result<RouteVerdict, String> 
                     Ok(Destination {
                         target: match d.target {
                             wit::Target::Queue(q) => Target::Queue(q),
-                            wit::Target::Exchange(x) => {
-                                Target::Exchange { name: x.name, routing_key: x.routing_key }
-                            }
+                            wit::Target::Exchange(x) => Target::Exchange {
+                                name: x.name,
+                                routing_key: x.routing_key,
+                            },
                         },
                         message: d.message.map(message_from_wit).transpose()?,
                         delay_ms: d.delay_ms,
@@ -159,7 +168,13 @@ pub(crate) fn verdict_from_wit(v: wit::Verdict) -> Result<RouteVerdict, String> 
 
 /// Bytes a returned WIT message occupies, roughly (what the output limit counts).
 pub(crate) fn wit_message_size(m: &wit::Message) -> usize {
-    m.id.len() + m.body.len() + m.headers.iter().map(|(k, v)| k.len() + value_size(v)).sum::<usize>() + 64
+    m.id.len()
+        + m.body.len()
+        + m.headers
+            .iter()
+            .map(|(k, v)| k.len() + value_size(v))
+            .sum::<usize>()
+        + 64
 }
 
 fn value_size(v: &wit::HeaderValue) -> usize {

@@ -38,5 +38,7 @@ pub use error::PluginError;
 pub use host::{DeployOptions, HostStats, PluginHost, PluginInfo};
 pub use registry::VersionInfo;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
-pub use types::{Destination, HostConfig, PluginKind, PluginLimits, RouteContext, RouteVerdict, Target};
+pub use types::{
+    Destination, HostConfig, PluginKind, PluginLimits, RouteContext, RouteVerdict, Target,
+};
 pub use watch::DirWatcher;

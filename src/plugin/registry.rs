@@ -60,19 +60,26 @@ pub(crate) fn validate_name(name: &str) -> Result<(), PluginError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(PluginError::InvalidName { name: name.to_string() })
+        Err(PluginError::InvalidName {
+            name: name.to_string(),
+        })
     }
 }
 
 impl Registry {
     /// Opens (or creates) the registry under `root`; `None` keeps everything in memory.
     pub fn open(root: Option<&Path>) -> Result<Self, PluginError> {
-        let mut registry =
-            Registry { root: root.map(Path::to_path_buf), file: RegistryFile::default(), mem_blobs: HashMap::new() };
+        let mut registry = Registry {
+            root: root.map(Path::to_path_buf),
+            file: RegistryFile::default(),
+            mem_blobs: HashMap::new(),
+        };
         if let Some(root) = root {
             std::fs::create_dir_all(root.join("blobs"))?;
             let path = root.join("registry.json");
@@ -109,7 +116,9 @@ impl Registry {
                 }
             }
             None => {
-                self.mem_blobs.entry(hash.to_string()).or_insert_with(|| bytes.to_vec());
+                self.mem_blobs
+                    .entry(hash.to_string())
+                    .or_insert_with(|| bytes.to_vec());
             }
         }
         Ok(())
@@ -127,11 +136,19 @@ impl Registry {
     }
 
     /// Appends a deployment (creating the plugin) and persists.
-    pub fn push(&mut self, name: &str, kind: PluginKind, info: VersionInfo) -> Result<(), PluginError> {
+    pub fn push(
+        &mut self,
+        name: &str,
+        kind: PluginKind,
+        info: VersionInfo,
+    ) -> Result<(), PluginError> {
         self.file
             .plugins
             .entry(name.to_string())
-            .or_insert_with(|| PluginRecord { kind, history: Vec::new() })
+            .or_insert_with(|| PluginRecord {
+                kind,
+                history: Vec::new(),
+            })
             .history
             .push(info);
         self.save()
@@ -139,9 +156,17 @@ impl Registry {
 
     /// Drops the current deployment, making the previous one current, and persists.
     pub fn pop(&mut self, name: &str) -> Result<VersionInfo, PluginError> {
-        let record = self.file.plugins.get_mut(name).ok_or_else(|| PluginError::NotFound { plugin: name.to_string() })?;
+        let record = self
+            .file
+            .plugins
+            .get_mut(name)
+            .ok_or_else(|| PluginError::NotFound {
+                plugin: name.to_string(),
+            })?;
         if record.history.len() < 2 {
-            return Err(PluginError::NoPreviousVersion { plugin: name.to_string() });
+            return Err(PluginError::NoPreviousVersion {
+                plugin: name.to_string(),
+            });
         }
         let popped = record.history.pop().expect("len checked");
         self.save()?;
@@ -152,17 +177,30 @@ impl Registry {
     /// Removes a plugin and persists. Returns the content hashes it referenced that no other
     /// deployment references any more (their blobs are deleted; the caller drops artifacts).
     pub fn remove(&mut self, name: &str) -> Result<Vec<String>, PluginError> {
-        let record = self.file.plugins.remove(name).ok_or_else(|| PluginError::NotFound { plugin: name.to_string() })?;
+        let record = self
+            .file
+            .plugins
+            .remove(name)
+            .ok_or_else(|| PluginError::NotFound {
+                plugin: name.to_string(),
+            })?;
         self.save()?;
         let mut hashes: Vec<String> = record.history.into_iter().map(|v| v.version).collect();
         hashes.sort();
         hashes.dedup();
-        Ok(hashes.into_iter().filter(|h| self.collect_garbage(h)).collect())
+        Ok(hashes
+            .into_iter()
+            .filter(|h| self.collect_garbage(h))
+            .collect())
     }
 
     /// Deletes the blob of `hash` if no deployment references it. Returns whether it did.
     fn collect_garbage(&mut self, hash: &str) -> bool {
-        let referenced = self.file.plugins.values().any(|r| r.history.iter().any(|v| v.version == hash));
+        let referenced = self
+            .file
+            .plugins
+            .values()
+            .any(|r| r.history.iter().any(|v| v.version == hash));
         if referenced {
             return false;
         }
@@ -178,10 +216,13 @@ impl Registry {
     }
 
     fn save(&self) -> Result<(), PluginError> {
-        let Some(root) = &self.root else { return Ok(()) };
+        let Some(root) = &self.root else {
+            return Ok(());
+        };
         let path = root.join("registry.json");
         let tmp = root.join(format!("registry.json.tmp{}", std::process::id()));
-        let json = serde_json::to_vec_pretty(&self.file).map_err(|e| PluginError::Storage(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&self.file)
+            .map_err(|e| PluginError::Storage(e.to_string()))?;
         std::fs::write(&tmp, json)?;
         std::fs::rename(&tmp, &path)?;
         Ok(())

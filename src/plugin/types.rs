@@ -53,7 +53,9 @@ impl std::str::FromStr for PluginKind {
             "filter" => Ok(PluginKind::Filter),
             "transform" => Ok(PluginKind::Transform),
             "router" | "route" => Ok(PluginKind::Router),
-            other => Err(format!("unknown world {other:?}: expected filter, transform or router")),
+            other => Err(format!(
+                "unknown world {other:?}: expected filter, transform or router"
+            )),
         }
     }
 }

@@ -41,7 +41,9 @@ type Stamp = (Option<SystemTime>, u64, Option<SystemTime>);
 
 fn stamp(wasm: &Path, sidecar: &Path) -> Option<Stamp> {
     let meta = std::fs::metadata(wasm).ok()?;
-    let side = std::fs::metadata(sidecar).ok().and_then(|m| m.modified().ok());
+    let side = std::fs::metadata(sidecar)
+        .ok()
+        .and_then(|m| m.modified().ok());
     Some((meta.modified().ok(), meta.len(), side))
 }
 
@@ -63,26 +65,45 @@ struct Scanner {
 impl Scanner {
     /// One pass over `dir`: deploys new and changed files. Returns the results of the deploys it
     /// attempted, by plugin name.
-    fn scan(&mut self, host: &PluginHost, dir: &Path) -> Vec<(String, Result<String, PluginError>)> {
+    fn scan(
+        &mut self,
+        host: &PluginHost,
+        dir: &Path,
+    ) -> Vec<(String, Result<String, PluginError>)> {
         let mut results = Vec::new();
-        let Ok(entries) = std::fs::read_dir(dir) else { return results };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return results;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
                 continue;
             }
-            let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+            let Some(name) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_string)
+            else {
                 continue;
             };
             let sidecar = dir.join(format!("{name}.config.json"));
-            let Some(now) = stamp(&path, &sidecar) else { continue };
+            let Some(now) = stamp(&path, &sidecar) else {
+                continue;
+            };
             if self.seen.get(&path) == Some(&now) {
                 continue;
             }
             self.seen.insert(path.clone(), now);
             let result = read_config(&sidecar).and_then(|config| {
-                host.deploy_file(&name, &path, DeployOptions { config, ..Default::default() })
-                    .map(|info| info.version)
+                host.deploy_file(
+                    &name,
+                    &path,
+                    DeployOptions {
+                        config,
+                        ..Default::default()
+                    },
+                )
+                .map(|info| info.version)
             });
             if let Err(e) = &result {
                 tracing::warn!(plugin = %name, file = %path.display(), error = %e, "watched plugin failed to load");
@@ -102,24 +123,33 @@ impl PluginHost {
 
     /// Starts a thread that polls `dir` every `interval` and deploys new and changed files. The
     /// first poll happens immediately. Dropping the returned handle stops the thread.
-    pub fn watch_dir(&self, dir: impl Into<PathBuf>, interval: Duration) -> std::io::Result<DirWatcher> {
+    pub fn watch_dir(
+        &self,
+        dir: impl Into<PathBuf>,
+        interval: Duration,
+    ) -> std::io::Result<DirWatcher> {
         let dir = dir.into();
         let host = self.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new().name("plugin-watch".into()).spawn(move || {
-            let mut scanner = Scanner::default();
-            while !flag.load(Ordering::Relaxed) {
-                scanner.scan(&host, &dir);
-                // Sleep in small steps so that dropping the handle returns promptly.
-                let mut slept = Duration::ZERO;
-                while slept < interval && !flag.load(Ordering::Relaxed) {
-                    let step = Duration::from_millis(20).min(interval - slept);
-                    std::thread::sleep(step);
-                    slept += step;
+        let thread = std::thread::Builder::new()
+            .name("plugin-watch".into())
+            .spawn(move || {
+                let mut scanner = Scanner::default();
+                while !flag.load(Ordering::Relaxed) {
+                    scanner.scan(&host, &dir);
+                    // Sleep in small steps so that dropping the handle returns promptly.
+                    let mut slept = Duration::ZERO;
+                    while slept < interval && !flag.load(Ordering::Relaxed) {
+                        let step = Duration::from_millis(20).min(interval - slept);
+                        std::thread::sleep(step);
+                        slept += step;
+                    }
                 }
-            }
-        })?;
-        Ok(DirWatcher { stop, thread: Some(thread) })
+            })?;
+        Ok(DirWatcher {
+            stop,
+            thread: Some(thread),
+        })
     }
 }

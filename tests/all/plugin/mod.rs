@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use switchyard::plugin::{DeployOptions, HostConfig, PluginHost, PluginLimits, RouteVerdict, Target};
+use switchyard::plugin::{
+    DeployOptions, HostConfig, PluginHost, PluginLimits, RouteVerdict, Target,
+};
 
 /// A host with a small instance pool (tests run many hosts in one process) and a fast tick.
 ///
@@ -21,7 +23,10 @@ pub fn host_config() -> HostConfig {
     HostConfig {
         max_instances: 48,
         epoch_tick: Duration::from_millis(2),
-        default_limits: PluginLimits { timeout: Duration::from_secs(5), ..PluginLimits::default() },
+        default_limits: PluginLimits {
+            timeout: Duration::from_secs(5),
+            ..PluginLimits::default()
+        },
         ..HostConfig::default()
     }
 }
@@ -35,15 +40,24 @@ pub fn memory_host() -> PluginHost {
 }
 
 pub fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 pub fn with_config(pairs: &[(&str, &str)]) -> DeployOptions {
-    DeployOptions { config: config(pairs), ..DeployOptions::default() }
+    DeployOptions {
+        config: config(pairs),
+        ..DeployOptions::default()
+    }
 }
 
 pub fn with_limits(limits: PluginLimits) -> DeployOptions {
-    DeployOptions { limits: Some(limits), ..DeployOptions::default() }
+    DeployOptions {
+        limits: Some(limits),
+        ..DeployOptions::default()
+    }
 }
 
 /// The queue names of a `Deliver` verdict, in order; panics on other verdicts.

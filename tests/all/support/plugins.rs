@@ -38,12 +38,24 @@ fn clean_command(program: &str) -> Command {
     let mut cmd = Command::new(program);
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        let keep = ["CARGO_HOME", "CARGO_NET_", "CARGO_HTTP_", "CARGO_REGISTRIES_", "CARGO_TERM_"]
-            .iter()
-            .any(|p| key.starts_with(p));
+        let keep = [
+            "CARGO_HOME",
+            "CARGO_NET_",
+            "CARGO_HTTP_",
+            "CARGO_REGISTRIES_",
+            "CARGO_TERM_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p));
         let cargo_var = key.starts_with("CARGO_") || key == "CARGO";
-        let rust_flags = ["RUSTFLAGS", "RUSTDOCFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTC"]
-            .contains(&key.as_str());
+        let rust_flags = [
+            "RUSTFLAGS",
+            "RUSTDOCFLAGS",
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "RUSTC",
+        ]
+        .contains(&key.as_str());
         if (cargo_var && !keep) || rust_flags {
             cmd.env_remove(&key);
         }
@@ -59,7 +71,10 @@ fn build_rust() -> Result<PathBuf, String> {
             .output()
             .map_err(|e| format!("running cargo: {e}"))?;
         if !out.status.success() {
-            return Err(format!("plugin build failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "plugin build failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(plugins_dir().join("target/wasm32-wasip2/release"))
     })
@@ -68,7 +83,10 @@ fn build_rust() -> Result<PathBuf, String> {
 /// Path of Rust plugin `crate_name`'s component (e.g. `header_router`, `test_looper`).
 pub fn rust_plugin(crate_name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let dir = BUILT.get_or_init(build_rust).as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let dir = BUILT
+        .get_or_init(build_rust)
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
     let path = dir.join(format!("{crate_name}.wasm"));
     assert!(path.is_file(), "{} was not built", path.display());
     path
@@ -79,7 +97,11 @@ pub fn rust_plugin_bytes(crate_name: &str) -> Vec<u8> {
 }
 
 fn tool_works(program: &str, arg: &str) -> bool {
-    Command::new(program).arg(arg).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn newer_than(output: &Path, input: &Path) -> bool {
@@ -95,17 +117,31 @@ fn build_python() -> Result<Option<PathBuf>, String> {
     let dir = plugins_dir().join("python/header_router");
     let out = dir.join("out/header_router.wasm");
     with_file_lock("python-build", || {
-        if newer_than(&out, &dir.join("app.py")) && newer_than(&out, &repo_root().join("wit/plugin.wit")) {
+        if newer_than(&out, &dir.join("app.py"))
+            && newer_than(&out, &repo_root().join("wit/plugin.wit"))
+        {
             return Ok(Some(out.clone()));
         }
         std::fs::create_dir_all(dir.join("out")).map_err(|e| e.to_string())?;
         let status = Command::new("componentize-py")
-            .args(["-d", "../../../wit", "-w", "router", "componentize", "app", "-o", "out/header_router.wasm"])
+            .args([
+                "-d",
+                "../../../wit",
+                "-w",
+                "router",
+                "componentize",
+                "app",
+                "-o",
+                "out/header_router.wasm",
+            ])
             .current_dir(&dir)
             .output()
             .map_err(|e| e.to_string())?;
         if !status.status.success() {
-            return Err(format!("componentize-py failed:\n{}", String::from_utf8_lossy(&status.stderr)));
+            return Err(format!(
+                "componentize-py failed:\n{}",
+                String::from_utf8_lossy(&status.stderr)
+            ));
         }
         Ok(Some(out.clone()))
     })
@@ -114,30 +150,51 @@ fn build_python() -> Result<Option<PathBuf>, String> {
 /// The Python header router, or `None` (after printing why) when componentize-py is missing.
 pub fn python_header_router() -> Option<PathBuf> {
     static BUILT: OnceLock<Result<Option<PathBuf>, String>> = OnceLock::new();
-    BUILT.get_or_init(build_python).clone().unwrap_or_else(|e| panic!("{e}"))
+    BUILT
+        .get_or_init(build_python)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn build_js() -> Result<Option<PathBuf>, String> {
     let dir = plugins_dir().join("js/header-router");
     let cli = dir.join("node_modules/@bytecodealliance/componentize-js/src/cli.js");
     if !cli.is_file() || !tool_works("node", "--version") {
-        println!("skipped: node or componentize-js (node_modules) not installed, run scripts/test.sh");
+        println!(
+            "skipped: node or componentize-js (node_modules) not installed, run scripts/test.sh"
+        );
         return Ok(None);
     }
     let out = dir.join("out/header_router.wasm");
     with_file_lock("js-build", || {
-        if newer_than(&out, &dir.join("app.js")) && newer_than(&out, &repo_root().join("wit/plugin.wit")) {
+        if newer_than(&out, &dir.join("app.js"))
+            && newer_than(&out, &repo_root().join("wit/plugin.wit"))
+        {
             return Ok(Some(out.clone()));
         }
         std::fs::create_dir_all(dir.join("out")).map_err(|e| e.to_string())?;
         let status = Command::new("node")
             .arg(&cli)
-            .args(["app.js", "--wit", "../../../wit", "-n", "router", "-d", "http", "fetch-event", "-o", "out/header_router.wasm"])
+            .args([
+                "app.js",
+                "--wit",
+                "../../../wit",
+                "-n",
+                "router",
+                "-d",
+                "http",
+                "fetch-event",
+                "-o",
+                "out/header_router.wasm",
+            ])
             .current_dir(&dir)
             .output()
             .map_err(|e| e.to_string())?;
         if !status.status.success() {
-            return Err(format!("componentize-js failed:\n{}", String::from_utf8_lossy(&status.stderr)));
+            return Err(format!(
+                "componentize-js failed:\n{}",
+                String::from_utf8_lossy(&status.stderr)
+            ));
         }
         Ok(Some(out.clone()))
     })
@@ -146,7 +203,10 @@ fn build_js() -> Result<Option<PathBuf>, String> {
 /// The JavaScript header router, or `None` (after printing why) when node_modules is missing.
 pub fn js_header_router() -> Option<PathBuf> {
     static BUILT: OnceLock<Result<Option<PathBuf>, String>> = OnceLock::new();
-    BUILT.get_or_init(build_js).clone().unwrap_or_else(|e| panic!("{e}"))
+    BUILT
+        .get_or_init(build_js)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `bytes` with a custom section appended: a different content hash, same behaviour. Lets a
