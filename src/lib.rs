@@ -11,8 +11,11 @@
 //!   durability modes, the group-commit flusher.
 //! - [`queue`]: the durable queue engine — queues, consumers, deliveries, retry, dead-letter,
 //!   TTL, max-length, dedup, redrive, restart recovery.
-//! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers) and
-//!   plugin-driven routing.
+//! - [`plugin`]: the WebAssembly plugin host — filter, transform and route plugins under limits,
+//!   with a persisted registry and hot reload. No wasmtime types in its API.
+//! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers).
+//! - [`broker`]: routing decisions over exchanges and plugins, committed atomically into the
+//!   queues; failure policies, circuit breakers, dry runs, replay of dead letters.
 //!
 //! See `ARCHITECTURE.md` for a message's path from publish to ack.
 

@@ -3,4 +3,5 @@
 mod support;
 
 mod broker;
+mod plugin;
 mod queue;

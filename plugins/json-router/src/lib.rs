@@ -19,7 +19,11 @@ use switchyard::plugin::types::{Destination, HeaderValue, Target};
 struct JsonRouter;
 
 fn to_queue(name: String, message: Option<Message>) -> Destination {
-    Destination { target: Target::Queue(name), message, delay_ms: None }
+    Destination {
+        target: Target::Queue(name),
+        message,
+        delay_ms: None,
+    }
 }
 
 impl Guest for JsonRouter {
@@ -32,17 +36,21 @@ impl Guest for JsonRouter {
             return Ok(Verdict::DeadLetter("order has no region".to_string()));
         };
         let amount = order.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
-        let threshold: f64 =
-            config::get("threshold").and_then(|s| s.parse().ok()).unwrap_or(1000.0);
+        let threshold: f64 = config::get("threshold")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1000.0);
 
         let slim_body = json!({ "id": order.get("id"), "region": region, "amount": amount });
         let mut slim = Message {
             id: msg.id.clone(),
             properties: msg.properties.clone(),
             headers: msg.headers.clone(),
-            body: serde_json::to_vec(&slim_body).map_err(|e| PluginError { message: e.to_string() })?,
+            body: serde_json::to_vec(&slim_body).map_err(|e| PluginError {
+                message: e.to_string(),
+            })?,
         };
-        slim.headers.push(("x-slimmed".to_string(), HeaderValue::Boolean(true)));
+        slim.headers
+            .push(("x-slimmed".to_string(), HeaderValue::Boolean(true)));
 
         let mut out = vec![to_queue(format!("orders.{region}"), None)];
         if amount >= threshold {

@@ -49,9 +49,12 @@ impl Guest for RedactPii {
         };
         let count = redact(&mut body, &fields, &mask);
         if count > 0 {
-            msg.body = serde_json::to_vec(&body).map_err(|e| PluginError { message: e.to_string() })?;
+            msg.body = serde_json::to_vec(&body).map_err(|e| PluginError {
+                message: e.to_string(),
+            })?;
             msg.headers.retain(|(k, _)| k != "x-redacted");
-            msg.headers.push(("x-redacted".to_string(), HeaderValue::Uint32(count)));
+            msg.headers
+                .push(("x-redacted".to_string(), HeaderValue::Uint32(count)));
         }
         Ok(msg)
     }

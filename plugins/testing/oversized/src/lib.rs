@@ -6,9 +6,16 @@ use switchyard::plugin::types::{Destination, Target};
 struct Oversized;
 impl Guest for Oversized {
     fn route(msg: Message, _ctx: RouteContext) -> Result<Verdict, PluginError> {
-        let size: usize = config::get("size").and_then(|s| s.parse().ok()).unwrap_or(4 << 20);
-        let copies: usize = config::get("copies").and_then(|s| s.parse().ok()).unwrap_or(4);
-        let big = Message { body: vec![b'x'; size], ..msg };
+        let size: usize = config::get("size")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(4 << 20);
+        let copies: usize = config::get("copies")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(4);
+        let big = Message {
+            body: vec![b'x'; size],
+            ..msg
+        };
         let destinations = (0..copies)
             .map(|i| Destination {
                 target: Target::Queue(format!("q{i}")),

@@ -7,7 +7,9 @@ impl Guest for Trapper {
     fn route(msg: Message, _ctx: RouteContext) -> Result<Verdict, PluginError> {
         match msg.body.as_slice() {
             b"trap" => panic!("asked to trap"),
-            b"error" => Err(PluginError { message: "asked to fail".to_string() }),
+            b"error" => Err(PluginError {
+                message: "asked to fail".to_string(),
+            }),
             _ => Ok(Verdict::Deliver(vec![Destination {
                 target: Target::Queue("ok".to_string()),
                 message: None,
