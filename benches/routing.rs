@@ -1,6 +1,7 @@
 //! Publish → route → enqueue throughput for each exchange type and for a WASM router.
 //!
-//! `cargo bench --bench routing [-- --messages N]`. Four publisher tasks keep up to 256
+//! `cargo bench --bench routing [-- --messages N]`; without `--bench` (as `cargo test
+//! --all-targets` runs it) a 400-message smoke run. Four publisher tasks keep up to 256
 //! publishes in flight between them (as AMQP publishers with confirms do), 1 KiB bodies, `fsync`
 //! durability, one destination queue. Not a timed test: figures go to `docs/benchmarks.md`.
 
@@ -116,11 +117,14 @@ async fn run(case: &Case, durability: Durability, messages: usize) -> f64 {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it, as
+    // a smoke test with a few messages.
+    let smoke = !std::env::args().any(|a| a == "--bench");
     let messages = std::env::args()
         .skip_while(|a| a != "--messages")
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .unwrap_or(40_000usize);
+        .unwrap_or(if smoke { 400 } else { 40_000usize });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!("| exchange | durability | msg/s | vs direct |");
     println!("|---|---|---|---|");
