@@ -252,6 +252,7 @@ impl Queues {
                     q.dedup.insert(msg_id.to_owned(), exp);
                     q.dedup_order.push_back((exp, msg_id.to_owned()));
                     cx.insert(&keys::dedup(id, msg_id), exp.to_be_bytes().to_vec());
+                    cx.atomic = true; // no dedup entry without its message
                 }
                 durability = durability.strictest(q.config.durability.unwrap_or(default));
                 let opts = &item.options;
@@ -275,6 +276,8 @@ impl Queues {
                 cx.touched.insert(id);
                 outcomes.push(PublishOutcome::Enqueued { seq });
             }
+            // A fan-out lands in all its queues or in none.
+            cx.atomic |= outcomes.iter().filter(|o| o.is_stored()).count() > 1;
             Ok((outcomes, durability))
         })?;
         let stored = outcomes.iter().any(|o| o.is_stored());

@@ -138,6 +138,42 @@ impl Store {
         })
     }
 
+    /// Apply staged writes to the `data` tree, in order. With `atomic` (and more than one
+    /// write) they go in one `apply_batch`, all or nothing across a crash; otherwise one by one.
+    ///
+    /// Why not always a batch: in sled 0.34.7 `apply_batch` takes the global
+    /// concurrency-control *write* lock, and `flush()` holds its *read* side for the whole disk
+    /// write, so every batch waits for any flush in progress (measured: ~4k publishes/s).
+    /// Plain inserts and removes share the read side and proceed during a flush. Writes that
+    /// need no atomicity (one message, acks, high-water marks) take that path.
+    /// On failure the store is poisoned.
+    pub fn write(
+        &self,
+        ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        atomic: bool,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        let result = if atomic && ops.len() > 1 {
+            let mut batch = sled::Batch::default();
+            for (k, v) in ops {
+                match v {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
+            }
+            self.data.apply_batch(batch)
+        } else {
+            ops.into_iter().try_for_each(|(k, v)| match v {
+                Some(v) => self.data.insert(k, v).map(drop),
+                None => self.data.remove(k).map(drop),
+            })
+        };
+        result.map_err(|e| {
+            self.flusher.poison(e.to_string());
+            StoreError::Sled(e)
+        })
+    }
+
     /// After an [`apply`](Store::apply): a ticket to wait on for `Fsync`, or a dirty mark for
     /// `Relaxed` (returns `None`).
     pub fn commit(&self, durability: Durability) -> Option<Ticket> {
