@@ -1,12 +1,12 @@
 //! The per-operation context: one sled batch and the side effects to run after it commits.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Delivery, QueueError};
 use crate::message::Message;
-use crate::store::Store;
+use crate::store::{keys, Store};
 
 /// A message on its way to a dead-letter queue, staged until the source queue's borrow ends.
 #[derive(Debug)]
@@ -31,6 +31,8 @@ pub(crate) struct Cx<'a> {
     pub sends: Vec<(UnboundedSender<Delivery>, Delivery)>,
     /// Queues whose consumers may now have work.
     pub touched: BTreeSet<u32>,
+    /// New first-delivery high-water marks, written once per apply rather than per delivery.
+    pub hwm: BTreeMap<u32, u64>,
 }
 
 impl<'a> Cx<'a> {
@@ -43,6 +45,7 @@ impl<'a> Cx<'a> {
             deaths: Vec::new(),
             sends: Vec::new(),
             touched: BTreeSet::new(),
+            hwm: BTreeMap::new(),
         }
     }
 
@@ -57,6 +60,9 @@ impl<'a> Cx<'a> {
     /// Apply the staged writes (if any): as one atomic sled batch when `atomic` is set,
     /// else one by one (see [`Store::write`] for why).
     pub fn apply(&mut self) -> Result<bool, QueueError> {
+        for (qid, seq) in std::mem::take(&mut self.hwm) {
+            self.insert(&keys::hwm(qid), seq.to_be_bytes().to_vec());
+        }
         if self.ops.is_empty() {
             return Ok(false);
         }

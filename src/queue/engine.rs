@@ -305,7 +305,7 @@ fn deliver(
     q.inflight.insert(ready.seq, (cid, tag));
     if ready.seq > q.hwm {
         q.hwm = ready.seq;
-        cx.insert(&keys::hwm(q.id), ready.seq.to_be_bytes().to_vec());
+        cx.hwm.insert(q.id, ready.seq);
     }
     Ok(Delivery {
         queue: q.name.clone(),
