@@ -230,6 +230,8 @@ impl Queues {
             let mut outcomes = Vec::with_capacity(items.len());
             for ((item, bytes), id) in items.iter().zip(&encoded).zip(ids) {
                 let q = eng.queues.get_mut(&id).expect("resolved queue");
+                // Before dedup: a duplicate is acknowledged only once its original is as durable.
+                durability = durability.strictest(q.config.durability.unwrap_or(default));
                 let msg_id = item.message.id.as_str();
                 if q.config.dedup_window_ms.is_some() {
                     q.prune_dedup(cx);
@@ -254,7 +256,6 @@ impl Queues {
                     cx.insert(&keys::dedup(id, msg_id), exp.to_be_bytes().to_vec());
                     cx.atomic = true; // no dedup entry without its message
                 }
-                durability = durability.strictest(q.config.durability.unwrap_or(default));
                 let opts = &item.options;
                 let not_before = [opts.not_before_ms, opts.delay_ms.map(|d| cx.now + d)]
                     .into_iter()
@@ -280,7 +281,9 @@ impl Queues {
             cx.atomic |= outcomes.iter().filter(|o| o.is_stored()).count() > 1;
             Ok((outcomes, durability))
         })?;
-        let stored = outcomes.iter().any(|o| o.is_stored());
+        let stored = outcomes
+            .iter()
+            .any(|o| o.is_stored() || *o == PublishOutcome::Duplicate);
         let ticket = match (stored, ticket) {
             (true, _) => self.inner.store.commit(durability),
             (false, t) => t,

@@ -21,6 +21,9 @@ pub use flusher::{Flusher, Ticket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How long [`Store::open`] retries a locked database before reporting [`StoreError::Locked`].
+const LOCK_RETRY: Duration = Duration::from_secs(2);
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -72,13 +75,24 @@ impl Store {
             .cache_capacity(config.cache_capacity)
             // Our flusher decides when to flush; sled's own timer would only add flushes.
             .flush_every_ms(None);
-        // sled 0.34 can panic on some kinds of damage; report those as corruption too.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.open()))
-            .map_err(|p| StoreError::Corrupt {
-                path: path.clone(),
-                detail: panic_text(&p),
-            })?;
-        let db = opened.map_err(|e| dir::open_error(&path, e))?;
+        // sled's I/O threads may hold the previous handle's file (and its lock) for a moment
+        // after it is dropped, so a reopen in the same process retries a "locked" error briefly.
+        let started = std::time::Instant::now();
+        let db = loop {
+            // sled 0.34 can panic on some kinds of damage; report those as corruption too.
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.open()))
+                .map_err(|p| StoreError::Corrupt {
+                    path: path.clone(),
+                    detail: panic_text(&p),
+                })?;
+            match opened.map_err(|e| dir::open_error(&path, e)) {
+                Ok(db) => break db,
+                Err(StoreError::Locked { .. }) if started.elapsed() < LOCK_RETRY => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let meta = db.open_tree("meta")?;
         let queues = db.open_tree("queues")?;
         let data = db.open_tree("data")?;
