@@ -204,10 +204,13 @@ fn main() {
         rt.block_on(backlog(n));
         return;
     }
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
+    // and then a small smoke run is enough.
+    let smoke = !args.iter().any(|a| a == "--bench");
     let n: usize = std::env::var("BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(if smoke { 2_000 } else { 200_000 });
     println!("{n} messages of {BODY} B, {PUBLISHERS} publishers, 2 tokio workers");
     println!(
         "raw sled insert+flush+fsync : {:>9.0} msg/s",
