@@ -277,4 +277,18 @@ mod tests {
         s.commit(Durability::Fsync).unwrap().wait().await.unwrap();
         assert!(s.commit(Durability::Relaxed).is_none());
     }
+
+    #[tokio::test]
+    async fn a_failed_flush_fails_waiters_and_later_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+        let ticket = s.commit(Durability::Fsync).unwrap();
+        s.flusher.poison("simulated I/O error".into());
+        let err = ticket.wait().await.unwrap_err();
+        assert!(matches!(err, StoreError::Poisoned(_)), "{err}");
+        let op = vec![(keys::message(1, 1).to_vec(), Some(b"x".to_vec()))];
+        let err = s.write(op, false).unwrap_err();
+        assert!(err.to_string().contains("simulated I/O error"), "{err}");
+        assert!(s.data.is_empty(), "nothing written after the failure");
+    }
 }
