@@ -8,7 +8,9 @@
 //!   `Arc<LoadedPlugin>` under a read lock and runs without any lock held.
 //! - **Deploys, rollbacks and removals** are serialized by one mutex, which also bounds
 //!   compilation to one (single-threaded) compile at a time. They run on the caller's thread:
-//!   the admin API or the directory watcher, never a message path.
+//!   the admin API or the directory watcher, never a message path. A deploy blocks for the
+//!   compile (tens of ms for Rust, seconds for Python/JS): from async code, call it through
+//!   `spawn_blocking`.
 //! - **Swap**: a new version is compiled, type-checked and instantiated once *before* it is
 //!   published by replacing the `Arc` in the live map. That replacement is the atomic message
 //!   boundary: a call sees either the old or the new version, and a call that already holds the
