@@ -287,6 +287,7 @@ impl LoadedPlugin {
     }
 
     fn invalid(&self, cause: String) -> PluginError {
+        self.stats.ok_was_invalid();
         PluginError::InvalidOutput {
             plugin: self.name(),
             version: self.version(),
