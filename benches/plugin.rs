@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard::message::{FieldValue, Message};
-use switchyard::plugin::{DeployOptions, HostConfig, PluginHost, PluginKind, RouteContext};
+use switchyard::plugin::{
+    DeployOptions, HostConfig, PluginHost, PluginKind, PluginLimits, RouteContext,
+};
 
 fn message(body: Vec<u8>) -> Message {
     let mut m = Message::new(body)
@@ -150,7 +152,15 @@ fn main() {
         source: "bench".into(),
     };
     let data = tempfile::tempdir().unwrap();
-    let host = PluginHost::open(data.path(), HostConfig::default()).unwrap();
+    // Deadlines are wall-clock; on a shared 2-core machine a preempted call can exceed 100 ms.
+    let config_5s = HostConfig {
+        default_limits: PluginLimits {
+            timeout: Duration::from_secs(5),
+            ..PluginLimits::default()
+        },
+        ..HostConfig::default()
+    };
+    let host = PluginHost::open(data.path(), config_5s).unwrap();
 
     println!("| plugin | size | warm call mean | warm call p99 | instantiate | compile + load | cached load |");
     println!("|---|---|---|---|---|---|---|");
