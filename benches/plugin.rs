@@ -217,6 +217,21 @@ fn main() {
         );
     }
 
+    // Fixed cost: the same router with an empty message (no headers, empty body, no
+    // properties), to separate marshalling from the call itself.
+    let empty = Message::new(Vec::new());
+    let (mean, p99) = time_calls(200_000 / scale, || {
+        drop(std::hint::black_box(
+            host.route("rust-header-router", &empty, &ctx).unwrap(),
+        ))
+    });
+    println!();
+    println!(
+        "Rust header-router, empty message: {} mean, {} p99.",
+        us(mean),
+        us(p99)
+    );
+
     // Reload: deploy new versions (distinct bytes → real compiles) while a thread calls.
     let base = plugins::rust_plugin_bytes("test_echo_version");
     host.deploy(
