@@ -6,8 +6,14 @@
 //! - `default`: the queue for anything else. Without it, unmatched messages are dead-lettered.
 //!
 //! The header value may be text or any integer (`route.7` matches `x: 7`).
+//!
+//! Config is read once per instance and cached: a deployment's config never changes (a new
+//! config is a new deployment, with new instances), and each `config::get` is a host call.
 
 wit_bindgen::generate!({ world: "router", path: "../../wit" });
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use switchyard::plugin::config;
 use switchyard::plugin::types::{Destination, HeaderValue, Target};
@@ -30,18 +36,42 @@ fn header_text(value: &HeaderValue) -> Option<String> {
     })
 }
 
+struct Settings {
+    header: String,
+    routes: HashMap<String, String>,
+    default: Option<String>,
+}
+
+fn settings() -> &'static Settings {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS.get_or_init(|| {
+        let all = config::get_all();
+        let get = |key: &str| all.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        Settings {
+            header: get("header").unwrap_or_else(|| "route".to_string()),
+            routes: all
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("route.")?.to_string(), v.clone())))
+                .collect(),
+            default: get("default"),
+        }
+    })
+}
+
 impl Guest for HeaderRouter {
     fn route(msg: Message, _ctx: RouteContext) -> Result<Verdict, PluginError> {
-        let header = config::get("header").unwrap_or_else(|| "route".to_string());
+        let settings = settings();
+        let header = &settings.header;
         let value = msg
             .headers
             .iter()
-            .find(|(name, _)| *name == header)
+            .find(|(name, _)| name == header)
             .and_then(|(_, v)| header_text(v));
-        let queue = match &value {
-            Some(v) => config::get(&format!("route.{v}")).or_else(|| config::get("default")),
-            None => config::get("default"),
-        };
+        let queue = value
+            .as_ref()
+            .and_then(|v| settings.routes.get(v))
+            .or(settings.default.as_ref())
+            .cloned();
         Ok(match queue {
             Some(queue) => Verdict::Deliver(vec![Destination {
                 target: Target::Queue(queue),

@@ -5,10 +5,11 @@ mod crash;
 mod plugins;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use switchyard::broker::{Broker, BrokerConfig};
 use switchyard::message::{Message, MessageId};
-use switchyard::plugin::DeployOptions;
+use switchyard::plugin::{DeployOptions, HostConfig, PluginLimits};
 use switchyard::queue::{QueueConfig, QueueName, QueuesOptions};
 use switchyard::store::{Durability, StoreConfig};
 
@@ -19,12 +20,18 @@ pub struct Env {
     pub broker: Broker,
 }
 
+/// A broker config for tests. The default plugin deadline is raised to 5 s: deadlines are
+/// wall-clock, and a warm call descheduled on a loaded 2-core CI machine must not time out. The
+/// deadline tests deploy with their own short limit.
 pub fn config(durability: Durability) -> BrokerConfig {
+    let mut plugins = HostConfig::default();
+    plugins.default_limits.timeout = Duration::from_secs(5);
     BrokerConfig {
         queues: QueuesOptions {
             store: StoreConfig { durability, cache_capacity: 8 << 20, ..StoreConfig::default() },
             ..QueuesOptions::default()
         },
+        plugins,
         ..BrokerConfig::default()
     }
 }
@@ -67,8 +74,19 @@ impl Env {
     }
 
     pub fn deploy(&self, name: &str, crate_name: &str, config: &[(&str, &str)]) -> String {
+        self.deploy_with(name, crate_name, config, None)
+    }
+
+    pub fn deploy_with(
+        &self,
+        name: &str,
+        crate_name: &str,
+        config: &[(&str, &str)],
+        limits: Option<PluginLimits>,
+    ) -> String {
         let opts = DeployOptions {
             config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            limits,
             ..DeployOptions::default()
         };
         let info = self.broker.plugins().deploy(name, &rust_plugin_bytes(crate_name), opts).unwrap();

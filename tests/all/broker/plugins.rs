@@ -145,7 +145,8 @@ async fn failure_policies_dead_letter_reject_drop_and_fallback() {
 async fn a_looping_plugin_times_out_and_other_exchanges_keep_flowing() {
     let env = Env::new();
     env.queue("ok");
-    env.deploy("loop", "test_looper", &[]);
+    let short = PluginLimits { timeout: Duration::from_millis(50), ..PluginLimits::default() };
+    env.deploy_with("loop", "test_looper", &[], Some(short));
     env.deploy("good", "test_trapper", &[]);
     wasm_exchange(&env, "bad", "loop", FailurePolicy::DeadLetter);
     wasm_exchange(&env, "fine", "good", FailurePolicy::DeadLetter);
