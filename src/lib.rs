@@ -9,8 +9,10 @@
 //!   its versioned storage codec.
 //! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers) and
 //!   plugin-driven routing.
+//! - [`amqp`]: the AMQP 0-9-1 front end (sockets and framing; calls the broker).
 //!
 //! See `ARCHITECTURE.md` for a message's path from publish to ack.
 
+pub mod amqp;
 pub mod message;
 pub mod routing;

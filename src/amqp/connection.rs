@@ -1,0 +1,409 @@
+//! One client connection: handshake, the frame loop, and connection-level exceptions.
+//!
+//! The connection task owns the read half and every channel's state; a writer task owns the
+//! write half (see [`super::outbound`]). Frames are handled strictly in arrival order, which
+//! is what makes per-channel ordering (publishes, acks) hold.
+//!
+//! Lifecycle: protocol header → start/start-ok (PLAIN) → tune/tune-ok → open/open-ok → frames
+//! → close. Any hard error sends `connection.close` with its code, waits briefly for
+//! `close-ok` and drops the socket; dropping the channels drops their consumers, which returns
+//! unacknowledged messages to their queues.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amq_protocol::frame::AMQPFrame;
+use amq_protocol::protocol::{connection, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::channel::{Channel, Next};
+use super::codec::{encode, FrameReader, ReadError, PROTOCOL_HEADER};
+use super::convert::short;
+use super::error::AmqpError;
+use super::outbound::{write_loop, Outbound};
+use super::server::Shared;
+
+/// How long a client has for each handshake step.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long we wait for `close-ok` after sending `connection.close`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Smallest frame-max a client may ask for (the spec's frame-min-size is 4096).
+const FRAME_MIN: u32 = 4096;
+
+/// What the handshake settled.
+#[derive(Debug, Clone)]
+pub struct Tuned {
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+    pub user: String,
+}
+
+/// Serve one accepted socket until it closes.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    match serve_io(read, write, peer, shared).await {
+        Ok(()) | Err(ReadError::Closed) => {}
+        Err(e) => tracing::debug!(%peer, error = %e, "amqp connection ended"),
+    }
+}
+
+async fn serve_io<R, W>(
+    read: R,
+    mut write: W,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Result<(), ReadError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut reader = FrameReader::new(read, shared.config.frame_max);
+    let header = timed(reader.read_protocol_header()).await?;
+    if header != PROTOCOL_HEADER {
+        // The spec: answer with the protocol header we support, then close.
+        write.write_all(&PROTOCOL_HEADER).await?;
+        write.shutdown().await?;
+        return Ok(());
+    }
+    let tuned = match handshake(&mut reader, &mut write, peer, &shared).await {
+        Ok(t) => t,
+        Err(ReadError::Protocol(err)) => {
+            let close = close_method(&err);
+            write_direct(&mut write, &AMQPFrame::Method(0, close)).await?;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, reader.read_frame()).await;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    reader.set_frame_max(tuned.frame_max);
+    let heartbeat = (tuned.heartbeat > 0).then(|| Duration::from_secs(tuned.heartbeat.into()));
+    let (out, rx) = Outbound::new(tuned.frame_max);
+    let writer = tokio::spawn(write_loop(write, rx, heartbeat));
+    let mut conn = Connection {
+        shared,
+        out,
+        tuned,
+        channels: HashMap::new(),
+    };
+    let result = conn.run(&mut reader, heartbeat).await;
+    // Channels first: their consumers requeue unacked messages; then let the writer drain.
+    conn.channels.clear();
+    drop(conn);
+    let _ = writer.await;
+    result
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    out: Outbound,
+    tuned: Tuned,
+    channels: HashMap<u16, Channel>,
+}
+
+impl Connection {
+    async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut FrameReader<R>,
+        heartbeat: Option<Duration>,
+    ) -> Result<(), ReadError> {
+        // The spec allows closing after two missed heartbeats.
+        let idle = heartbeat.map(|h| h * 2 + Duration::from_millis(500));
+        loop {
+            let frame = match idle {
+                None => reader.read_frame().await,
+                Some(limit) => match tokio::time::timeout(limit, reader.read_frame()).await {
+                    Ok(f) => f,
+                    Err(_) => {
+                        tracing::debug!("amqp heartbeat timeout");
+                        return Ok(());
+                    }
+                },
+            };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(ReadError::Protocol(err)) => return self.fail(reader, err).await,
+                Err(e) => return Err(e),
+            };
+            match self.handle(frame).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => return Ok(()),
+                Err(err) => return self.fail(reader, err).await,
+            }
+        }
+    }
+
+    async fn handle(&mut self, frame: AMQPFrame) -> Result<Flow, AmqpError> {
+        let id = frame.channel_id();
+        match frame {
+            AMQPFrame::Heartbeat => Ok(Flow::Continue),
+            AMQPFrame::InvalidHeartbeat(_) => {
+                Err(AmqpError::frame_error("heartbeat frame on a non-zero channel"))
+            }
+            AMQPFrame::ProtocolHeader(_) => {
+                Err(AmqpError::command_invalid("protocol header after the handshake"))
+            }
+            AMQPFrame::Method(0, AMQPClass::Connection(m)) => self.connection_method(m).await,
+            AMQPFrame::Method(0, other) => Err(AmqpError::command_invalid(format!(
+                "class {} method on channel 0",
+                other.get_amqp_class_id()
+            ))),
+            AMQPFrame::Header(0, _) | AMQPFrame::Body(0, _) => {
+                Err(AmqpError::command_invalid("content frame on channel 0"))
+            }
+            AMQPFrame::Method(_, AMQPClass::Connection(_)) => Err(AmqpError::command_invalid(
+                "connection method on a non-zero channel",
+            )),
+            AMQPFrame::Method(_, AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Open(_))) => {
+                if id > self.tuned.channel_max {
+                    return Err(AmqpError::channel_error(format!(
+                        "channel {id} is above channel-max {}",
+                        self.tuned.channel_max
+                    )));
+                }
+                if self.channels.contains_key(&id) {
+                    return Err(AmqpError::channel_error(format!("channel {id} is already open")));
+                }
+                let ch = Channel::new(id, self.shared.clone(), self.out.clone(), &self.tuned);
+                ch.open_ok().await?;
+                self.channels.insert(id, ch);
+                Ok(Flow::Continue)
+            }
+            frame => {
+                let Some(ch) = self.channels.get_mut(&id) else {
+                    return Err(AmqpError::channel_error(format!("channel {id} is not open")));
+                };
+                match ch.handle(frame).await? {
+                    Next::Keep => {}
+                    Next::Closed => {
+                        self.channels.remove(&id);
+                    }
+                }
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    async fn connection_method(&mut self, m: connection::AMQPMethod) -> Result<Flow, AmqpError> {
+        match m {
+            connection::AMQPMethod::Close(_) => {
+                self.channels.clear();
+                let ok = AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                    connection::CloseOk {},
+                ));
+                let _ = self.out.method(0, ok).await;
+                Ok(Flow::Stop)
+            }
+            connection::AMQPMethod::CloseOk(_) => Ok(Flow::Stop),
+            connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_) => {
+                Ok(Flow::Continue)
+            }
+            connection::AMQPMethod::UpdateSecret(_) => Err(AmqpError::not_implemented(
+                "connection.update-secret is not supported",
+            )
+            .on(10, 70)),
+            _ => Err(AmqpError::command_invalid("unexpected connection method")),
+        }
+    }
+
+    /// Send `connection.close` for `err`, wait briefly for `close-ok`, then stop.
+    async fn fail<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut FrameReader<R>,
+        err: AmqpError,
+    ) -> Result<(), ReadError> {
+        tracing::debug!(error = %err, "amqp connection exception");
+        self.channels.clear();
+        if self.out.method(0, close_method(&err)).await.is_err() {
+            return Ok(());
+        }
+        let wait = async {
+            loop {
+                match reader.read_frame().await {
+                    Ok(AMQPFrame::Method(
+                        0,
+                        AMQPClass::Connection(
+                            connection::AMQPMethod::CloseOk(_) | connection::AMQPMethod::Close(_),
+                        ),
+                    )) => break,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
+        Ok(())
+    }
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+fn close_method(err: &AmqpError) -> AMQPClass {
+    AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+        reply_code: err.code,
+        reply_text: short(err.reply_text()),
+        class_id: err.class_id,
+        method_id: err.method_id,
+    }))
+}
+
+async fn write_direct<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    frame: &AMQPFrame,
+) -> Result<(), ReadError> {
+    let mut buf = Vec::new();
+    encode(frame, &mut buf).map_err(ReadError::Protocol)?;
+    write.write_all(&buf).await?;
+    write.flush().await?;
+    Ok(())
+}
+
+async fn timed<T>(
+    f: impl std::future::Future<Output = Result<T, ReadError>>,
+) -> Result<T, ReadError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, f)
+        .await
+        .map_err(|_| ReadError::Io(std::io::ErrorKind::TimedOut.into()))?
+}
+
+/// Read the next handshake method of the connection class, or fail with 505/504.
+async fn expect<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+) -> Result<connection::AMQPMethod, ReadError> {
+    loop {
+        match timed(reader.read_frame()).await? {
+            AMQPFrame::Heartbeat => continue,
+            AMQPFrame::Method(0, AMQPClass::Connection(m)) => return Ok(m),
+            AMQPFrame::Method(0, _) => {
+                return Err(ReadError::Protocol(AmqpError::unexpected_frame(
+                    "expected a connection method during the handshake",
+                )))
+            }
+            _ => {
+                return Err(ReadError::Protocol(AmqpError::channel_error(
+                    "frame on a channel before the connection is open",
+                )))
+            }
+        }
+    }
+}
+
+fn refuse(err: AmqpError) -> ReadError {
+    ReadError::Protocol(err)
+}
+
+async fn handshake<R, W>(
+    reader: &mut FrameReader<R>,
+    write: &mut W,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<Tuned, ReadError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let config = &shared.config;
+    let start = connection::Start {
+        version_major: 0,
+        version_minor: 9,
+        server_properties: server_properties(),
+        mechanisms: LongString::from("PLAIN"),
+        locales: LongString::from("en_US"),
+    };
+    let start = AMQPClass::Connection(connection::AMQPMethod::Start(start));
+    write_direct(write, &AMQPFrame::Method(0, start)).await?;
+
+    let connection::AMQPMethod::StartOk(start_ok) = expect(reader).await? else {
+        return Err(refuse(AmqpError::unexpected_frame("expected connection.start-ok").on(10, 11)));
+    };
+    if start_ok.mechanism.as_str() != "PLAIN" {
+        return Err(refuse(
+            AmqpError::access_refused(format!(
+                "authentication mechanism {} is not supported; use PLAIN",
+                start_ok.mechanism
+            ))
+            .as_connection()
+            .on(10, 11),
+        ));
+    }
+    let user = config
+        .authenticate(start_ok.response.as_bytes(), peer.ip())
+        .map_err(|e| refuse(e.as_connection().on(10, 11)))?;
+
+    let tune = connection::Tune {
+        channel_max: config.channel_max,
+        frame_max: config.frame_max,
+        heartbeat: config.heartbeat,
+    };
+    let tune = AMQPClass::Connection(connection::AMQPMethod::Tune(tune));
+    write_direct(write, &AMQPFrame::Method(0, tune)).await?;
+    let connection::AMQPMethod::TuneOk(ok) = expect(reader).await? else {
+        return Err(refuse(AmqpError::unexpected_frame("expected connection.tune-ok").on(10, 31)));
+    };
+    let frame_max = match ok.frame_max {
+        0 => config.frame_max,
+        n if n < FRAME_MIN => {
+            return Err(refuse(
+                AmqpError::not_allowed(format!("frame-max {n} is below the minimum {FRAME_MIN}"))
+                    .on(10, 31),
+            ))
+        }
+        n => n.min(config.frame_max),
+    };
+    let channel_max = match ok.channel_max {
+        0 => config.channel_max,
+        n => n.min(config.channel_max),
+    };
+    reader.set_frame_max(frame_max);
+
+    let connection::AMQPMethod::Open(open) = expect(reader).await? else {
+        return Err(refuse(AmqpError::unexpected_frame("expected connection.open").on(10, 40)));
+    };
+    if open.virtual_host.as_str() != "/" {
+        return Err(refuse(
+            AmqpError::not_allowed(format!(
+                "virtual host {:?} does not exist; only \"/\" is served",
+                open.virtual_host.as_str()
+            ))
+            .on(10, 40),
+        ));
+    }
+    let open_ok = AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}));
+    write_direct(write, &AMQPFrame::Method(0, open_ok)).await?;
+    Ok(Tuned {
+        frame_max,
+        channel_max,
+        heartbeat: ok.heartbeat,
+        user,
+    })
+}
+
+fn server_properties() -> FieldTable {
+    let mut caps = FieldTable::default();
+    for cap in [
+        "publisher_confirms",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "per_consumer_qos",
+        "authentication_failure_close",
+    ] {
+        caps.insert(short(cap), AMQPValue::Boolean(true));
+    }
+    let mut props = FieldTable::default();
+    props.insert(short("product"), AMQPValue::LongString("Switchyard".into()));
+    props.insert(
+        short("version"),
+        AMQPValue::LongString(env!("CARGO_PKG_VERSION").into()),
+    );
+    props.insert(short("platform"), AMQPValue::LongString("Rust".into()));
+    props.insert(short("capabilities"), AMQPValue::FieldTable(caps));
+    props
+}
