@@ -7,5 +7,9 @@ cd "$(dirname "$0")/.."
 echo "==> toolchain: wasm32-wasip2 target"
 rustup target add wasm32-wasip2
 
+echo "==> plugin toolchains: componentize-py (PyPI), componentize-js (npm)"
+python3 -m pip install --quiet componentize-py==0.25.1
+(cd plugins/js/header-router && npm ci --no-audit --no-fund)
+
 echo "==> tests"
 cargo test --all-targets 2>&1

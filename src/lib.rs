@@ -7,12 +7,23 @@
 //!
 //! - [`message`]: the message every layer shares — id, AMQP properties, typed headers, body — and
 //!   its versioned storage codec.
-//! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers) and
-//!   plugin-driven routing.
-//! - [`amqp`]: the AMQP 0-9-1 front end (sockets and framing; calls the broker).
+//! - [`store`]: the sled database under a validated data directory — keyspace layout,
+//!   durability modes, the group-commit flusher.
+//! - [`queue`]: the durable queue engine — queues, consumers, deliveries, retry, dead-letter,
+//!   TTL, max-length, dedup, redrive, restart recovery.
+//! - [`plugin`]: the WebAssembly plugin host — filter, transform and route plugins under limits,
+//!   with a persisted registry and hot reload. No wasmtime types in its API.
+//! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers).
+//! - [`broker`]: routing decisions over exchanges and plugins, committed atomically into the
+//!   queues; failure policies, circuit breakers, dry runs, replay of dead letters.
+//! - [`amqp`]: the AMQP 0-9-1 front end — sockets and framing (amq-protocol), calling the broker.
 //!
 //! See `ARCHITECTURE.md` for a message's path from publish to ack.
 
 pub mod amqp;
+pub mod broker;
 pub mod message;
+pub mod plugin;
+pub mod queue;
 pub mod routing;
+pub mod store;

@@ -1,6 +1,101 @@
 //! The `switchyard` command line. Thin: parsing and wiring only; the work lives in the library.
 
-fn main() -> anyhow::Result<()> {
-    println!("switchyard {}", env!("CARGO_PKG_VERSION"));
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use switchyard::plugin::harness::{self, TestOptions};
+use switchyard::plugin::{PluginKind, PluginLimits};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A message broker programmable with WebAssembly"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run JSON-lines messages through a plugin offline and print one JSON verdict per line.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// The plugin component (.wasm).
+    file: PathBuf,
+    /// Messages, one JSON object per line (`-` for stdin). Format: see `plugin::harness` docs
+    /// or the README.
+    #[arg(long)]
+    input: PathBuf,
+    /// Deployment config, `key=value`; repeatable.
+    #[arg(long = "config", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// The world to check against (default: inferred from the component's export).
+    #[arg(long)]
+    world: Option<PluginKind>,
+    /// Per-call deadline in milliseconds.
+    #[arg(long, default_value_t = PluginLimits::default().timeout.as_millis() as u64)]
+    timeout_ms: u64,
+    /// Memory cap in MiB.
+    #[arg(long, default_value_t = PluginLimits::default().max_memory_bytes >> 20)]
+    max_memory_mib: usize,
+    /// Output cap in bytes.
+    #[arg(long, default_value_t = PluginLimits::default().max_output_bytes)]
+    max_output_bytes: usize,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+fn plugin_test(args: TestArgs) -> anyhow::Result<()> {
+    let opts = TestOptions {
+        config: args.config.into_iter().collect::<BTreeMap<_, _>>(),
+        kind: args.world,
+        limits: Some(PluginLimits {
+            max_memory_bytes: args.max_memory_mib << 20,
+            timeout: Duration::from_millis(args.timeout_ms),
+            max_output_bytes: args.max_output_bytes,
+        }),
+    };
+    let stdout = std::io::stdout().lock();
+    let summary = if args.input.as_os_str() == "-" {
+        harness::run_file(&args.file, std::io::stdin().lock(), stdout, opts)?
+    } else {
+        let input = std::fs::File::open(&args.input)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
+        harness::run_file(&args.file, BufReader::new(input), stdout, opts)?
+    };
+    eprintln!("{} messages, {} errors", summary.messages, summary.errors);
     Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Some(Command::Plugin(PluginCommand::Test(args))) => plugin_test(args),
+        None => {
+            println!("switchyard {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
 }

@@ -163,6 +163,33 @@ impl Topology {
             .map(|c| &c.binding)
     }
 
+    /// Whether routing a publish to `exchange` may call a plugin: an `x-wasm` exchange, a
+    /// pipeline or a binding filter anywhere on the exchanges it can reach (bindings and
+    /// alternate exchanges). The broker runs such routes off the async workers.
+    pub fn may_call_plugins(&self, exchange: &str) -> bool {
+        let mut todo = vec![exchange];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(name) = todo.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            let Some(ex) = self.exchanges.get(name) else { continue };
+            if matches!(ex.kind, ExchangeKind::Wasm { .. }) || !ex.pipeline.is_empty() {
+                return true;
+            }
+            todo.extend(ex.alternate_exchange.as_deref());
+            for c in self.bindings.get(name).into_iter().flatten() {
+                if c.binding.filter.is_some() {
+                    return true;
+                }
+                if let BindingTarget::Exchange(next) = &c.binding.target {
+                    todo.push(next);
+                }
+            }
+        }
+        false
+    }
+
     fn retain_bindings(&mut self, keep: impl Fn(&Binding) -> bool) {
         for list in self.bindings.values_mut() {
             list.retain(|c| keep(&c.binding));

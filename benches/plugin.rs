@@ -1,0 +1,263 @@
+//! Plugin host benchmark (not a test): `cargo bench --bench plugin`.
+//!
+//! Prints a Markdown table: warm call cost of each example plugin (Rust, Python, JavaScript)
+//! with a 1 KiB body and 5 headers, instantiation cost, compile and cached-load time, and
+//! reload time (with the worst call latency seen by a concurrent caller during reloads).
+//! Plugins are built first, like the tests do (Python/JS skipped when their tools are missing).
+
+#[path = "../tests/all/support/plugins.rs"]
+mod plugins;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard::message::{FieldValue, Message};
+use switchyard::plugin::{DeployOptions, HostConfig, PluginHost, PluginKind, RouteContext};
+
+fn message(body: Vec<u8>) -> Message {
+    let mut m = Message::new(body)
+        .with_header("region", "eu")
+        .with_header("tenant", "acme-corporation")
+        .with_header("attempt", FieldValue::U16(1))
+        .with_header("trace-id", "4bf92f3577b34da6a3ce929d0e0e4736")
+        .with_header("priority-class", FieldValue::Bool(true));
+    m.properties.content_type = Some("application/json".into());
+    m
+}
+
+/// A 1 KiB JSON order (exactly 1024 bytes).
+fn order_body() -> Vec<u8> {
+    let head = r#"{"id":"o-1","region":"eu","amount":1234.5,"customer":{"email":"a@b.c","name":"Ann"},"note":""#;
+    let tail = r#""}"#;
+    let pad = "x".repeat(1024 - head.len() - tail.len());
+    let body = format!("{head}{pad}{tail}").into_bytes();
+    assert_eq!(body.len(), 1024);
+    body
+}
+
+fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Mean and p99 of `f` over `n` calls after a warm-up.
+fn time_calls(n: u32, mut f: impl FnMut()) -> (Duration, Duration) {
+    for _ in 0..(n / 10).max(10) {
+        f();
+    }
+    let mut samples = Vec::with_capacity(n as usize);
+    let started = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    let mean = started.elapsed() / n;
+    samples.sort();
+    (
+        mean,
+        samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
+    )
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.2} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+struct Case {
+    label: &'static str,
+    wasm: Option<Vec<u8>>,
+    config: BTreeMap<String, String>,
+    body: Vec<u8>,
+    iterations: u32,
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
+    // as a smoke test: few iterations, no Python/JS (their debug-mode compiles take minutes).
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let scale = if quick { 1000 } else { 1 };
+    let hr_config = config(&[
+        ("header", "region"),
+        ("route.eu", "orders.eu"),
+        ("default", "other"),
+    ]);
+    let read = |p: Option<std::path::PathBuf>| p.map(|p| std::fs::read(p).unwrap());
+    let cases = vec![
+        Case {
+            label: "Rust header-router",
+            wasm: Some(plugins::rust_plugin_bytes("header_router")),
+            config: hr_config.clone(),
+            body: order_body(),
+            iterations: 200_000,
+        },
+        Case {
+            label: "Rust json-router",
+            wasm: Some(plugins::rust_plugin_bytes("json_router")),
+            config: BTreeMap::new(),
+            body: order_body(),
+            iterations: 50_000,
+        },
+        Case {
+            label: "Rust redact-pii",
+            wasm: Some(plugins::rust_plugin_bytes("redact_pii")),
+            config: BTreeMap::new(),
+            body: order_body(),
+            iterations: 50_000,
+        },
+        Case {
+            label: "Rust size-filter",
+            wasm: Some(plugins::rust_plugin_bytes("size_filter")),
+            config: config(&[("required", "id,region")]),
+            body: order_body(),
+            iterations: 100_000,
+        },
+        Case {
+            label: "Python header-router",
+            wasm: if quick {
+                None
+            } else {
+                read(plugins::python_header_router())
+            },
+            config: hr_config.clone(),
+            body: order_body(),
+            iterations: 20_000,
+        },
+        Case {
+            label: "JS header-router",
+            wasm: if quick {
+                None
+            } else {
+                read(plugins::js_header_router())
+            },
+            config: hr_config,
+            body: order_body(),
+            iterations: 20_000,
+        },
+    ];
+    let ctx = RouteContext {
+        exchange: "orders".into(),
+        routing_key: "new".into(),
+        delivery_count: 0,
+        source: "bench".into(),
+    };
+    let data = tempfile::tempdir().unwrap();
+    let host = PluginHost::open(data.path(), HostConfig::default()).unwrap();
+
+    println!("| plugin | size | warm call mean | warm call p99 | instantiate | compile + load | cached load |");
+    println!("|---|---|---|---|---|---|---|");
+    for case in &cases {
+        let Some(wasm) = &case.wasm else {
+            println!(
+                "| {} | skipped (tool not installed, or smoke run) | | | | | |",
+                case.label
+            );
+            continue;
+        };
+        let opts = DeployOptions {
+            config: case.config.clone(),
+            ..Default::default()
+        };
+        let name = case.label.replace(' ', "-").to_lowercase();
+        // Compile (cache miss) + type-check + first instance, on a disk-backed host.
+        let t = Instant::now();
+        host.deploy(&name, wasm, opts.clone()).unwrap();
+        let compile = t.elapsed();
+        // Cached load: same bytes under another name → artifact cache hit.
+        let t = Instant::now();
+        host.deploy(&format!("{name}-cached"), wasm, opts.clone())
+            .unwrap();
+        let cached = t.elapsed();
+        let msg = message(case.body.clone());
+        let kind = host.current(&name).unwrap().0;
+        let (mean, p99) = time_calls(case.iterations / scale, || match kind {
+            PluginKind::Router => {
+                drop(std::hint::black_box(host.route(&name, &msg, &ctx).unwrap()))
+            }
+            PluginKind::Filter => drop(std::hint::black_box(
+                host.filter(&name, &msg, &ctx).unwrap(),
+            )),
+            PluginKind::Transform => drop(std::hint::black_box(
+                host.transform(&name, &msg, &ctx).unwrap(),
+            )),
+        });
+        let inst_iters = if wasm.len() > 1 << 20 {
+            20
+        } else {
+            500 / scale as u32 + 1
+        };
+        let inst = host.measure_instantiation(&name, inst_iters).unwrap();
+        println!(
+            "| {} | {} KB | {} | {} | {} | {} | {} |",
+            case.label,
+            wasm.len() / 1000,
+            us(mean),
+            us(p99),
+            us(inst),
+            ms(compile),
+            ms(cached)
+        );
+    }
+
+    // Reload: deploy new versions (distinct bytes → real compiles) while a thread calls.
+    let base = plugins::rust_plugin_bytes("test_echo_version");
+    host.deploy(
+        "reload",
+        &base,
+        DeployOptions {
+            config: config(&[("version", "0")]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let caller = {
+        let (host, stop) = (host.clone(), stop.clone());
+        let msg = message(order_body());
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            let (mut worst, mut calls) = (Duration::ZERO, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                host.route("reload", &msg, &ctx).unwrap();
+                worst = worst.max(t.elapsed());
+                calls += 1;
+            }
+            (worst, calls)
+        })
+    };
+    let reloads = if quick { 2 } else { 10 };
+    let t = Instant::now();
+    for i in 1..=reloads {
+        let tag = i.to_string();
+        let wasm =
+            plugins::with_custom_section(&base, &format!("bench-{tag}-{}", std::process::id()));
+        host.deploy(
+            "reload",
+            &wasm,
+            DeployOptions {
+                config: config(&[("version", &tag)]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    let reload = t.elapsed() / reloads;
+    stop.store(true, Ordering::Relaxed);
+    let (worst, calls) = caller.join().unwrap();
+    println!();
+    println!(
+        "Reload (compile + type-check + instantiate + swap) of a Rust router: {} mean over {reloads}; \
+         a concurrent caller made {calls} calls meanwhile, worst call {}.",
+        ms(reload),
+        us(worst)
+    );
+}

@@ -1,0 +1,139 @@
+//! Publish → route → enqueue throughput for each exchange type and for a WASM router.
+//!
+//! `cargo bench --bench routing [-- --messages N]`; without `--bench` (as `cargo test
+//! --all-targets` runs it) a 400-message smoke run. Four publisher tasks keep up to 256
+//! publishes in flight between them (as AMQP publishers with confirms do), 1 KiB bodies, `fsync`
+//! durability, one destination queue. Not a timed test: figures go to `docs/benchmarks.md`.
+
+#[path = "../tests/all/support/plugins.rs"]
+mod plugins;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchyard::broker::{Broker, BrokerConfig};
+use switchyard::message::{Headers, Message};
+use switchyard::plugin::DeployOptions;
+use switchyard::queue::{QueueConfig, QueueName, QueuesOptions};
+use switchyard::routing::{Binding, BindingTarget, Exchange, ExchangeKind};
+use switchyard::store::{Durability, StoreConfig};
+use tokio::sync::Semaphore;
+
+const PUBLISHERS: usize = 4;
+const IN_FLIGHT: usize = 256;
+
+struct Case {
+    name: &'static str,
+    kind: ExchangeKind,
+    key: &'static str,
+    binding_key: &'static str,
+    binding_args: Headers,
+}
+
+fn cases() -> Vec<Case> {
+    let mut any = Headers::new();
+    any.insert("x-match".into(), "any".into());
+    any.insert("region".into(), "eu".into());
+    vec![
+        Case { name: "direct", kind: ExchangeKind::Direct, key: "k", binding_key: "k", binding_args: Headers::new() },
+        Case { name: "fanout", kind: ExchangeKind::Fanout, key: "", binding_key: "", binding_args: Headers::new() },
+        Case { name: "topic", kind: ExchangeKind::Topic, key: "orders.eu.new", binding_key: "orders.*.#", binding_args: Headers::new() },
+        Case { name: "headers", kind: ExchangeKind::Headers, key: "", binding_key: "", binding_args: any },
+        Case { name: "x-wasm (Rust header router)", kind: ExchangeKind::Wasm { plugin: "router".into() }, key: "", binding_key: "", binding_args: Headers::new() },
+    ]
+}
+
+fn open(dir: &std::path::Path, durability: Durability) -> Arc<Broker> {
+    let config = BrokerConfig {
+        queues: QueuesOptions {
+            store: StoreConfig { durability, cache_capacity: 32 << 20, ..StoreConfig::default() },
+            ..QueuesOptions::default()
+        },
+        ..BrokerConfig::default()
+    };
+    Arc::new(Broker::open(dir, config).expect("open broker"))
+}
+
+async fn run(case: &Case, durability: Durability, messages: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path(), durability);
+    let queue = QueueName::new("bench").unwrap();
+    broker.declare_queue(&queue, QueueConfig::default()).unwrap();
+    if let ExchangeKind::Wasm { plugin } = &case.kind {
+        let opts = DeployOptions {
+            config: [("header".to_string(), "region".to_string()), ("route.eu".into(), "bench".into())].into(),
+            ..DeployOptions::default()
+        };
+        broker.plugins().deploy(plugin, &plugins::rust_plugin_bytes("header_router"), opts).unwrap();
+    }
+    broker.declare_exchange(Exchange::new("bench", case.kind.clone())).unwrap();
+    if !matches!(case.kind, ExchangeKind::Wasm { .. }) {
+        broker
+            .bind(Binding {
+                source: "bench".into(),
+                target: BindingTarget::Queue("bench".into()),
+                routing_key: case.binding_key.into(),
+                arguments: case.binding_args.clone(),
+                filter: None,
+            })
+            .unwrap();
+    }
+    let template = Message::new(vec![b'x'; 1024])
+        .with_header("region", "eu")
+        .with_header("customer", "c-1")
+        .with_header("kind", "order")
+        .with_header("priority", 3i64)
+        .with_header("source", "bench");
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..PUBLISHERS {
+        let (broker, permits, template) = (broker.clone(), permits.clone(), template.clone());
+        let key = case.key;
+        tasks.push(tokio::spawn(async move {
+            let mut pending = Vec::with_capacity(messages / PUBLISHERS);
+            for _ in 0..messages / PUBLISHERS {
+                let permit = permits.clone().acquire_owned().await.unwrap();
+                let broker = broker.clone();
+                let mut m = template.clone();
+                m.id = switchyard::message::MessageId::generate();
+                pending.push(tokio::spawn(async move {
+                    let p = broker.publish("bench", key, m, false).await.unwrap();
+                    assert_eq!(p.outcomes.len(), 1, "routed to exactly one queue");
+                    drop(permit);
+                }));
+            }
+            for p in pending {
+                p.await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = messages as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(broker.queues().stats(&queue).unwrap().messages, messages as u64);
+    rate
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it, as
+    // a smoke test with a few messages.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let messages = std::env::args()
+        .skip_while(|a| a != "--messages")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if smoke { 400 } else { 40_000usize });
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    println!("| exchange | durability | msg/s | vs direct |");
+    println!("|---|---|---|---|");
+    for durability in [Durability::Fsync, Durability::Relaxed] {
+        let mut direct = None;
+        for case in cases() {
+            let rate = rt.block_on(run(&case, durability, messages));
+            let base = *direct.get_or_insert(rate);
+            println!("| {} | {:?} | {:.0} | {:.0}% |", case.name, durability, rate, 100.0 * rate / base);
+        }
+    }
+}

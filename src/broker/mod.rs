@@ -1,0 +1,385 @@
+//! The broker core: exchanges and plugins in front of the durable queues.
+//!
+//! A publish is routed ([`Decision`]) and then committed: every output of the decision — copies
+//! for several queues, dead-letterings, quarantined copies — goes into the queue store in one
+//! atomic batch, and the call returns only once that batch is durable. A crash therefore never
+//! leaves a partial fan-out. The broker knows no sockets and no wasmtime types: protocol front
+//! ends call it, and plugins are reached through [`PluginHost`]'s plain-Rust API.
+
+mod breaker;
+mod decision;
+mod error;
+mod route;
+mod topology_file;
+
+pub use breaker::Breakers;
+pub use decision::{Decision, Output, Step};
+pub use error::BrokerError;
+pub use route::{
+    SpecialQueues, EXCHANGE_HEADER, LINEAGE_HEADER, MAX_HOPS, REASON_HEADER, ROUTING_KEY_HEADER,
+};
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::message::Message;
+use crate::plugin::{HostConfig, PluginHost};
+use crate::queue::{
+    ConsumerOptions, EnqueueOptions, PublishItem, PublishOutcome, QueueConfig, QueueName, Queues,
+    QueuesOptions,
+};
+use crate::routing::{Binding, BindingTarget, Exchange, Topology};
+use route::Router;
+use topology_file::TopologyFile;
+
+/// How to open a broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub queues: QueuesOptions,
+    pub plugins: HostConfig,
+    /// Consecutive failures of one plugin version that open its circuit breaker.
+    pub breaker_threshold: u32,
+    pub dead_letter_queue: String,
+    pub quarantine_queue: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            queues: QueuesOptions::default(),
+            plugins: HostConfig::default(),
+            breaker_threshold: 5,
+            dead_letter_queue: "switchyard.dead-letter".into(),
+            quarantine_queue: "switchyard.quarantine".into(),
+        }
+    }
+}
+
+/// What a committed publish did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub decision: Decision,
+    /// Per output, what its queue did with it (stored, duplicate, refused as full).
+    pub outcomes: Vec<PublishOutcome>,
+}
+
+impl Published {
+    /// A queue refused its copy because it is full (`reject-publish` overflow): an AMQP
+    /// publisher with confirms gets a nack.
+    pub fn any_refused(&self) -> bool {
+        self.outcomes.contains(&PublishOutcome::RejectedMaxLength)
+    }
+}
+
+/// Counters for the admin API and metrics.
+#[derive(Debug, Default)]
+pub struct BrokerCounters {
+    pub published: AtomicU64,
+    pub unroutable: AtomicU64,
+    pub returned: AtomicU64,
+    pub dropped: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+/// What routing needs, shared with the blocking threads that run plugin routes.
+#[derive(Debug)]
+struct Core {
+    queues: Queues,
+    plugins: Arc<PluginHost>,
+    breakers: Breakers,
+    special: SpecialQueues,
+}
+
+impl Core {
+    fn decide(
+        &self,
+        topology: &Topology,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+        mandatory: bool,
+        dry_run: bool,
+    ) -> Result<Decision, BrokerError> {
+        let queues = &self.queues;
+        let queue_exists =
+            |q: &str| QueueName::new(q.to_owned()).is_ok_and(|n| queues.config(&n).is_ok());
+        Router {
+            topology,
+            plugins: &self.plugins,
+            breakers: &self.breakers,
+            special: &self.special,
+            queue_exists: &queue_exists,
+            dry_run,
+            decision: Decision::default(),
+            seen: HashSet::new(),
+        }
+        .route(exchange, routing_key, message, mandatory)
+    }
+}
+
+/// The broker. Share it behind an `Arc`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Broker {
+    dir: PathBuf,
+    core: Arc<Core>,
+    /// Invariant: equals what `topology_file` holds for durable entries, because every change
+    /// is saved while this lock is held for writing. Readers take a cheap `Arc` snapshot and
+    /// route without holding the lock.
+    topology: RwLock<Arc<Topology>>,
+    topology_file: TopologyFile,
+    counters: BrokerCounters,
+    /// Serialises replays so two redrives of one queue do not interleave.
+    replay_lock: tokio::sync::Mutex<()>,
+}
+
+impl Broker {
+    /// Open (or create) a broker in `dir`: queues in `dir/queues`, plugins in `dir/plugins`,
+    /// topology in `dir/topology.json`.
+    pub fn open(dir: impl AsRef<Path>, config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| BrokerError::TopologyFile {
+            path: dir.display().to_string(),
+            cause: format!("cannot create the data directory: {e}"),
+        })?;
+        let queues = Queues::open(dir.join("queues"), config.queues)?;
+        let plugins = Arc::new(PluginHost::open(dir.join("plugins"), config.plugins)?);
+        let topology_file = TopologyFile::new(&dir);
+        let topology = topology_file.load()?;
+        let special = SpecialQueues {
+            dead_letter: config.dead_letter_queue,
+            quarantine: config.quarantine_queue,
+        };
+        for q in [&special.dead_letter, &special.quarantine] {
+            let name = QueueName::new(q.clone())?;
+            if queues.config(&name).is_err() {
+                queues.declare(&name, QueueConfig::default())?;
+            }
+        }
+        let core = Core { queues, plugins, breakers: Breakers::new(config.breaker_threshold), special };
+        Ok(Broker {
+            dir,
+            core: Arc::new(core),
+            topology: RwLock::new(Arc::new(topology)),
+            topology_file,
+            counters: BrokerCounters::default(),
+            replay_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn queues(&self) -> &Queues {
+        &self.core.queues
+    }
+
+    pub fn plugins(&self) -> &Arc<PluginHost> {
+        &self.core.plugins
+    }
+
+    pub fn breakers(&self) -> &Breakers {
+        &self.core.breakers
+    }
+
+    pub fn counters(&self) -> &BrokerCounters {
+        &self.counters
+    }
+
+    pub fn special_queues(&self) -> &SpecialQueues {
+        &self.core.special
+    }
+
+    /// A snapshot of the topology (for listing and export).
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.read().clone()
+    }
+
+    pub fn declare_exchange(&self, exchange: Exchange) -> Result<bool, BrokerError> {
+        self.change_topology(|t| Ok(t.declare_exchange(exchange)?))
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), BrokerError> {
+        self.change_topology(|t| Ok(t.delete_exchange(name, if_unused)?))
+    }
+
+    /// Bind; the target queue or exchange must exist.
+    pub fn bind(&self, binding: Binding) -> Result<(), BrokerError> {
+        if let BindingTarget::Queue(q) = &binding.target {
+            self.queues().config(&QueueName::new(q.clone())?)?;
+        }
+        self.change_topology(|t| Ok(t.bind(binding)?))
+    }
+
+    pub fn unbind(&self, binding: &Binding) -> Result<(), BrokerError> {
+        self.change_topology(|t| {
+            t.unbind(binding);
+            Ok(())
+        })
+    }
+
+    pub fn declare_queue(&self, name: &QueueName, config: QueueConfig) -> Result<(), BrokerError> {
+        Ok(self.queues().declare(name, config)?)
+    }
+
+    /// Delete a queue and every binding to it; returns how many messages it held.
+    pub fn delete_queue(&self, name: &QueueName) -> Result<u64, BrokerError> {
+        let n = self.queues().delete(name)?;
+        self.change_topology(|t| {
+            t.unbind_queue(name.as_str());
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    fn change_topology<T>(
+        &self,
+        f: impl FnOnce(&mut Topology) -> Result<T, BrokerError>,
+    ) -> Result<T, BrokerError> {
+        let mut topology = self.topology.write();
+        let mut next = Topology::clone(&topology);
+        let out = f(&mut next)?;
+        self.topology_file.save(&next)?;
+        *topology = Arc::new(next);
+        Ok(out)
+    }
+
+    /// Route without side effects: the full decision, nothing stored, breakers untouched.
+    pub async fn dry_run(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+    ) -> Result<Decision, BrokerError> {
+        self.decide(exchange, routing_key, message, false, true).await
+    }
+
+    /// Route and commit. Returns once every output is durable; an error means nothing was
+    /// stored. A decision that rejects the publish is [`BrokerError::Rejected`].
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+        mandatory: bool,
+    ) -> Result<Published, BrokerError> {
+        let decision = self.decide(exchange, routing_key, message, mandatory, false).await?;
+        self.commit(decision, exchange, routing_key).await
+    }
+
+    /// Routes that may call plugins run on tokio's blocking threads, for two reasons: a plugin
+    /// call may take up to its deadline, which must not stall the async workers that serve
+    /// every connection; and WASI's synchronous host functions (a guest writing to stderr, for
+    /// one) block on a runtime, which tokio forbids on its worker threads. Routes through
+    /// built-in exchanges only stay inline: they are microseconds of pure CPU.
+    async fn decide(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+        mandatory: bool,
+        dry_run: bool,
+    ) -> Result<Decision, BrokerError> {
+        let topology = self.topology();
+        if !topology.may_call_plugins(exchange) {
+            return self.core.decide(&topology, exchange, routing_key, message, mandatory, dry_run);
+        }
+        let core = self.core.clone();
+        let (exchange, routing_key) = (exchange.to_owned(), routing_key.to_owned());
+        tokio::task::spawn_blocking(move || {
+            core.decide(&topology, &exchange, &routing_key, message, mandatory, dry_run)
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(format!("routing task failed: {e}")))?
+    }
+
+    async fn commit(
+        &self,
+        decision: Decision,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<Published, BrokerError> {
+        let c = &self.counters;
+        c.published.fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = &decision.rejected {
+            c.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(BrokerError::Rejected(reason.clone()));
+        }
+        if decision.unroutable {
+            c.unroutable.fetch_add(1, Ordering::Relaxed);
+        }
+        if decision.returned {
+            c.returned.fetch_add(1, Ordering::Relaxed);
+        }
+        if decision.dropped.is_some() {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut items = Vec::with_capacity(decision.outputs.len());
+        for out in &decision.outputs {
+            items.push(PublishItem {
+                queue: QueueName::new(out.queue.clone())?,
+                message: out.message.clone(),
+                options: EnqueueOptions {
+                    delay_ms: out.delay_ms,
+                    exchange: exchange.to_owned(),
+                    routing_keys: vec![routing_key.to_owned()],
+                    ..EnqueueOptions::default()
+                },
+            });
+        }
+        let outcomes = if items.is_empty() {
+            Vec::new()
+        } else {
+            self.queues().enqueue(items)?.durable().await?.outcomes
+        };
+        Ok(Published { decision, outcomes })
+    }
+
+    /// Send up to `limit` messages of `queue` (a dead-letter or quarantine queue) through
+    /// routing again, from the exchange and routing key they were first published with — so a
+    /// fixed or rolled-back plugin decides anew. Each message is acknowledged in `queue` only
+    /// after its new routing is durable. Messages with no recorded origin stay where they are.
+    /// Returns how many were replayed.
+    pub async fn replay(&self, queue: &QueueName, limit: Option<usize>) -> Result<usize, BrokerError> {
+        let _one_at_a_time = self.replay_lock.lock().await;
+        // Bound the pass by what the queue holds now: a message that routes back into this
+        // queue (a breaker still open) must not be replayed again in the same pass.
+        let held = usize::try_from(self.queues().stats(queue)?.messages).unwrap_or(usize::MAX);
+        let budget = limit.map_or(held, |l| l.min(held));
+        let consumer = self.queues().consume(queue, ConsumerOptions { prefetch: 0, push: false })?;
+        let mut done = 0;
+        let mut skipped = Vec::new();
+        while done + skipped.len() < budget {
+            let Some(delivery) = consumer.get()? else { break };
+            let mut message = delivery.message;
+            let origin = (
+                message.headers.remove(EXCHANGE_HEADER),
+                message.headers.remove(ROUTING_KEY_HEADER),
+            );
+            let (Some(ex), Some(key)) = origin else {
+                skipped.push(delivery.tag);
+                continue;
+            };
+            message.headers.remove(REASON_HEADER);
+            let (ex, key) = (ex.as_str().unwrap_or("").to_owned(), key.as_str().unwrap_or("").to_owned());
+            self.publish(&ex, &key, message, false).await?;
+            consumer.ack(delivery.tag, false)?;
+            done += 1;
+        }
+        for tag in skipped {
+            consumer.nack(tag, false, true)?;
+        }
+        Ok(done)
+    }
+
+    /// Close every circuit breaker of `plugin` and replay the quarantine queue.
+    pub async fn release_quarantine(&self, plugin: &str) -> Result<usize, BrokerError> {
+        self.core.breakers.reset(plugin);
+        let q = QueueName::new(self.core.special.quarantine.clone())?;
+        self.replay(&q, None).await
+    }
+}

@@ -1,0 +1,323 @@
+//! The routing pass: walks exchanges, bindings and plugins and produces a [`Decision`].
+//!
+//! Nothing here writes to storage. Side effects are limited to plugin calls and, outside dry
+//! runs, circuit-breaker bookkeeping; the caller commits the decision's outputs atomically.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use super::{Breakers, BrokerError, Decision, Output, Step};
+use crate::message::{FieldValue, Message};
+use crate::plugin::{PluginError, PluginHost, RouteContext, RouteVerdict, Target};
+use crate::routing::{BindingTarget, Exchange, ExchangeKind, FailurePolicy, Topology};
+
+/// Exchange-to-exchange hops one publish may take; deeper (or cyclic) paths stop there.
+pub const MAX_HOPS: usize = 8;
+
+/// Header naming every plugin version that routed or rewrote a message, oldest first.
+pub const LINEAGE_HEADER: &str = "x-switchyard-lineage";
+/// Header with the reason a message was dead-lettered or quarantined by routing.
+pub const REASON_HEADER: &str = "x-switchyard-reason";
+/// Headers recording where a message was published, so quarantined messages can be replayed.
+pub const EXCHANGE_HEADER: &str = "x-switchyard-exchange";
+pub const ROUTING_KEY_HEADER: &str = "x-switchyard-routing-key";
+
+/// Fixed places routing sends messages it cannot deliver normally.
+#[derive(Debug, Clone)]
+pub struct SpecialQueues {
+    pub dead_letter: String,
+    pub quarantine: String,
+}
+
+/// One routing pass. Construct, call [`Router::route`], get the decision.
+pub(super) struct Router<'a> {
+    pub topology: &'a Topology,
+    pub plugins: &'a PluginHost,
+    pub breakers: &'a Breakers,
+    pub special: &'a SpecialQueues,
+    pub queue_exists: &'a dyn Fn(&str) -> bool,
+    /// A dry run leaves breakers untouched.
+    pub dry_run: bool,
+    pub decision: Decision,
+    /// Queues that already got a copy through a built-in binding (one copy per queue).
+    pub seen: HashSet<String>,
+}
+
+/// What a plugin call came to, once failures are handled.
+enum Called<T> {
+    Ok(T),
+    /// The failure policy or breaker already disposed of the message.
+    Handled,
+}
+
+impl Router<'_> {
+    pub fn route(
+        mut self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+        mandatory: bool,
+    ) -> Result<Decision, BrokerError> {
+        let start = Instant::now();
+        let ex = self
+            .topology
+            .exchange(exchange)
+            .ok_or_else(|| BrokerError::ExchangeNotFound(exchange.to_owned()))?;
+        if ex.internal {
+            return Err(BrokerError::InternalExchange(exchange.to_owned()));
+        }
+        let alternate = ex.alternate_exchange.clone();
+        self.enter(ex, routing_key, message.clone(), 0);
+        let nothing = |d: &Decision| d.outputs.is_empty() && d.dropped.is_none() && d.rejected.is_none();
+        if nothing(&self.decision) {
+            if let Some(alt) = alternate.as_deref().and_then(|a| self.topology.exchange(a)) {
+                self.enter(alt, routing_key, message, 1);
+            }
+        }
+        if nothing(&self.decision) {
+            self.decision.unroutable = true;
+            self.decision.returned = mandatory;
+        }
+        if self.decision.rejected.is_some() {
+            self.decision.outputs.clear();
+        }
+        self.decision.elapsed = start.elapsed();
+        Ok(self.decision)
+    }
+
+    fn enter(&mut self, ex: &Exchange, key: &str, message: Message, hops: usize) {
+        if hops > MAX_HOPS || self.decision.rejected.is_some() {
+            return;
+        }
+        let Some(message) = self.pipeline(ex, key, message) else { return };
+        if ex.name.is_empty() {
+            // The default exchange: every queue is bound to it by its own name.
+            if (self.queue_exists)(key) && self.seen.insert(key.to_owned()) {
+                self.push(key, message, None, None);
+            }
+            return;
+        }
+        if let ExchangeKind::Wasm { plugin } = &ex.kind {
+            return self.route_by_plugin(ex, plugin, key, message, hops);
+        }
+        let bindings: Vec<_> = self.topology.matching(ex, key, &message.headers).cloned().collect();
+        for binding in bindings {
+            if let Some(filter) = &binding.filter {
+                match self.call(ex, filter, "binding-filter", key, &message, |p, m, c| {
+                    p.filter(filter, m, c)
+                }) {
+                    Called::Ok(true) => {}
+                    Called::Ok(false) | Called::Handled => continue,
+                }
+            }
+            match &binding.target {
+                BindingTarget::Queue(q) => {
+                    if self.seen.insert(q.clone()) {
+                        self.push(q, message.clone(), None, None);
+                    }
+                }
+                BindingTarget::Exchange(name) => {
+                    if let Some(next) = self.topology.exchange(name) {
+                        self.enter(next, key, message.clone(), hops + 1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run the exchange's filters and transforms in order. `None`: the message stops here.
+    fn pipeline(&mut self, ex: &Exchange, key: &str, mut message: Message) -> Option<Message> {
+        for name in &ex.pipeline {
+            let kind = self.plugins.current(name).map(|(k, _)| k);
+            match kind {
+                Some(crate::plugin::PluginKind::Transform) => {
+                    match self.call(ex, name, "transform", key, &message, |p, m, c| p.transform(name, m, c)) {
+                        Called::Ok(out) => message = self.stamp(out, name),
+                        Called::Handled => return None,
+                    }
+                }
+                _ => match self.call(ex, name, "filter", key, &message, |p, m, c| p.filter(name, m, c)) {
+                    Called::Ok(true) => {}
+                    Called::Ok(false) => {
+                        self.decision.dropped = Some(format!("filtered by {name}"));
+                        return None;
+                    }
+                    Called::Handled => return None,
+                },
+            }
+        }
+        Some(message)
+    }
+
+    fn route_by_plugin(&mut self, ex: &Exchange, plugin: &str, key: &str, message: Message, hops: usize) {
+        let verdict = match self.call(ex, plugin, "router", key, &message, |p, m, c| p.route(plugin, m, c)) {
+            Called::Ok(v) => v,
+            Called::Handled => return,
+        };
+        match verdict {
+            RouteVerdict::Drop => self.decision.dropped = Some(format!("dropped by {plugin}")),
+            RouteVerdict::Deliver(dests) if dests.is_empty() => {
+                self.decision.dropped = Some(format!("{plugin} chose no destination"));
+            }
+            RouteVerdict::DeadLetter { reason } => {
+                let m = self.stamp(message, plugin);
+                self.dead_letter(m, ex, key, format!("{plugin}: {reason}"));
+            }
+            RouteVerdict::Deliver(dests) => {
+                for dest in dests {
+                    let copy = self.stamp(dest.message.unwrap_or_else(|| message.clone()), plugin);
+                    match dest.target {
+                        Target::Queue(q) if (self.queue_exists)(&q) => {
+                            self.push(&q, copy, dest.delay_ms, None)
+                        }
+                        Target::Queue(q) => {
+                            self.dead_letter(copy, ex, key, format!("{plugin} routed to missing queue {q:?}"))
+                        }
+                        Target::Exchange { name, routing_key } => match self.topology.exchange(&name) {
+                            Some(next) => self.enter(next, &routing_key, copy, hops + 1),
+                            None => self.dead_letter(
+                                copy,
+                                ex,
+                                key,
+                                format!("{plugin} routed to missing exchange {name:?}"),
+                            ),
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    /// Call a plugin under its breaker, record the step, and apply the exchange's failure
+    /// policy when it fails.
+    fn call<T>(
+        &mut self,
+        ex: &Exchange,
+        plugin: &str,
+        role: &'static str,
+        key: &str,
+        message: &Message,
+        f: impl FnOnce(&PluginHost, &Message, &RouteContext) -> Result<T, PluginError>,
+    ) -> Called<T>
+    where
+        T: Describe,
+    {
+        let version = self.plugins.current(plugin).map(|(_, v)| v).unwrap_or_default();
+        let mut step = Step {
+            exchange: ex.name.clone(),
+            plugin: plugin.to_owned(),
+            version: version.clone(),
+            role,
+            outcome: String::new(),
+            elapsed: Default::default(),
+        };
+        if !version.is_empty() && self.breakers.is_open(plugin, &version) {
+            step.outcome = "quarantined (breaker open)".into();
+            self.decision.steps.push(step);
+            let reason = format!("plugin {plugin}@{version} is quarantined after repeated failures");
+            let mut m = message.clone();
+            mark_origin(&mut m, &ex.name, key, &reason);
+            let q = self.special.quarantine.clone();
+            self.push(&q, m, None, Some(reason));
+            return Called::Handled;
+        }
+        let ctx = RouteContext {
+            exchange: ex.name.clone(),
+            routing_key: key.to_owned(),
+            delivery_count: 0,
+            source: "publish".into(),
+        };
+        let start = Instant::now();
+        let result = f(self.plugins, message, &ctx);
+        step.elapsed = start.elapsed();
+        match result {
+            Ok(value) => {
+                if !self.dry_run {
+                    self.breakers.record_success(plugin, &version);
+                }
+                step.outcome = value.describe();
+                self.decision.steps.push(step);
+                Called::Ok(value)
+            }
+            Err(err) => {
+                if !self.dry_run && !version.is_empty() && self.breakers.record_failure(plugin, &version) {
+                    tracing::warn!(plugin, version, "circuit breaker opened: plugin version quarantined");
+                }
+                step.outcome = format!("error ({}): {err}", err.kind());
+                self.decision.steps.push(step);
+                self.fail(ex, key, message.clone(), err.to_string());
+                Called::Handled
+            }
+        }
+    }
+
+    fn fail(&mut self, ex: &Exchange, key: &str, message: Message, reason: String) {
+        match &ex.failure_policy {
+            FailurePolicy::DeadLetter => self.dead_letter(message, ex, key, reason),
+            FailurePolicy::Reject => self.decision.rejected = Some(reason),
+            FailurePolicy::Drop => self.decision.dropped = Some(reason),
+            FailurePolicy::Fallback { queue } => {
+                let mut m = message;
+                mark_origin(&mut m, &ex.name, key, &reason);
+                self.push(queue, m, None, Some(reason));
+            }
+        }
+    }
+
+    fn dead_letter(&mut self, mut message: Message, ex: &Exchange, key: &str, reason: String) {
+        mark_origin(&mut message, &ex.name, key, &reason);
+        let q = self.special.dead_letter.clone();
+        self.push(&q, message, None, Some(reason));
+    }
+
+    fn push(&mut self, queue: &str, message: Message, delay_ms: Option<u64>, reason: Option<String>) {
+        self.decision.outputs.push(Output { queue: queue.to_owned(), message, delay_ms, reason });
+    }
+
+    /// Add `plugin@version` to the message's lineage.
+    fn stamp(&self, mut message: Message, plugin: &str) -> Message {
+        let version = self.plugins.current(plugin).map(|(_, v)| v).unwrap_or_default();
+        let entry = FieldValue::String(format!("{plugin}@{version}"));
+        match message.headers.get_mut(LINEAGE_HEADER) {
+            Some(FieldValue::Array(a)) => a.push(entry),
+            _ => {
+                message.headers.insert(LINEAGE_HEADER.into(), FieldValue::Array(vec![entry]));
+            }
+        }
+        message
+    }
+}
+
+/// Record why and from where a message left the normal route.
+pub(super) fn mark_origin(message: &mut Message, exchange: &str, key: &str, reason: &str) {
+    message.headers.insert(REASON_HEADER.into(), reason.into());
+    message.headers.insert(EXCHANGE_HEADER.into(), exchange.into());
+    message.headers.insert(ROUTING_KEY_HEADER.into(), key.into());
+}
+
+/// A short text for a plugin's answer, for [`Step::outcome`].
+trait Describe {
+    fn describe(&self) -> String;
+}
+
+impl Describe for bool {
+    fn describe(&self) -> String {
+        if *self { "keep" } else { "drop" }.into()
+    }
+}
+
+impl Describe for Message {
+    fn describe(&self) -> String {
+        format!("rewrite ({} bytes)", self.body.len())
+    }
+}
+
+impl Describe for RouteVerdict {
+    fn describe(&self) -> String {
+        match self {
+            RouteVerdict::Deliver(d) => format!("deliver to {}", d.len()),
+            RouteVerdict::Drop => "drop".into(),
+            RouteVerdict::DeadLetter { reason } => format!("dead-letter: {reason}"),
+        }
+    }
+}

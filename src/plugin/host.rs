@@ -1,0 +1,498 @@
+//! `PluginHost`: the public face of the plugin subsystem.
+//!
+//! Concurrency model:
+//! - **Calls** (`route`, `filter`, `transform`) are synchronous CPU work on the caller's thread,
+//!   bounded by the plugin's deadline. A warm call to a Rust plugin costs about a microsecond,
+//!   less than an async task switch, so there is no async API; an async caller that cannot
+//!   afford a 100 ms worst case should use `spawn_blocking`. A call clones the current
+//!   `Arc<LoadedPlugin>` under a read lock and runs without any lock held.
+//! - **Deploys, rollbacks and removals** are serialized by one mutex, which also bounds
+//!   compilation to one (single-threaded) compile at a time. They run on the caller's thread:
+//!   the admin API or the directory watcher, never a message path.
+//! - **Swap**: a new version is compiled, type-checked and instantiated once *before* it is
+//!   published by replacing the `Arc` in the live map. That replacement is the atomic message
+//!   boundary: a call sees either the old or the new version, and a call that already holds the
+//!   old `Arc` finishes on it. A version that fails any step is never published; the old one keeps
+//!   serving and the failure is logged and kept for `load_error` / `show`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Linker;
+use wasmtime::Engine;
+
+use super::bindings::{self, Identity, StoreState};
+use super::cache::ArtifactCache;
+use super::compile;
+use super::engine::{build_engine, EpochTicker};
+use super::instance::LoadedPlugin;
+use super::registry::{validate_name, Registry, VersionInfo};
+use super::stats::{PluginStats, StatsSnapshot};
+use super::types::{HostConfig, PluginKind, PluginLimits, RouteContext, RouteVerdict};
+use super::PluginError;
+use crate::message::Message;
+
+/// How to deploy a version.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// The world the plugin must implement. `None`: infer from the component's export, or keep
+    /// the kind of the plugin already deployed under this name.
+    pub kind: Option<PluginKind>,
+    /// Key/values the plugin reads through the `config` import.
+    pub config: BTreeMap<String, String>,
+    /// `None`: the host's defaults.
+    pub limits: Option<PluginLimits>,
+}
+
+/// What `list` and `show` report about a plugin.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub kind: PluginKind,
+    /// The serving version.
+    pub current: VersionInfo,
+    /// All deployments, oldest first; the last is `current`.
+    pub history: Vec<VersionInfo>,
+    /// Why the last attempt to load a new version failed, if it did (cleared by a success).
+    pub last_load_error: Option<String>,
+    pub stats: StatsSnapshot,
+}
+
+/// Host-wide counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HostStats {
+    /// Components compiled from wasm (cache misses).
+    pub compiles: u64,
+    /// Components loaded from the artifact cache.
+    pub cache_hits: u64,
+    /// Versions that failed to load (compile, type-check or first instantiation).
+    pub failed_loads: u64,
+}
+
+/// Runs plugins. Cheap to clone (shared state); see the module docs for the threading model.
+#[derive(Clone)]
+pub struct PluginHost {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("root", &self.inner.root)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    root: Option<PathBuf>,
+    engine: Engine,
+    linker: Linker<StoreState>,
+    config: HostConfig,
+    cache: Option<ArtifactCache>,
+    /// Serializes deploy/rollback/remove, and so bounds compilation to one at a time.
+    admin: Mutex<()>,
+    registry: Mutex<Registry>,
+    live: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    stats: Mutex<HashMap<String, Arc<PluginStats>>>,
+    load_errors: Mutex<HashMap<String, String>>,
+    compiles: AtomicU64,
+    cache_hits: AtomicU64,
+    failed_loads: AtomicU64,
+    _ticker: EpochTicker,
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl PluginHost {
+    /// Opens the host on `data_dir` (plugins live in `data_dir/plugins/`), loading the current
+    /// version of every registered plugin, from the artifact cache when possible. A plugin that
+    /// fails to load is skipped (logged, and reported by `load_error`), not fatal.
+    pub fn open(data_dir: impl AsRef<Path>, config: HostConfig) -> Result<Self, PluginError> {
+        Self::build(Some(data_dir.as_ref().join("plugins")), config)
+    }
+
+    /// A host that keeps nothing on disk and has no artifact cache (the offline test harness).
+    pub fn in_memory(config: HostConfig) -> Result<Self, PluginError> {
+        Self::build(None, config)
+    }
+
+    fn build(root: Option<PathBuf>, config: HostConfig) -> Result<Self, PluginError> {
+        let setup = |e: wasmtime::Error| PluginError::Storage(format!("engine setup: {e:#}"));
+        let engine = build_engine(&config).map_err(setup)?;
+        let linker = bindings::linker(&engine).map_err(setup)?;
+        let registry = Registry::open(root.as_deref())?;
+        let cache = match &root {
+            Some(root) => Some(ArtifactCache::new(root.join("cache"), &engine)?),
+            None => None,
+        };
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let host = PluginHost {
+            inner: Arc::new(Inner {
+                root,
+                engine,
+                linker,
+                config,
+                cache,
+                admin: Mutex::new(()),
+                registry: Mutex::new(registry),
+                live: RwLock::new(HashMap::new()),
+                stats: Mutex::new(HashMap::new()),
+                load_errors: Mutex::new(HashMap::new()),
+                compiles: AtomicU64::new(0),
+                cache_hits: AtomicU64::new(0),
+                failed_loads: AtomicU64::new(0),
+                _ticker: ticker,
+            }),
+        };
+        let _admin = host.inner.admin.lock();
+        let records: Vec<(String, PluginKind, VersionInfo)> = host
+            .inner
+            .registry
+            .lock()
+            .all()
+            .map(|(name, r)| (name.clone(), r.kind, r.current().clone()))
+            .collect();
+        for (name, kind, info) in records {
+            let loaded = host
+                .inner
+                .registry
+                .lock()
+                .blob(&info.version)
+                .and_then(|bytes| host.load(&name, Some(kind), &info, &bytes));
+            match loaded {
+                Ok(plugin) => {
+                    host.inner.live.write().insert(name, plugin);
+                }
+                Err(e) => host.record_failure(&name, &e),
+            }
+        }
+        drop(_admin);
+        Ok(host)
+    }
+
+    fn stats_for(&self, name: &str) -> Arc<PluginStats> {
+        self.inner
+            .stats
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn record_failure(&self, name: &str, e: &PluginError) {
+        tracing::warn!(plugin = name, error = %e, "plugin version failed to load; previous version (if any) keeps serving");
+        self.inner.failed_loads.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .load_errors
+            .lock()
+            .insert(name.to_string(), e.to_string());
+    }
+
+    /// Compiles (or loads from cache), type-checks and instantiates once. Caller holds `admin`.
+    fn load(
+        &self,
+        name: &str,
+        kind: Option<PluginKind>,
+        info: &VersionInfo,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let inner = &self.inner;
+        let (component, cached) = compile::compile(
+            &inner.engine,
+            inner.cache.as_ref(),
+            name,
+            &info.version,
+            bytes,
+        )?;
+        let counter = if cached {
+            &inner.cache_hits
+        } else {
+            &inner.compiles
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let (kind, pre) = compile::prepare(&inner.engine, &inner.linker, name, &component, kind)?;
+        let identity = Arc::new(Identity {
+            name: name.into(),
+            version: info.version.clone().into(),
+            config: info.config.clone(),
+        });
+        let plugin = LoadedPlugin::new(
+            identity,
+            kind,
+            info.limits,
+            pre,
+            inner.engine.clone(),
+            inner.config.epoch_tick,
+            inner.config.max_idle_per_plugin,
+            self.stats_for(name),
+        );
+        plugin.warm_up()?;
+        Ok(Arc::new(plugin))
+    }
+
+    /// Deploys `wasm` as the new current version of `name` (creating the plugin if needed).
+    ///
+    /// Redeploying the serving version with the same config and limits is a no-op. On any
+    /// failure the previous version keeps serving and the error is also kept for `load_error`.
+    pub fn deploy(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        opts: DeployOptions,
+    ) -> Result<VersionInfo, PluginError> {
+        validate_name(name)?;
+        let _admin = self.inner.admin.lock();
+        let result = self.deploy_locked(name, wasm, opts);
+        match &result {
+            Ok(info) => {
+                self.inner.load_errors.lock().remove(name);
+                tracing::info!(plugin = name, version = %info.version, "plugin version deployed");
+            }
+            Err(e) => self.record_failure(name, e),
+        }
+        result
+    }
+
+    fn deploy_locked(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        opts: DeployOptions,
+    ) -> Result<VersionInfo, PluginError> {
+        let mut limits = opts.limits.unwrap_or(self.inner.config.default_limits);
+        limits.max_memory_bytes = limits
+            .max_memory_bytes
+            .min(self.inner.config.memory_ceiling);
+        let existing = self
+            .inner
+            .registry
+            .lock()
+            .get(name)
+            .map(|r| (r.kind, r.current().clone()));
+        let version = hash_hex(wasm);
+        if let Some((_, current)) = &existing {
+            if current.version == version
+                && current.config == opts.config
+                && current.limits == limits
+            {
+                return Ok(current.clone());
+            }
+        }
+        let kind = match (opts.kind, &existing) {
+            (Some(k), _) => Some(k),
+            (None, Some((k, _))) => Some(*k),
+            (None, None) => None,
+        };
+        if let (Some(wanted), Some((actual, _))) = (kind, &existing) {
+            if wanted != *actual {
+                return Err(PluginError::WrongKind {
+                    plugin: name.to_string(),
+                    expected: wanted,
+                    actual: *actual,
+                });
+            }
+        }
+        let info = VersionInfo {
+            version,
+            config: opts.config,
+            limits,
+            size_bytes: wasm.len() as u64,
+            deployed_at_ms: now_ms(),
+        };
+        let plugin = self.load(name, kind, &info, wasm)?;
+        let kind = plugin.kind;
+        {
+            let mut registry = self.inner.registry.lock();
+            registry.put_blob(&info.version, wasm)?;
+            registry.push(name, kind, info.clone())?;
+        }
+        self.inner.live.write().insert(name.to_string(), plugin);
+        Ok(info)
+    }
+
+    /// Reads `path` and deploys it (see [`PluginHost::deploy`]).
+    pub fn deploy_file(
+        &self,
+        name: &str,
+        path: impl AsRef<Path>,
+        opts: DeployOptions,
+    ) -> Result<VersionInfo, PluginError> {
+        let bytes = std::fs::read(path.as_ref())
+            .map_err(|e| PluginError::Storage(format!("{}: {e}", path.as_ref().display())))?;
+        self.deploy(name, &bytes, opts)
+    }
+
+    /// Makes the previous deployment current again and forgets the current one.
+    pub fn rollback(&self, name: &str) -> Result<VersionInfo, PluginError> {
+        let _admin = self.inner.admin.lock();
+        let (kind, previous) = {
+            let registry = self.inner.registry.lock();
+            let record = registry.get(name).ok_or_else(|| PluginError::NotFound {
+                plugin: name.to_string(),
+            })?;
+            if record.history.len() < 2 {
+                return Err(PluginError::NoPreviousVersion {
+                    plugin: name.to_string(),
+                });
+            }
+            (
+                record.kind,
+                record.history[record.history.len() - 2].clone(),
+            )
+        };
+        let bytes = self.inner.registry.lock().blob(&previous.version)?;
+        let plugin = self
+            .load(name, Some(kind), &previous, &bytes)
+            .inspect_err(|e| self.record_failure(name, e))?;
+        self.inner.registry.lock().pop(name)?;
+        self.inner.live.write().insert(name.to_string(), plugin);
+        tracing::info!(plugin = name, version = %previous.version, "plugin rolled back");
+        Ok(previous)
+    }
+
+    /// Removes a plugin, its history, and blobs and artifacts no other plugin uses.
+    pub fn remove(&self, name: &str) -> Result<(), PluginError> {
+        let _admin = self.inner.admin.lock();
+        let orphans = self.inner.registry.lock().remove(name)?;
+        self.inner.live.write().remove(name);
+        self.inner.stats.lock().remove(name);
+        self.inner.load_errors.lock().remove(name);
+        if let Some(cache) = &self.inner.cache {
+            orphans.iter().for_each(|h| cache.remove(h));
+        }
+        Ok(())
+    }
+
+    /// Every registered plugin, by name.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let names: Vec<String> = self
+            .inner
+            .registry
+            .lock()
+            .all()
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.iter().filter_map(|n| self.show(n).ok()).collect()
+    }
+
+    pub fn show(&self, name: &str) -> Result<PluginInfo, PluginError> {
+        let registry = self.inner.registry.lock();
+        let record = registry.get(name).ok_or_else(|| PluginError::NotFound {
+            plugin: name.to_string(),
+        })?;
+        Ok(PluginInfo {
+            name: name.to_string(),
+            kind: record.kind,
+            current: record.current().clone(),
+            history: record.history.clone(),
+            last_load_error: self.load_error(name),
+            stats: self.stats(name).unwrap_or_default(),
+        })
+    }
+
+    /// Why the last load of `name` failed, until a later load succeeds.
+    pub fn load_error(&self, name: &str) -> Option<String> {
+        self.inner.load_errors.lock().get(name).cloned()
+    }
+
+    pub fn stats(&self, name: &str) -> Option<StatsSnapshot> {
+        self.inner.stats.lock().get(name).map(|s| s.snapshot())
+    }
+
+    pub fn host_stats(&self) -> HostStats {
+        HostStats {
+            compiles: self.inner.compiles.load(Ordering::Relaxed),
+            cache_hits: self.inner.cache_hits.load(Ordering::Relaxed),
+            failed_loads: self.inner.failed_loads.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The kind and serving version of `name`, if it is loaded.
+    pub fn current(&self, name: &str) -> Option<(PluginKind, String)> {
+        self.inner
+            .live
+            .read()
+            .get(name)
+            .map(|p| (p.kind, p.identity.version.to_string()))
+    }
+
+    /// Idle warm instances of the serving version (observability and tests).
+    pub fn idle_instances(&self, name: &str) -> usize {
+        self.inner
+            .live
+            .read()
+            .get(name)
+            .map_or(0, |p| p.idle_instances())
+    }
+
+    fn live(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
+        self.inner
+            .live
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound {
+                plugin: name.to_string(),
+            })
+    }
+
+    /// Runs router `name`. Synchronous; bounded by the plugin's deadline.
+    pub fn route(
+        &self,
+        name: &str,
+        msg: &Message,
+        ctx: &RouteContext,
+    ) -> Result<RouteVerdict, PluginError> {
+        self.live(name)?.route(msg, ctx)
+    }
+
+    /// Runs filter `name`: `true` keeps the message.
+    pub fn filter(
+        &self,
+        name: &str,
+        msg: &Message,
+        ctx: &RouteContext,
+    ) -> Result<bool, PluginError> {
+        self.live(name)?.filter(msg, ctx)
+    }
+
+    /// Runs transform `name` and returns the rewritten message.
+    pub fn transform(
+        &self,
+        name: &str,
+        msg: &Message,
+        ctx: &RouteContext,
+    ) -> Result<Message, PluginError> {
+        self.live(name)?.transform(msg, ctx)
+    }
+}
+
+impl PluginHost {
+    /// Creates and drops `iterations` fresh instances of the serving version of `name` and
+    /// returns the mean time per instantiation. For benchmarks and diagnostics; calls in flight
+    /// are unaffected.
+    pub fn measure_instantiation(
+        &self,
+        name: &str,
+        iterations: u32,
+    ) -> Result<std::time::Duration, PluginError> {
+        let plugin = self.live(name)?;
+        let started = std::time::Instant::now();
+        for _ in 0..iterations {
+            plugin.instantiate_and_drop()?;
+        }
+        Ok(started.elapsed() / iterations.max(1))
+    }
+}

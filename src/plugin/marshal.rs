@@ -1,0 +1,203 @@
+//! Message ⇄ WIT conversion.
+//!
+//! Headers cross as `list<tuple<string, header-value>>` with exact integer widths, so a message
+//! that passes through a transform unchanged comes out equal to what went in. Nested tables and
+//! arrays (which WIT cannot express: no recursive types) travel as `nested(bytes)` in the
+//! MessagePack encoding of the `FieldValue`, opaque to the plugin.
+
+use bytes::Bytes;
+
+use super::bindings::wit;
+use super::types::{Destination, RouteContext, RouteVerdict, Target};
+use crate::message::{FieldValue, Headers, Message, Properties};
+
+pub(crate) fn message_to_wit(msg: &Message) -> wit::Message {
+    wit::Message {
+        id: msg.id.as_str().to_owned(),
+        properties: properties_to_wit(&msg.properties),
+        headers: msg
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), value_to_wit(v)))
+            .collect(),
+        body: msg.body.to_vec(),
+    }
+}
+
+pub(crate) fn context_to_wit(ctx: &RouteContext) -> wit::RouteContext {
+    wit::RouteContext {
+        exchange: ctx.exchange.clone(),
+        routing_key: ctx.routing_key.clone(),
+        delivery_count: ctx.delivery_count,
+        source: ctx.source.clone(),
+    }
+}
+
+fn properties_to_wit(p: &Properties) -> wit::Properties {
+    wit::Properties {
+        content_type: p.content_type.clone(),
+        content_encoding: p.content_encoding.clone(),
+        persistent: p.persistent,
+        priority: p.priority,
+        correlation_id: p.correlation_id.clone(),
+        reply_to: p.reply_to.clone(),
+        expiration_ms: p.expiration_ms,
+        timestamp: p.timestamp,
+        kind: p.kind.clone(),
+        user_id: p.user_id.clone(),
+        app_id: p.app_id.clone(),
+    }
+}
+
+fn properties_from_wit(p: wit::Properties) -> Properties {
+    Properties {
+        content_type: p.content_type,
+        content_encoding: p.content_encoding,
+        persistent: p.persistent,
+        priority: p.priority,
+        correlation_id: p.correlation_id,
+        reply_to: p.reply_to,
+        expiration_ms: p.expiration_ms,
+        timestamp: p.timestamp,
+        kind: p.kind,
+        user_id: p.user_id,
+        app_id: p.app_id,
+    }
+}
+
+fn value_to_wit(v: &FieldValue) -> wit::HeaderValue {
+    use wit::HeaderValue as H;
+    match v {
+        FieldValue::Void => H::Void,
+        FieldValue::Bool(b) => H::Boolean(*b),
+        FieldValue::I8(x) => H::Int8(*x),
+        FieldValue::U8(x) => H::Uint8(*x),
+        FieldValue::I16(x) => H::Int16(*x),
+        FieldValue::U16(x) => H::Uint16(*x),
+        FieldValue::I32(x) => H::Int32(*x),
+        FieldValue::U32(x) => H::Uint32(*x),
+        FieldValue::I64(x) => H::Int64(*x),
+        FieldValue::U64(x) => H::Uint64(*x),
+        FieldValue::F32(x) => H::Float32(*x),
+        FieldValue::F64(x) => H::Float64(*x),
+        FieldValue::Decimal { scale, value } => H::Decimal(wit::Decimal {
+            scale: *scale,
+            value: *value,
+        }),
+        FieldValue::String(s) => H::Text(s.clone()),
+        FieldValue::Bytes(b) => H::Bytes(b.to_vec()),
+        FieldValue::Timestamp(t) => H::Timestamp(*t),
+        nested @ (FieldValue::Table(_) | FieldValue::Array(_)) => {
+            H::Nested(rmp_serde::to_vec(nested).expect("FieldValue always encodes"))
+        }
+    }
+}
+
+fn value_from_wit(v: wit::HeaderValue) -> Result<FieldValue, String> {
+    use wit::HeaderValue as H;
+    Ok(match v {
+        H::Void => FieldValue::Void,
+        H::Boolean(b) => FieldValue::Bool(b),
+        H::Int8(x) => FieldValue::I8(x),
+        H::Uint8(x) => FieldValue::U8(x),
+        H::Int16(x) => FieldValue::I16(x),
+        H::Uint16(x) => FieldValue::U16(x),
+        H::Int32(x) => FieldValue::I32(x),
+        H::Uint32(x) => FieldValue::U32(x),
+        H::Int64(x) => FieldValue::I64(x),
+        H::Uint64(x) => FieldValue::U64(x),
+        H::Float32(x) => FieldValue::F32(x),
+        H::Float64(x) => FieldValue::F64(x),
+        H::Decimal(d) => FieldValue::Decimal {
+            scale: d.scale,
+            value: d.value,
+        },
+        H::Text(s) => FieldValue::String(s),
+        H::Bytes(b) => FieldValue::Bytes(Bytes::from(b)),
+        H::Timestamp(t) => FieldValue::Timestamp(t),
+        H::Nested(bytes) => match rmp_serde::from_slice::<FieldValue>(&bytes) {
+            Ok(v @ (FieldValue::Table(_) | FieldValue::Array(_))) => v,
+            Ok(_) => return Err("nested header value is not a table or array".into()),
+            Err(e) => return Err(format!("nested header value does not decode: {e}")),
+        },
+    })
+}
+
+/// A message returned by a plugin. Later duplicates of a header name win.
+///
+/// Invariant kept: the id is never empty (an empty id is an invalid result).
+pub(crate) fn message_from_wit(m: wit::Message) -> Result<Message, String> {
+    if m.id.is_empty() {
+        return Err("message id is empty".into());
+    }
+    let mut headers = Headers::new();
+    for (name, value) in m.headers {
+        headers.insert(name, value_from_wit(value)?);
+    }
+    Ok(Message {
+        id: m.id.into(),
+        properties: properties_from_wit(m.properties),
+        headers,
+        body: Bytes::from(m.body),
+    })
+}
+
+pub(crate) fn verdict_from_wit(v: wit::Verdict) -> Result<RouteVerdict, String> {
+    Ok(match v {
+        wit::Verdict::Drop => RouteVerdict::Drop,
+        wit::Verdict::DeadLetter(reason) => RouteVerdict::DeadLetter { reason },
+        wit::Verdict::Deliver(list) => RouteVerdict::Deliver(
+            list.into_iter()
+                .map(|d| {
+                    Ok(Destination {
+                        target: match d.target {
+                            wit::Target::Queue(q) => Target::Queue(q),
+                            wit::Target::Exchange(x) => Target::Exchange {
+                                name: x.name,
+                                routing_key: x.routing_key,
+                            },
+                        },
+                        message: d.message.map(message_from_wit).transpose()?,
+                        delay_ms: d.delay_ms,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+/// Bytes a returned WIT message occupies, roughly (what the output limit counts).
+pub(crate) fn wit_message_size(m: &wit::Message) -> usize {
+    m.id.len()
+        + m.body.len()
+        + m.headers
+            .iter()
+            .map(|(k, v)| k.len() + value_size(v))
+            .sum::<usize>()
+        + 64
+}
+
+fn value_size(v: &wit::HeaderValue) -> usize {
+    match v {
+        wit::HeaderValue::Text(s) => s.len(),
+        wit::HeaderValue::Bytes(b) | wit::HeaderValue::Nested(b) => b.len(),
+        _ => 8,
+    }
+}
+
+pub(crate) fn wit_verdict_size(v: &wit::Verdict) -> usize {
+    match v {
+        wit::Verdict::Drop => 0,
+        wit::Verdict::DeadLetter(reason) => reason.len(),
+        wit::Verdict::Deliver(list) => list
+            .iter()
+            .map(|d| {
+                let target = match &d.target {
+                    wit::Target::Queue(q) => q.len(),
+                    wit::Target::Exchange(x) => x.name.len() + x.routing_key.len(),
+                };
+                target + d.message.as_ref().map_or(0, wit_message_size) + 16
+            })
+            .sum(),
+    }
+}

@@ -1,0 +1,44 @@
+//! The plugin host: runs user-supplied WebAssembly components that filter, transform and route
+//! messages, under limits, with a persisted registry and hot reload.
+//!
+//! The contract is the WIT package `switchyard:plugin@0.1.0` in `wit/plugin.wit`. Nothing in
+//! this module's public API mentions wasmtime: the broker sees [`PluginHost`], plain value types
+//! and [`PluginError`].
+//!
+//! Files, one concern each:
+//! - `types`: public value types (kinds, verdicts, limits, host config);
+//! - `error`: [`PluginError`];
+//! - `bindings`: generated WIT bindings and the host imports (`log`, `config`, `clock`, WASI);
+//! - `engine`: engine configuration and the epoch ticker;
+//! - `limiter`: the memory cap;
+//! - `marshal`: `Message` ⇄ WIT;
+//! - `compile`: bytes → type-checked pre-instance; `cache`: compiled artifacts on disk;
+//! - `instance`: a loaded version and its pool of warm instances;
+//! - `registry`: persisted names, histories and blobs; `host`: [`PluginHost`];
+//! - `watch`: hot reload from a directory; `harness`: the offline JSONL runner.
+//!
+//! See `ARCHITECTURE.md`, "Plugin host", for the invariants.
+
+mod bindings;
+mod cache;
+mod compile;
+mod engine;
+mod error;
+pub mod harness;
+mod host;
+mod instance;
+mod limiter;
+mod marshal;
+mod registry;
+mod stats;
+mod types;
+mod watch;
+
+pub use error::PluginError;
+pub use host::{DeployOptions, HostStats, PluginHost, PluginInfo};
+pub use registry::VersionInfo;
+pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
+pub use types::{
+    Destination, HostConfig, PluginKind, PluginLimits, RouteContext, RouteVerdict, Target,
+};
+pub use watch::DirWatcher;

@@ -1,0 +1,34 @@
+//! Errors of the queue engine.
+
+use crate::message::CodecError;
+use crate::store::StoreError;
+
+/// Why a queue operation failed. Nothing was acknowledged or changed when one is returned,
+/// except where a variant says otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid queue name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("queue {0:?} does not exist")]
+    NotFound(String),
+    #[error("queue {0:?} already exists with a different configuration")]
+    ConfigMismatch(String),
+    #[error("invalid queue configuration: {0}")]
+    InvalidConfig(String),
+    #[error("unknown delivery tag {0} for this consumer (already settled, or never delivered)")]
+    UnknownDeliveryTag(u64),
+    #[error("stored record could not be read: {0}")]
+    Codec(#[from] CodecError),
+    #[error("stored record is damaged: {0}")]
+    CorruptRecord(String),
+    #[error("the queue was deleted")]
+    Deleted,
+}
+
+impl From<sled::Error> for QueueError {
+    fn from(e: sled::Error) -> Self {
+        QueueError::Store(StoreError::Sled(e))
+    }
+}

@@ -1,0 +1,414 @@
+//! [`Queues`]: the engine's public handle.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use super::death;
+use super::engine::{Engine, Inner};
+use super::envelope::{self, EnvelopeHeader};
+use super::publish::{Pending, PublishItem, PublishOutcome, PublishReceipt};
+use super::recovery::{self, QueueRecord};
+use super::{Clock, Consumer, ConsumerOptions, Overflow, QueueConfig, QueueError, QueueName};
+use super::{EnqueueOptions, SystemClock};
+use crate::message::Message;
+use crate::store::{keys, Durability, Store, StoreConfig};
+
+/// How to open the engine.
+#[derive(Debug, Clone)]
+pub struct QueuesOptions {
+    pub store: StoreConfig,
+    pub clock: Arc<dyn Clock>,
+    /// How often a background thread runs [`Queues::process_due`] (retry delays, scheduled
+    /// messages, TTL at the head). `None`: never; the caller drives time (tests).
+    pub tick: Option<Duration>,
+}
+
+impl Default for QueuesOptions {
+    fn default() -> Self {
+        QueuesOptions {
+            store: StoreConfig::default(),
+            clock: Arc::new(SystemClock),
+            tick: Some(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Statistics of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// All stored messages: waiting, delayed and in flight.
+    pub messages: u64,
+    /// Delivered and not yet settled.
+    pub unacked: u64,
+    /// Known to be waiting for a retry delay or a scheduled time (scheduled messages not yet
+    /// reached by the cursor are not counted here).
+    pub delayed: u64,
+    pub consumers: u64,
+}
+
+/// The durable queue engine. Cheap to clone; all clones share one store.
+///
+/// Keep a `Queues` handle alive while the engine is in use: the timer thread stops when the
+/// last handle is dropped. The store closes when the last handle and the last [`Consumer`] are
+/// gone.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    inner: Arc<Inner>,
+    _timer: Arc<Timer>,
+}
+
+#[derive(Debug)]
+struct Timer {
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Queues {
+    /// Open the data directory (creating it when missing or empty) and recover every queue.
+    pub fn open(path: impl AsRef<Path>, options: QueuesOptions) -> Result<Queues, QueueError> {
+        let store = Store::open(path, options.store)?;
+        let now = options.clock.now_ms();
+        let mut engine = Engine::default();
+        for q in recovery::load(&store, now)? {
+            engine.by_name.insert(q.name.clone(), q.id);
+            engine.queues.insert(q.id, q);
+        }
+        let inner = Arc::new(Inner {
+            store,
+            clock: options.clock,
+            engine: Mutex::new(engine),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = options.tick.map(|tick| {
+            let weak = Arc::downgrade(&inner);
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("switchyard-queue-timer".into())
+                .spawn(move || timer_loop(&weak, &stop, tick))
+                .expect("spawn timer thread")
+        });
+        Ok(Queues {
+            inner,
+            _timer: Arc::new(Timer {
+                stop,
+                thread: Mutex::new(thread),
+            }),
+        })
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Declare a queue. Idempotent with the same configuration; a different one is
+    /// [`QueueError::ConfigMismatch`]. The declaration is flushed before this returns.
+    pub fn declare(&self, name: &QueueName, config: QueueConfig) -> Result<(), QueueError> {
+        config.validate(name).map_err(QueueError::InvalidConfig)?;
+        let store = &self.inner.store;
+        store.check()?;
+        let mut eng = self.inner.engine.lock();
+        if let Some(id) = eng.by_name.get(name) {
+            return if eng.queues[id].config == config {
+                Ok(())
+            } else {
+                Err(QueueError::ConfigMismatch(name.to_string()))
+            };
+        }
+        let id = store.next_id("next-queue-id")?;
+        let rec = QueueRecord {
+            id,
+            config: config.clone(),
+        };
+        store.queues.insert(name.as_str(), rec.encode()?)?;
+        store.flush_now()?;
+        eng.by_name.insert(name.clone(), id);
+        eng.queues
+            .insert(id, super::state::QueueState::new(id, name.clone(), config));
+        Ok(())
+    }
+
+    /// Delete a queue and its messages; its consumers' `recv` returns `None`. Returns the
+    /// number of messages deleted.
+    pub fn delete(&self, name: &QueueName) -> Result<u64, QueueError> {
+        let (n, _) = self.inner.op(None, |eng, cx| {
+            let id = eng.queue(name)?;
+            // Declaration first: a crash halfway leaves unreachable keys, never a half queue.
+            cx.store.queues.remove(name.as_str())?;
+            cx.store.flush_now()?;
+            eng.by_name.remove(name);
+            let q = eng.queues.remove(&id).expect("indexed queue");
+            for cid in &q.consumers {
+                eng.consumers.remove(cid);
+            }
+            for kind in [keys::MSG, keys::HWM, keys::DEDUP] {
+                for item in cx.store.data.scan_prefix(keys::queue_prefix(kind, id)) {
+                    let (k, _) = item?;
+                    cx.remove(&k);
+                }
+            }
+            Ok(q.len)
+        })?;
+        Ok(n)
+    }
+
+    /// Names of all queues.
+    pub fn list(&self) -> Vec<QueueName> {
+        let mut v: Vec<_> = self.inner.engine.lock().by_name.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// A queue's configuration.
+    pub fn config(&self, name: &QueueName) -> Result<QueueConfig, QueueError> {
+        let eng = self.inner.engine.lock();
+        let id = eng.queue(name)?;
+        Ok(eng.queues[&id].config.clone())
+    }
+
+    pub fn stats(&self, name: &QueueName) -> Result<QueueStats, QueueError> {
+        let eng = self.inner.engine.lock();
+        let q = &eng.queues[&eng.queue(name)?];
+        Ok(QueueStats {
+            messages: q.len,
+            unacked: q.inflight.len() as u64,
+            delayed: q.delayed.len() as u64,
+            consumers: q.consumers.len() as u64,
+        })
+    }
+
+    /// Up to `limit` stored messages of a queue in queue order, without delivering them
+    /// (for management and tests). Includes messages in flight.
+    pub fn browse(&self, name: &QueueName, limit: usize) -> Result<Vec<Message>, QueueError> {
+        let id = self.inner.engine.lock().queue(name)?;
+        let mut out = Vec::new();
+        for item in self
+            .inner
+            .store
+            .data
+            .scan_prefix(keys::queue_prefix(keys::MSG, id))
+            .take(limit)
+        {
+            let (_, v) = item?;
+            out.push(envelope::decode(&v)?.1);
+        }
+        Ok(out)
+    }
+
+    /// Apply a publish fan-out as ONE atomic sled batch and return before it is durable.
+    /// Await [`Pending::durable`] before acknowledging the publisher.
+    ///
+    /// Every queue must exist (else nothing is stored). Items refused by dedup or max-length
+    /// are reported per item in the receipt; the others are stored.
+    pub fn enqueue(&self, items: Vec<PublishItem>) -> Result<Pending, QueueError> {
+        // Encode outside the lock: it is the CPU-heavy part of a publish.
+        let encoded = items
+            .iter()
+            .map(|it| it.message.encode())
+            .collect::<Result<Vec<_>, _>>()?;
+        let default = self.inner.store.config().durability;
+        let ((outcomes, durability), ticket) = self.inner.op(None, |eng, cx| {
+            let ids = items
+                .iter()
+                .map(|it| eng.queue(&it.queue))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut durability = Durability::Relaxed;
+            let mut outcomes = Vec::with_capacity(items.len());
+            for ((item, bytes), id) in items.iter().zip(&encoded).zip(ids) {
+                let q = eng.queues.get_mut(&id).expect("resolved queue");
+                let msg_id = item.message.id.as_str();
+                if q.config.dedup_window_ms.is_some() {
+                    q.prune_dedup(cx);
+                    if q.dedup.contains_key(msg_id) {
+                        outcomes.push(PublishOutcome::Duplicate);
+                        continue;
+                    }
+                }
+                if let Some(max) = q.config.max_length {
+                    if q.waiting() >= max {
+                        if q.config.overflow == Overflow::RejectPublish {
+                            outcomes.push(PublishOutcome::RejectedMaxLength);
+                            continue;
+                        }
+                        while q.waiting() >= max && q.drop_head(cx)? {}
+                    }
+                }
+                if let Some(window) = q.config.dedup_window_ms {
+                    let exp = cx.now.saturating_add(window);
+                    q.dedup.insert(msg_id.to_owned(), exp);
+                    q.dedup_order.push_back((exp, msg_id.to_owned()));
+                    cx.insert(&keys::dedup(id, msg_id), exp.to_be_bytes().to_vec());
+                }
+                durability = durability.strictest(q.config.durability.unwrap_or(default));
+                let opts = &item.options;
+                let not_before = [opts.not_before_ms, opts.delay_ms.map(|d| cx.now + d)]
+                    .into_iter()
+                    .flatten()
+                    .max()
+                    .filter(|&t| t > cx.now);
+                let header = EnvelopeHeader {
+                    enqueued_ms: cx.now,
+                    not_before_ms: not_before,
+                    expires_ms: q.expiry(cx.now, item.message.properties.expiration_ms),
+                    deliveries: 0,
+                    exchange: opts.exchange.clone(),
+                    routing_keys: opts.routing_keys.clone(),
+                };
+                let seq = q.next_seq;
+                q.next_seq += 1;
+                cx.insert(&keys::message(id, seq), envelope::encode(&header, bytes)?);
+                q.len += 1;
+                cx.touched.insert(id);
+                outcomes.push(PublishOutcome::Enqueued { seq });
+            }
+            Ok((outcomes, durability))
+        })?;
+        let stored = outcomes.iter().any(|o| o.is_stored());
+        let ticket = match (stored, ticket) {
+            (true, _) => self.inner.store.commit(durability),
+            (false, t) => t,
+        };
+        Ok(Pending {
+            receipt: PublishReceipt { outcomes },
+            ticket,
+        })
+    }
+
+    /// [`enqueue`](Queues::enqueue) and wait until durable.
+    pub async fn publish_batch(
+        &self,
+        items: Vec<PublishItem>,
+    ) -> Result<PublishReceipt, QueueError> {
+        self.enqueue(items)?.durable().await
+    }
+
+    /// Publish one message to one queue (the 1-element batch).
+    pub async fn publish(
+        &self,
+        queue: &QueueName,
+        message: Message,
+        options: EnqueueOptions,
+    ) -> Result<PublishOutcome, QueueError> {
+        let item = PublishItem {
+            queue: queue.clone(),
+            message,
+            options,
+        };
+        let receipt = self.publish_batch(vec![item]).await?;
+        Ok(receipt.outcomes[0])
+    }
+
+    /// Start consuming `queue`.
+    pub fn consume(
+        &self,
+        queue: &QueueName,
+        options: ConsumerOptions,
+    ) -> Result<Consumer, QueueError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (id, _) = self.inner.op(None, |eng, cx| {
+            let qid = eng.queue(queue)?;
+            Ok(eng.add_consumer(qid, options, tx, cx))
+        })?;
+        Ok(Consumer {
+            inner: self.inner.clone(),
+            id,
+            queue: queue.clone(),
+            rx,
+        })
+    }
+
+    /// Run time-driven work now: due retries and scheduled messages become ready and are
+    /// dispatched; expired messages at the head of each queue are dead-lettered. The timer
+    /// thread calls this every tick; tests call it after advancing a manual clock.
+    pub fn process_due(&self) -> Result<(), QueueError> {
+        process_due(&self.inner)
+    }
+
+    /// Move dead-lettered messages from `dead_letter_queue` back to the queue each last died
+    /// in (its `x-last-death-queue` header), oldest first, at most `limit` (all when `None`).
+    /// Messages in flight, or whose source queue no longer exists, stay. Returns how many moved.
+    pub fn redrive(
+        &self,
+        dead_letter_queue: &QueueName,
+        limit: Option<usize>,
+    ) -> Result<usize, QueueError> {
+        let (n, _) = self.inner.op(None, |eng, cx| {
+            let id = eng.queue(dead_letter_queue)?;
+            let mut moves = Vec::new();
+            for item in cx.store.data.scan_prefix(keys::queue_prefix(keys::MSG, id)) {
+                if limit.is_some_and(|l| moves.len() >= l) {
+                    break;
+                }
+                let (k, v) = item?;
+                let seq = keys::message_seq(&k)
+                    .ok_or_else(|| QueueError::CorruptRecord("bad message key".into()))?;
+                if eng.queues[&id].inflight.contains_key(&seq) {
+                    continue;
+                }
+                let (h, message) = envelope::decode(&v)?;
+                let source = death::last_source_queue(&message).map(str::to_owned);
+                let Some(source) = source.filter(|s| {
+                    QueueName::new(s.clone()).is_ok_and(|n| eng.by_name.contains_key(&n))
+                }) else {
+                    continue;
+                };
+                moves.push((seq, source, h, message));
+            }
+            let q = eng.queues.get_mut(&id).expect("resolved queue");
+            let n = moves.len();
+            for (seq, target, h, message) in moves {
+                q.ready.remove(&seq);
+                q.delayed.retain(|&(_, s), _| s != seq);
+                cx.remove(&keys::message(id, seq));
+                q.len = q.len.saturating_sub(1);
+                cx.deaths.push(super::cx::PendingDeath {
+                    target,
+                    message,
+                    exchange: h.exchange,
+                    routing_keys: h.routing_keys,
+                });
+            }
+            Ok(n)
+        })?;
+        Ok(n)
+    }
+}
+
+fn process_due(inner: &Inner) -> Result<(), QueueError> {
+    inner.op(None, |eng, cx| {
+        for q in eng.queues.values_mut() {
+            if q.waiting() > 0 {
+                if let Some(r) = q.next_ready(cx)? {
+                    q.ready.insert(r.seq, r.deliveries);
+                }
+                cx.touched.insert(q.id);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn timer_loop(inner: &Weak<Inner>, stop: &AtomicBool, tick: Duration) {
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(tick);
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(e) = process_due(&inner) {
+            tracing::warn!(error = %e, "timer tick failed");
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Errors of the storage layer.
+
+use std::path::PathBuf;
+
+/// Why the store could not be opened or could not take a write.
+///
+/// Every variant that concerns the data directory names it, so an operator can act on the
+/// message alone.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {path} is not empty and holds no Switchyard format marker ({marker}); refusing to use or reset a directory this build did not create")]
+    Foreign { path: PathBuf, marker: &'static str },
+    #[error("data directory {path} has format marker {found:?}, this build reads {expected:?}; was it written by a different Switchyard version?")]
+    UnknownFormat {
+        path: PathBuf,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("data directory {path} is damaged: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("data directory {path} is in use by another process or store handle: {detail}")]
+    Locked { path: PathBuf, detail: String },
+    #[error("storage engine error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("a previous write or flush failed ({0}); the store refuses further writes until it is reopened")]
+    Poisoned(String),
+    #[error("the store is shut down")]
+    Closed,
+}

@@ -1,0 +1,7 @@
+//! The integration tests, as one binary (one link instead of one per file).
+
+mod support;
+
+mod broker;
+mod plugin;
+mod queue;
