@@ -10,17 +10,24 @@
 //! A channel exception (404, 403, 405, 406) sends `channel.close` and puts the channel in the
 //! closing state, where every frame but `close`/`close-ok` is dropped (as the spec says).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
 use amq_protocol::protocol::{basic, channel, confirm, AMQPClass};
 use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::connection::Tuned;
+use super::consume::{ConsumerHandle, Tags};
 use super::convert::short;
 use super::error::{AmqpError, Scope};
 use super::outbound::{Gone, Outbound};
+use super::publish::Confirm;
 use super::server::Shared;
+use crate::queue::{Consumer, QueueName};
 
 /// What the connection should do with the channel after a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +56,27 @@ pub struct Channel {
     pub(crate) confirm: bool,
     /// Prefetch for consumers started from now on (`basic.qos`, per consumer).
     pub(crate) prefetch: u32,
-    /// `channel.flow` state: when false we deliver nothing new to this channel's consumers.
+    /// `channel.flow` state as last set by the client (acknowledged, not enforced).
     pub(crate) active: bool,
+    /// The connection this channel belongs to (owner of exclusive queues).
+    pub(crate) conn: u64,
+    /// The last queue declared here: the queue an empty queue name means.
+    pub(crate) last_queue: Option<QueueName>,
+    /// Last publish sequence number handed out in confirm mode.
+    pub(crate) publish_seq: u64,
+    pub(crate) confirms: Option<mpsc::Sender<Confirm>>,
+    pub(crate) tags: Arc<Mutex<Tags>>,
+    pub(crate) consumers: HashMap<String, ConsumerHandle>,
+    /// Pull consumers for `basic.get`, one per queue.
+    pub(crate) getters: HashMap<QueueName, Consumer>,
+    /// Queues this channel consumes exclusively.
+    pub(crate) exclusive_consumers: HashSet<QueueName>,
+    /// Background tasks (the confirmer) stopped with the channel.
+    pub(crate) tasks: Vec<JoinHandle<()>>,
 }
 
 impl Channel {
-    pub fn new(id: u16, shared: Arc<Shared>, out: Outbound, _tuned: &Tuned) -> Channel {
+    pub fn new(id: u16, conn: u64, shared: Arc<Shared>, out: Outbound, _tuned: &Tuned) -> Channel {
         let prefetch = shared.config.default_prefetch;
         Channel {
             id,
@@ -65,6 +87,15 @@ impl Channel {
             confirm: false,
             prefetch,
             active: true,
+            conn,
+            last_queue: None,
+            publish_seq: 0,
+            confirms: None,
+            tags: Arc::default(),
+            consumers: HashMap::new(),
+            getters: HashMap::new(),
+            exclusive_consumers: HashSet::new(),
+            tasks: Vec::new(),
         }
     }
 
@@ -100,8 +131,11 @@ impl Channel {
                         "method frame while a message's content was expected",
                     ))
                 } else {
-                    let (class, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
-                    self.method(method).await.map_err(|e| e.on(class, method_id))
+                    let (class, method_id) =
+                        (method.get_amqp_class_id(), method.get_amqp_method_id());
+                    self.method(method)
+                        .await
+                        .map_err(|e| e.on(class, method_id))
                 }
             }
             AMQPFrame::Header(_, header) => self.content_header(header).await.map(|()| Next::Keep),
@@ -113,7 +147,7 @@ impl Channel {
                 tracing::debug!(channel = self.id, error = %e, "amqp channel exception");
                 self.closing = true;
                 self.incoming = None;
-                self.reset();
+                self.reset().await;
                 let close = AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
                     reply_code: e.code,
                     reply_text: short(e.reply_text()),
@@ -149,15 +183,20 @@ impl Channel {
             AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => {
                 self.confirm = true;
                 if !s.nowait {
-                    let ok = AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {}));
+                    let ok =
+                        AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {}));
                     self.send(ok).await?;
                 }
             }
             AMQPClass::Tx(_) => {
-                return Err(AmqpError::not_implemented("transactions (tx class) are not supported"))
+                return Err(AmqpError::not_implemented(
+                    "transactions (tx class) are not supported",
+                ))
             }
             AMQPClass::Access(_) => {
-                return Err(AmqpError::not_implemented("the access class is not supported"))
+                return Err(AmqpError::not_implemented(
+                    "the access class is not supported",
+                ))
             }
             other => self.broker_method(other).await?,
         }
@@ -167,7 +206,7 @@ impl Channel {
     async fn channel_method(&mut self, m: channel::AMQPMethod) -> Result<Next, AmqpError> {
         match m {
             channel::AMQPMethod::Close(_) => {
-                self.reset();
+                self.reset().await;
                 let ok = AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}));
                 self.send(ok).await?;
                 Ok(Next::Closed)
@@ -175,16 +214,16 @@ impl Channel {
             channel::AMQPMethod::CloseOk(_) => Ok(Next::Keep),
             channel::AMQPMethod::Flow(f) => {
                 self.active = f.active;
-                self.flow_changed();
                 let ok = AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
                     active: f.active,
                 }));
                 self.send(ok).await?;
                 Ok(Next::Keep)
             }
-            channel::AMQPMethod::Open(_) => {
-                Err(AmqpError::channel_error(format!("channel {} is already open", self.id)))
-            }
+            channel::AMQPMethod::Open(_) => Err(AmqpError::channel_error(format!(
+                "channel {} is already open",
+                self.id
+            ))),
             _ => Err(AmqpError::command_invalid("unexpected channel method")),
         }
     }
@@ -192,10 +231,14 @@ impl Channel {
     async fn content_header(&mut self, header: AMQPContentHeader) -> Result<(), AmqpError> {
         let max = self.shared.config.max_body;
         let Some(incoming) = self.incoming.as_mut() else {
-            return Err(AmqpError::unexpected_frame("content header without basic.publish"));
+            return Err(AmqpError::unexpected_frame(
+                "content header without basic.publish",
+            ));
         };
         if incoming.header.is_some() {
-            return Err(AmqpError::unexpected_frame("second content header for one message"));
+            return Err(AmqpError::unexpected_frame(
+                "second content header for one message",
+            ));
         }
         if header.class_id != 60 {
             return Err(AmqpError::frame_error(format!(
@@ -219,10 +262,14 @@ impl Channel {
 
     async fn content_body(&mut self, body: Vec<u8>) -> Result<(), AmqpError> {
         let Some(incoming) = self.incoming.as_mut() else {
-            return Err(AmqpError::unexpected_frame("content body without basic.publish"));
+            return Err(AmqpError::unexpected_frame(
+                "content body without basic.publish",
+            ));
         };
         let Some(header) = &incoming.header else {
-            return Err(AmqpError::unexpected_frame("content body before its header"));
+            return Err(AmqpError::unexpected_frame(
+                "content body before its header",
+            ));
         };
         let expected = header.body_size;
         let have = incoming.body.len() as u64 + body.len() as u64;

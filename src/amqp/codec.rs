@@ -135,14 +135,13 @@ fn undecodable(frame: &[u8]) -> AmqpError {
         ],
         85 => &[10, 11],
         90 => &[10, 11, 20, 21, 30, 31],
-        _ => {
-            return AmqpError::not_implemented(format!("unknown class {class}"))
-                .on(class, method)
-        }
+        _ => return AmqpError::not_implemented(format!("unknown class {class}")).on(class, method),
     };
     if known.contains(&method) {
-        AmqpError::syntax_error(format!("cannot decode the arguments of method {class}.{method}"))
-            .on(class, method)
+        AmqpError::syntax_error(format!(
+            "cannot decode the arguments of method {class}.{method}"
+        ))
+        .on(class, method)
     } else {
         AmqpError::not_implemented(format!("unknown method {method} of class {class}"))
             .on(class, method)

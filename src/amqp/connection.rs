@@ -85,21 +85,25 @@ where
     let heartbeat = (tuned.heartbeat > 0).then(|| Duration::from_secs(tuned.heartbeat.into()));
     let (out, rx) = Outbound::new(tuned.frame_max);
     let writer = tokio::spawn(write_loop(write, rx, heartbeat));
+    let id = shared.next_connection();
     let mut conn = Connection {
-        shared,
+        id,
+        shared: shared.clone(),
         out,
         tuned,
         channels: HashMap::new(),
     };
     let result = conn.run(&mut reader, heartbeat).await;
     // Channels first: their consumers requeue unacked messages; then let the writer drain.
-    conn.channels.clear();
+    conn.close_channels().await;
     drop(conn);
+    shared.release_connection(id);
     let _ = writer.await;
     result
 }
 
 struct Connection {
+    id: u64,
     shared: Arc<Shared>,
     out: Outbound,
     tuned: Tuned,
@@ -107,6 +111,12 @@ struct Connection {
 }
 
 impl Connection {
+    async fn close_channels(&mut self) {
+        for (_, mut ch) in self.channels.drain() {
+            ch.reset().await;
+        }
+    }
+
     async fn run<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut FrameReader<R>,
@@ -142,12 +152,12 @@ impl Connection {
         let id = frame.channel_id();
         match frame {
             AMQPFrame::Heartbeat => Ok(Flow::Continue),
-            AMQPFrame::InvalidHeartbeat(_) => {
-                Err(AmqpError::frame_error("heartbeat frame on a non-zero channel"))
-            }
-            AMQPFrame::ProtocolHeader(_) => {
-                Err(AmqpError::command_invalid("protocol header after the handshake"))
-            }
+            AMQPFrame::InvalidHeartbeat(_) => Err(AmqpError::frame_error(
+                "heartbeat frame on a non-zero channel",
+            )),
+            AMQPFrame::ProtocolHeader(_) => Err(AmqpError::command_invalid(
+                "protocol header after the handshake",
+            )),
             AMQPFrame::Method(0, AMQPClass::Connection(m)) => self.connection_method(m).await,
             AMQPFrame::Method(0, other) => Err(AmqpError::command_invalid(format!(
                 "class {} method on channel 0",
@@ -159,7 +169,10 @@ impl Connection {
             AMQPFrame::Method(_, AMQPClass::Connection(_)) => Err(AmqpError::command_invalid(
                 "connection method on a non-zero channel",
             )),
-            AMQPFrame::Method(_, AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Open(_))) => {
+            AMQPFrame::Method(
+                _,
+                AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Open(_)),
+            ) => {
                 if id > self.tuned.channel_max {
                     return Err(AmqpError::channel_error(format!(
                         "channel {id} is above channel-max {}",
@@ -167,16 +180,26 @@ impl Connection {
                     )));
                 }
                 if self.channels.contains_key(&id) {
-                    return Err(AmqpError::channel_error(format!("channel {id} is already open")));
+                    return Err(AmqpError::channel_error(format!(
+                        "channel {id} is already open"
+                    )));
                 }
-                let ch = Channel::new(id, self.shared.clone(), self.out.clone(), &self.tuned);
+                let ch = Channel::new(
+                    id,
+                    self.id,
+                    self.shared.clone(),
+                    self.out.clone(),
+                    &self.tuned,
+                );
                 ch.open_ok().await?;
                 self.channels.insert(id, ch);
                 Ok(Flow::Continue)
             }
             frame => {
                 let Some(ch) = self.channels.get_mut(&id) else {
-                    return Err(AmqpError::channel_error(format!("channel {id} is not open")));
+                    return Err(AmqpError::channel_error(format!(
+                        "channel {id} is not open"
+                    )));
                 };
                 match ch.handle(frame).await? {
                     Next::Keep => {}
@@ -192,10 +215,9 @@ impl Connection {
     async fn connection_method(&mut self, m: connection::AMQPMethod) -> Result<Flow, AmqpError> {
         match m {
             connection::AMQPMethod::Close(_) => {
-                self.channels.clear();
-                let ok = AMQPClass::Connection(connection::AMQPMethod::CloseOk(
-                    connection::CloseOk {},
-                ));
+                self.close_channels().await;
+                let ok =
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
                 let _ = self.out.method(0, ok).await;
                 Ok(Flow::Stop)
             }
@@ -218,7 +240,7 @@ impl Connection {
         err: AmqpError,
     ) -> Result<(), ReadError> {
         tracing::debug!(error = %err, "amqp connection exception");
-        self.channels.clear();
+        self.close_channels().await;
         if self.out.method(0, close_method(&err)).await.is_err() {
             return Ok(());
         }
@@ -322,7 +344,9 @@ where
     write_direct(write, &AMQPFrame::Method(0, start)).await?;
 
     let connection::AMQPMethod::StartOk(start_ok) = expect(reader).await? else {
-        return Err(refuse(AmqpError::unexpected_frame("expected connection.start-ok").on(10, 11)));
+        return Err(refuse(
+            AmqpError::unexpected_frame("expected connection.start-ok").on(10, 11),
+        ));
     };
     if start_ok.mechanism.as_str() != "PLAIN" {
         return Err(refuse(
@@ -346,7 +370,9 @@ where
     let tune = AMQPClass::Connection(connection::AMQPMethod::Tune(tune));
     write_direct(write, &AMQPFrame::Method(0, tune)).await?;
     let connection::AMQPMethod::TuneOk(ok) = expect(reader).await? else {
-        return Err(refuse(AmqpError::unexpected_frame("expected connection.tune-ok").on(10, 31)));
+        return Err(refuse(
+            AmqpError::unexpected_frame("expected connection.tune-ok").on(10, 31),
+        ));
     };
     let frame_max = match ok.frame_max {
         0 => config.frame_max,
@@ -365,7 +391,9 @@ where
     reader.set_frame_max(frame_max);
 
     let connection::AMQPMethod::Open(open) = expect(reader).await? else {
-        return Err(refuse(AmqpError::unexpected_frame("expected connection.open").on(10, 40)));
+        return Err(refuse(
+            AmqpError::unexpected_frame("expected connection.open").on(10, 40),
+        ));
     };
     if open.virtual_host.as_str() != "/" {
         return Err(refuse(

@@ -78,9 +78,9 @@ pub fn value_to_amqp(v: &FieldValue) -> AMQPValue {
         FieldValue::Bytes(b) => AMQPValue::ByteArray(ByteArray::from(b.to_vec())),
         FieldValue::Timestamp(t) => AMQPValue::Timestamp(*t),
         FieldValue::Table(t) => AMQPValue::FieldTable(headers_to_table(t)),
-        FieldValue::Array(a) => {
-            AMQPValue::FieldArray(FieldArray::from(a.iter().map(value_to_amqp).collect::<Vec<_>>()))
-        }
+        FieldValue::Array(a) => AMQPValue::FieldArray(FieldArray::from(
+            a.iter().map(value_to_amqp).collect::<Vec<_>>(),
+        )),
     }
 }
 
@@ -207,10 +207,16 @@ mod tests {
             ("f64", AMQPValue::Double(2.25)),
             (
                 "dec",
-                AMQPValue::DecimalValue(DecimalValue { scale: 2, value: 1234 }),
+                AMQPValue::DecimalValue(DecimalValue {
+                    scale: 2,
+                    value: 1234,
+                }),
             ),
             ("str", AMQPValue::LongString(LongString::from("héllo"))),
-            ("bytes", AMQPValue::ByteArray(ByteArray::from(vec![0u8, 255]))),
+            (
+                "bytes",
+                AMQPValue::ByteArray(ByteArray::from(vec![0u8, 255])),
+            ),
             ("ts", AMQPValue::Timestamp(1_700_000_000)),
             ("table", AMQPValue::FieldTable(inner)),
             (
@@ -238,12 +244,24 @@ mod tests {
     fn documented_lossy_cases() {
         let mut t = FieldTable::default();
         t.insert(short("s"), AMQPValue::ShortString(short("abc")));
-        t.insert(short("raw"), AMQPValue::LongString(LongString::from(vec![0xffu8, 0])));
+        t.insert(
+            short("raw"),
+            AMQPValue::LongString(LongString::from(vec![0xffu8, 0])),
+        );
         let back = headers_to_table(&headers_from_table(&t));
-        assert_eq!(back.inner()["s"], AMQPValue::LongString(LongString::from("abc")));
-        assert_eq!(back.inner()["raw"], AMQPValue::ByteArray(ByteArray::from(vec![0xffu8, 0])));
+        assert_eq!(
+            back.inner()["s"],
+            AMQPValue::LongString(LongString::from("abc"))
+        );
+        assert_eq!(
+            back.inner()["raw"],
+            AMQPValue::ByteArray(ByteArray::from(vec![0xffu8, 0]))
+        );
         let big = value_to_amqp(&FieldValue::U64(u64::MAX));
-        assert_eq!(big, AMQPValue::LongString(LongString::from(u64::MAX.to_string())));
+        assert_eq!(
+            big,
+            AMQPValue::LongString(LongString::from(u64::MAX.to_string()))
+        );
     }
 
     #[test]

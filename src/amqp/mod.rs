@@ -7,16 +7,21 @@
 //! - [`error`]: AMQP exceptions and reply codes;
 //! - [`connection`]: handshake (PLAIN), the frame loop, connection exceptions;
 //! - [`channel`]: channel state, content assembly, dispatch;
-//! - `ops`: the channel methods that call the broker;
+//! - `ops`, `declare`, `publish`, `consume`, `args`: the channel methods that call the
+//!   broker, and the mapping of AMQP arguments and errors;
 //! - [`server`]: the listener.
 
+mod args;
 pub mod channel;
 pub mod codec;
 pub mod connection;
+mod consume;
 pub mod convert;
+mod declare;
 pub mod error;
 mod ops;
 pub mod outbound;
+mod publish;
 pub mod server;
 
 pub use error::{code, AmqpError};

@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
+use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{basic::AMQPProperties, AMQPClass};
-use amq_protocol::frame::AMQPContentHeader;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
