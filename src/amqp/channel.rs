@@ -294,6 +294,7 @@ impl Channel {
         };
         self.publish(incoming.method, header, Bytes::from(incoming.body))
             .await
+            .map_err(|e| e.on(60, 40))
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;
-use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use super::Server;
@@ -36,17 +36,30 @@ fn long(v: &str) -> AMQPValue {
 }
 
 async fn declare(ch: &Channel, name: &str, args: FieldTable) {
-    ch.queue_declare(s(name), QueueDeclareOptions { durable: true, ..Default::default() }, args)
-        .await
-        .unwrap();
+    ch.queue_declare(
+        s(name),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .unwrap();
 }
 
 async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str) -> Confirmation {
-    ch.basic_publish(s(exchange), s(key), BasicPublishOptions::default(), body.as_bytes(), BasicProperties::default())
-        .await
-        .unwrap()
-        .await
-        .unwrap()
+    ch.basic_publish(
+        s(exchange),
+        s(key),
+        BasicPublishOptions::default(),
+        body.as_bytes(),
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap()
 }
 
 async fn next(consumer: &mut lapin::Consumer) -> Delivery {
@@ -73,11 +86,19 @@ async fn publish_consume_with_pipelined_confirms_in_order() {
     let server = Server::start().await;
     let (_conn, ch) = connect(&server).await;
     declare(&ch, "work", FieldTable::default()).await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     let mut pending = Vec::new();
     for i in 0..200 {
         let p = ch
-            .basic_publish(s(""), s("work"), BasicPublishOptions::default(), format!("m{i}").as_bytes(), BasicProperties::default())
+            .basic_publish(
+                s(""),
+                s("work"),
+                BasicPublishOptions::default(),
+                format!("m{i}").as_bytes(),
+                BasicProperties::default(),
+            )
             .await
             .unwrap();
         pending.push(p);
@@ -87,7 +108,12 @@ async fn publish_consume_with_pipelined_confirms_in_order() {
     }
     ch.basic_qos(10, BasicQosOptions::default()).await.unwrap();
     let mut consumer = ch
-        .basic_consume(s("work"), s("c1"), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            s("work"),
+            s("c1"),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     for i in 0..200 {
@@ -109,8 +135,24 @@ async fn competing_consumers_share_the_work_and_unacked_work_is_redelivered() {
     declare(&ch1, "jobs", FieldTable::default()).await;
     ch1.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     ch2.basic_qos(1, BasicQosOptions::default()).await.unwrap();
-    let mut a = ch1.basic_consume(s("jobs"), s("a"), BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
-    let mut b = ch2.basic_consume(s("jobs"), s("b"), BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let mut a = ch1
+        .basic_consume(
+            s("jobs"),
+            s("a"),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut b = ch2
+        .basic_consume(
+            s("jobs"),
+            s("b"),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     for i in 0..10 {
         publish(&ch1, "", "jobs", &format!("j{i}")).await;
     }
@@ -138,14 +180,28 @@ async fn request_reply_with_reply_to_and_correlation_id() {
     let server = Server::start().await;
     let (_sc, server_ch) = connect(&server).await;
     declare(&server_ch, "rpc", FieldTable::default()).await;
-    let mut requests = server_ch.basic_consume(s("rpc"), s("srv"), BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let mut requests = server_ch
+        .basic_consume(
+            s("rpc"),
+            s("srv"),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     let responder = tokio::spawn(async move {
         let d = next(&mut requests).await;
         let reply_to = d.properties.reply_to().clone().unwrap();
         let corr = d.properties.correlation_id().clone().unwrap();
         let answer = format!("{}!", body(&d));
         server_ch
-            .basic_publish(s(""), reply_to, BasicPublishOptions::default(), answer.as_bytes(), BasicProperties::default().with_correlation_id(corr))
+            .basic_publish(
+                s(""),
+                reply_to,
+                BasicPublishOptions::default(),
+                answer.as_bytes(),
+                BasicProperties::default().with_correlation_id(corr),
+            )
             .await
             .unwrap();
         d.ack(BasicAckOptions::default()).await.unwrap();
@@ -153,13 +209,28 @@ async fn request_reply_with_reply_to_and_correlation_id() {
     });
     let (_cc, ch) = connect(&server).await;
     let q = ch
-        .queue_declare(s(""), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            s(""),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let reply_queue = q.name().clone();
     assert!(reply_queue.as_str().starts_with("amq.gen-"));
     let mut replies = ch
-        .basic_consume(reply_queue.clone(), s(""), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            reply_queue.clone(),
+            s(""),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     ch.basic_publish(
@@ -167,13 +238,22 @@ async fn request_reply_with_reply_to_and_correlation_id() {
         s("rpc"),
         BasicPublishOptions::default(),
         b"ping",
-        BasicProperties::default().with_reply_to(reply_queue).with_correlation_id(s("c-42")),
+        BasicProperties::default()
+            .with_reply_to(reply_queue)
+            .with_correlation_id(s("c-42")),
     )
     .await
     .unwrap();
     let reply = next(&mut replies).await;
     assert_eq!(body(&reply), "ping!");
-    assert_eq!(reply.properties.correlation_id().as_ref().map(|c| c.as_str()), Some("c-42"));
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("c-42")
+    );
     responder.await.unwrap();
 }
 
@@ -181,12 +261,29 @@ async fn request_reply_with_reply_to_and_correlation_id() {
 async fn fanout_publish_subscribe() {
     let server = Server::start().await;
     let (_conn, ch) = connect(&server).await;
-    ch.exchange_declare(s("news"), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    ch.exchange_declare(
+        s("news"),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     for q in ["sub1", "sub2"] {
         declare(&ch, q, FieldTable::default()).await;
-        ch.queue_bind(s(q), s("news"), s(""), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+        ch.queue_bind(
+            s(q),
+            s("news"),
+            s(""),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     }
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     publish(&ch, "news", "whatever", "hello").await;
     assert_eq!(get_body(&ch, "sub1").await.as_deref(), Some("hello"));
     assert_eq!(get_body(&ch, "sub2").await.as_deref(), Some("hello"));
@@ -195,9 +292,24 @@ async fn fanout_publish_subscribe() {
 
 /// A direct DLX with one bound queue: the dead-letter target the engine needs.
 async fn dead_letter_setup(ch: &Channel, queue: &str, mut args: Vec<(&str, AMQPValue)>) {
-    ch.exchange_declare(s("dlx"), ExchangeKind::Direct, ExchangeDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    ch.exchange_declare(
+        s("dlx"),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     declare(ch, "dlq", FieldTable::default()).await;
-    ch.queue_bind(s("dlq"), s("dlx"), s("dead"), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+    ch.queue_bind(
+        s("dlq"),
+        s("dlx"),
+        s("dead"),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     args.push(("x-dead-letter-exchange", long("dlx")));
     args.push(("x-dead-letter-routing-key", long("dead")));
     declare(ch, queue, table(&args)).await;
@@ -205,8 +317,12 @@ async fn dead_letter_setup(ch: &Channel, queue: &str, mut args: Vec<(&str, AMQPV
 
 fn death_field<'a>(d: &'a Delivery, name: &str) -> Option<&'a AMQPValue> {
     let headers = d.properties.headers().as_ref()?;
-    let AMQPValue::FieldArray(deaths) = headers.inner().get("x-death")? else { return None };
-    let AMQPValue::FieldTable(first) = deaths.as_slice().first()? else { return None };
+    let AMQPValue::FieldArray(deaths) = headers.inner().get("x-death")? else {
+        return None;
+    };
+    let AMQPValue::FieldTable(first) = deaths.as_slice().first()? else {
+        return None;
+    };
     first.inner().get(name)
 }
 
@@ -223,26 +339,63 @@ async fn dead_lettering_carries_x_death() {
     let server = Server::start().await;
     let (_conn, ch) = connect(&server).await;
     dead_letter_setup(&ch, "orders", vec![]).await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     publish(&ch, "", "orders", "bad order").await;
-    let mut c = ch.basic_consume(s("orders"), s(""), BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let mut c = ch
+        .basic_consume(
+            s("orders"),
+            s(""),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     let d = next(&mut c).await;
-    d.reject(BasicRejectOptions { requeue: false }).await.unwrap();
-    let mut dead = ch.basic_consume(s("dlq"), s(""), BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    d.reject(BasicRejectOptions { requeue: false })
+        .await
+        .unwrap();
+    let mut dead = ch
+        .basic_consume(
+            s("dlq"),
+            s(""),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     let d = next(&mut dead).await;
     assert_eq!(body(&d), "bad order");
     assert_eq!(text(death_field(&d, "reason")), "rejected");
     assert_eq!(text(death_field(&d, "queue")), "orders");
-    assert!(matches!(death_field(&d, "count"), Some(v) if format!("{v:?}").contains('1')), "{:?}", death_field(&d, "count"));
+    assert!(
+        matches!(death_field(&d, "count"), Some(v) if format!("{v:?}").contains('1')),
+        "{:?}",
+        death_field(&d, "count")
+    );
 }
 
 #[tokio::test]
 async fn ttl_expires_into_the_dead_letter_queue() {
     let server = Server::start().await;
     let (_conn, ch) = connect(&server).await;
-    dead_letter_setup(&ch, "short-lived", vec![("x-message-ttl", AMQPValue::LongInt(50))]).await;
+    dead_letter_setup(
+        &ch,
+        "short-lived",
+        vec![("x-message-ttl", AMQPValue::LongInt(50))],
+    )
+    .await;
     publish(&ch, "", "short-lived", "stale").await;
-    let mut dead = ch.basic_consume(s("dlq"), s(""), BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let mut dead = ch
+        .basic_consume(
+            s("dlq"),
+            s(""),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     let d = next(&mut dead).await;
     assert_eq!(body(&d), "stale");
     assert_eq!(text(death_field(&d, "reason")), "expired");
@@ -252,11 +405,29 @@ async fn ttl_expires_into_the_dead_letter_queue() {
 async fn max_length_drops_head_or_nacks_with_reject_publish() {
     let server = Server::start().await;
     let (_conn, ch) = connect(&server).await;
-    declare(&ch, "bounded", table(&[("x-max-length", AMQPValue::LongInt(2))])).await;
-    declare(&ch, "strict", table(&[("x-max-length", AMQPValue::LongInt(2)), ("x-overflow", long("reject-publish"))])).await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    declare(
+        &ch,
+        "bounded",
+        table(&[("x-max-length", AMQPValue::LongInt(2))]),
+    )
+    .await;
+    declare(
+        &ch,
+        "strict",
+        table(&[
+            ("x-max-length", AMQPValue::LongInt(2)),
+            ("x-overflow", long("reject-publish")),
+        ]),
+    )
+    .await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     for b in ["1", "2", "3"] {
-        assert!(matches!(publish(&ch, "", "bounded", b).await, Confirmation::Ack(_)));
+        assert!(matches!(
+            publish(&ch, "", "bounded", b).await,
+            Confirmation::Ack(_)
+        ));
     }
     assert_eq!(get_body(&ch, "bounded").await.as_deref(), Some("2"));
     assert_eq!(get_body(&ch, "bounded").await.as_deref(), Some("3"));
@@ -266,7 +437,11 @@ async fn max_length_drops_head_or_nacks_with_reject_publish() {
         publish(&ch, "", "strict", "3").await,
     ];
     assert!(matches!(confirms[1], Confirmation::Ack(_)));
-    assert!(matches!(confirms[2], Confirmation::Nack(_)), "{:?}", confirms[2]);
+    assert!(
+        matches!(confirms[2], Confirmation::Nack(_)),
+        "{:?}",
+        confirms[2]
+    );
 }
 
 #[tokio::test]
@@ -276,14 +451,31 @@ async fn nack_with_requeue_waits_for_the_retry_delay() {
     let delays = AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongInt(300)]));
     declare(&ch, "retrying", table(&[("x-retry-delays", delays)])).await;
     publish(&ch, "", "retrying", "flaky").await;
-    let mut c = ch.basic_consume(s("retrying"), s(""), BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let mut c = ch
+        .basic_consume(
+            s("retrying"),
+            s(""),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     let d = next(&mut c).await;
     assert!(!d.redelivered);
     let nacked = Instant::now();
-    d.nack(BasicNackOptions { requeue: true, multiple: false }).await.unwrap();
+    d.nack(BasicNackOptions {
+        requeue: true,
+        multiple: false,
+    })
+    .await
+    .unwrap();
     let again = next(&mut c).await;
     assert!(again.redelivered);
-    assert!(nacked.elapsed() >= Duration::from_millis(250), "{:?}", nacked.elapsed());
+    assert!(
+        nacked.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        nacked.elapsed()
+    );
     again.ack(BasicAckOptions::default()).await.unwrap();
 }
 
@@ -291,14 +483,27 @@ async fn nack_with_requeue_waits_for_the_retry_delay() {
 async fn mandatory_unroutable_is_returned_with_312() {
     let server = Server::start().await;
     let (_conn, ch) = connect(&server).await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     let confirm = ch
-        .basic_publish(s(""), s("no-such-queue"), BasicPublishOptions { mandatory: true, ..Default::default() }, b"lost", BasicProperties::default())
+        .basic_publish(
+            s(""),
+            s("no-such-queue"),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"lost",
+            BasicProperties::default(),
+        )
         .await
         .unwrap()
         .await
         .unwrap();
-    let Confirmation::Ack(Some(returned)) = confirm else { panic!("expected a return, got {confirm:?}") };
+    let Confirmation::Ack(Some(returned)) = confirm else {
+        panic!("expected a return, got {confirm:?}")
+    };
     assert_eq!(returned.reply_code, 312);
     assert_eq!(returned.delivery.data, b"lost");
 }
@@ -308,7 +513,14 @@ async fn bad_declares_get_channel_errors() {
     let server = Server::start().await;
     let (conn, ch) = connect(&server).await;
     let err = ch
-        .queue_declare(s("missing"), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            s("missing"),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert!(format!("{err:?} {err}").contains("NOT_FOUND"), "{err:?}");
@@ -316,17 +528,32 @@ async fn bad_declares_get_channel_errors() {
     let ch = conn.create_channel().await.unwrap();
     declare(&ch, "q1", FieldTable::default()).await;
     let err = ch
-        .queue_declare(s("q1"), QueueDeclareOptions::default(), table(&[("x-max-length", AMQPValue::LongInt(5))]))
+        .queue_declare(
+            s("q1"),
+            QueueDeclareOptions::default(),
+            table(&[("x-max-length", AMQPValue::LongInt(5))]),
+        )
         .await
         .unwrap_err();
-    assert!(format!("{err:?} {err}").contains("PRECONDITION_FAILED"), "{err:?}");
+    assert!(
+        format!("{err:?} {err}").contains("PRECONDITION_FAILED"),
+        "{err:?}"
+    );
 
     let ch = conn.create_channel().await.unwrap();
     let err = ch
-        .exchange_declare(s("routed"), ExchangeKind::Custom("x-wasm".into()), ExchangeDeclareOptions::default(), FieldTable::default())
+        .exchange_declare(
+            s("routed"),
+            ExchangeKind::Custom("x-wasm".into()),
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
-    assert!(format!("{err:?} {err}").contains("PRECONDITION_FAILED"), "{err:?}");
+    assert!(
+        format!("{err:?} {err}").contains("PRECONDITION_FAILED"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -340,7 +567,11 @@ async fn x_wasm_exchange_routes_with_a_plugin() {
         ..Default::default()
     };
     let wasm = crate::support::plugins::rust_plugin_bytes("header_router");
-    server.broker.plugins().deploy("region-router", &wasm, opts).unwrap();
+    server
+        .broker
+        .plugins()
+        .deploy("region-router", &wasm, opts)
+        .unwrap();
     let (_conn, ch) = connect(&server).await;
     for q in ["orders-eu", "orders-other"] {
         declare(&ch, q, FieldTable::default()).await;
@@ -353,11 +584,19 @@ async fn x_wasm_exchange_routes_with_a_plugin() {
     )
     .await
     .unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     for (region, body) in [("eu", "o1"), ("us", "o2"), ("eu", "o3")] {
         let props = BasicProperties::default().with_headers(table(&[("route", long(region))]));
         let c = ch
-            .basic_publish(s("orders"), s(""), BasicPublishOptions::default(), body.as_bytes(), props)
+            .basic_publish(
+                s("orders"),
+                s(""),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                props,
+            )
             .await
             .unwrap()
             .await

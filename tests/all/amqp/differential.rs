@@ -11,7 +11,7 @@ use super::pika::{pika_available, run_python};
 use super::Server;
 
 const SCRIPT: &str = r#"
-import sys, json, uuid, pika
+import sys, json, time, uuid, pika
 port = int(sys.argv[1])
 p = "diff-" + uuid.uuid4().hex[:8] + "-"
 params = pika.ConnectionParameters("127.0.0.1", port, "/", pika.PlainCredentials("guest", "guest"))
@@ -68,7 +68,12 @@ ch.queue_declare(p + "main", arguments={"x-dead-letter-exchange": p + "dlx"})
 ch.basic_publish("", p + "main", b"dead")
 m, _, _ = ch.basic_get(p + "main")
 ch.basic_reject(m.delivery_tag, requeue=False)
-m, props, body = ch.basic_get(p + "dlq", auto_ack=True)
+# Dead-lettering is asynchronous in RabbitMQ (and may take a timer tick here): poll.
+for _ in range(100):
+    m, props, body = ch.basic_get(p + "dlq", auto_ack=True)
+    if m is not None:
+        break
+    time.sleep(0.02)
 d = props.headers["x-death"][0]
 out["x-death"] = [body.decode(), d["reason"], d["queue"].replace(p, ""), d["count"]]
 
@@ -116,9 +121,18 @@ async fn same_observable_behaviour_as_rabbitmq() {
     // position, flagged redelivered.
     assert_eq!(
         ours["order"],
-        serde_json::json!([["m0", true], ["m1", true], ["m2", false], ["m3", false], ["m4", false]])
+        serde_json::json!([
+            ["m0", true],
+            ["m1", true],
+            ["m2", false],
+            ["m3", false],
+            ["m4", false]
+        ])
     );
-    assert_eq!(ours["x-death"], serde_json::json!(["dead", "rejected", "main", 1]));
+    assert_eq!(
+        ours["x-death"],
+        serde_json::json!(["dead", "rejected", "main", 1])
+    );
     assert_eq!(ours["len"], serde_json::json!([["2", false], ["3", false]]));
     let codes = &ours["codes"];
     assert_eq!(codes["passive-missing"], 404);

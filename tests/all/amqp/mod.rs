@@ -45,10 +45,20 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(switchyard::amqp::run(listener, broker.clone(), config, async {
-            let _ = stopped.await;
-        }));
-        Server { addr, broker, _dir: dir, _stop: stop }
+        tokio::spawn(switchyard::amqp::run(
+            listener,
+            broker.clone(),
+            config,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Server {
+            addr,
+            broker,
+            _dir: dir,
+            _stop: stop,
+        }
     }
 
     pub fn uri(&self) -> String {

@@ -16,12 +16,19 @@ pub fn pika_available() -> bool {
 pub async fn run_python(script: &str, port: u16) -> String {
     let script = script.to_owned();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3").args(["-c", &script, &port.to_string()]).output().unwrap()
+        Command::new("python3")
+            .args(["-c", &script, &port.to_string()])
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "python failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -65,7 +72,11 @@ ch.queue_declare("py-main", arguments={"x-dead-letter-exchange": "py-dlx"})
 ch.basic_publish("", "py-main", b"doomed")
 m, _, _ = ch.basic_get("py-main")
 ch.basic_nack(m.delivery_tag, requeue=False)
-m, props, body = ch.basic_get("py-dlq", auto_ack=True)
+for _ in range(100):
+    m, props, body = ch.basic_get("py-dlq", auto_ack=True)
+    if m is not None:
+        break
+    time.sleep(0.02)
 death = props.headers["x-death"][0]
 assert body == b"doomed" and death["reason"] == "rejected" and death["queue"] == "py-main", props.headers
 # errors: passive declare of a missing queue is a 404 channel close

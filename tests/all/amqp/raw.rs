@@ -4,8 +4,8 @@
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
 use amq_protocol::protocol::{basic, channel, connection, AMQPClass, BasicProperties};
 use amq_protocol::types::{FieldTable, LongString};
-use switchyard::amqp::codec::{encode, FrameReader, PROTOCOL_HEADER};
 use switchyard::amqp::code;
+use switchyard::amqp::codec::{encode, FrameReader, PROTOCOL_HEADER};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -33,9 +33,18 @@ impl Raw {
         let stream = TcpStream::connect(server.addr).await.unwrap();
         let (read, mut write) = stream.into_split();
         write.write_all(&PROTOCOL_HEADER).await.unwrap();
-        let mut raw = Raw { reader: FrameReader::new(read, 1 << 20), write };
+        let mut raw = Raw {
+            reader: FrameReader::new(read, 1 << 20),
+            write,
+        };
         let start = raw.next().await;
-        assert!(matches!(start, AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(_)))), "{start:?}");
+        assert!(
+            matches!(
+                start,
+                AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(_)))
+            ),
+            "{start:?}"
+        );
         raw.send(conn(connection::AMQPMethod::StartOk(connection::StartOk {
             client_properties: FieldTable::default(),
             mechanism: "PLAIN".into(),
@@ -44,7 +53,8 @@ impl Raw {
         })))
         .await;
         let tune = raw.next().await;
-        let AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Tune(t))) = tune else {
+        let AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Tune(t))) = tune
+        else {
             panic!("expected tune, got {tune:?}")
         };
         assert_eq!(t.frame_max, 131_072);
@@ -54,10 +64,18 @@ impl Raw {
             heartbeat: 0,
         })))
         .await;
-        raw.send(conn(connection::AMQPMethod::Open(connection::Open { virtual_host: "/".into() })))
-            .await;
+        raw.send(conn(connection::AMQPMethod::Open(connection::Open {
+            virtual_host: "/".into(),
+        })))
+        .await;
         let ok = raw.next().await;
-        assert!(matches!(ok, AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))), "{ok:?}");
+        assert!(
+            matches!(
+                ok,
+                AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
+            ),
+            "{ok:?}"
+        );
         raw
     }
 
@@ -79,21 +97,38 @@ impl Raw {
     /// The next frame must be `connection.close` with `code`; then the server closes.
     async fn expect_connection_close(&mut self, code: u16) -> String {
         let frame = self.next().await;
-        let AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(c))) = frame else {
+        let AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(c))) = frame
+        else {
             panic!("expected connection.close {code}, got {frame:?}")
         };
         assert_eq!(c.reply_code, code, "{}", c.reply_text);
-        self.send(conn(connection::AMQPMethod::CloseOk(connection::CloseOk {}))).await;
-        let end = tokio::time::timeout(std::time::Duration::from_secs(5), self.reader.read_frame()).await;
-        assert!(matches!(end, Ok(Err(_))), "server must close the socket, got {end:?}");
+        self.send(conn(connection::AMQPMethod::CloseOk(
+            connection::CloseOk {},
+        )))
+        .await;
+        let end =
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.reader.read_frame()).await;
+        assert!(
+            matches!(end, Ok(Err(_))),
+            "server must close the socket, got {end:?}"
+        );
         c.reply_text.to_string()
     }
 
     async fn open_channel(&mut self, id: u16) {
-        self.send(AMQPFrame::Method(id, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}))))
-            .await;
+        self.send(AMQPFrame::Method(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        ))
+        .await;
         let ok = self.next().await;
-        assert!(matches!(ok, AMQPFrame::Method(_, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))), "{ok:?}");
+        assert!(
+            matches!(
+                ok,
+                AMQPFrame::Method(_, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+            ),
+            "{ok:?}"
+        );
     }
 }
 
@@ -110,7 +145,13 @@ async fn handshake_and_clean_close() {
     })))
     .await;
     let ok = raw.next().await;
-    assert!(matches!(ok, AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))), "{ok:?}");
+    assert!(
+        matches!(
+            ok,
+            AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))
+        ),
+        "{ok:?}"
+    );
 }
 
 #[tokio::test]
@@ -132,7 +173,10 @@ async fn wrong_password_is_403_and_guest_needs_loopback() {
     let stream = TcpStream::connect(server.addr).await.unwrap();
     let (read, mut write) = stream.into_split();
     write.write_all(&PROTOCOL_HEADER).await.unwrap();
-    let mut raw = Raw { reader: FrameReader::new(read, 1 << 20), write };
+    let mut raw = Raw {
+        reader: FrameReader::new(read, 1 << 20),
+        write,
+    };
     raw.next().await;
     raw.send(conn(connection::AMQPMethod::StartOk(connection::StartOk {
         client_properties: FieldTable::default(),
@@ -146,7 +190,9 @@ async fn wrong_password_is_403_and_guest_needs_loopback() {
     let config = switchyard::amqp::ServerConfig::default();
     let remote: std::net::IpAddr = "10.1.2.3".parse().unwrap();
     assert!(config.authenticate(b"\0guest\0guest", remote).is_err());
-    assert!(config.authenticate(b"\0guest\0guest", "127.0.0.1".parse().unwrap()).is_ok());
+    assert!(config
+        .authenticate(b"\0guest\0guest", "127.0.0.1".parse().unwrap())
+        .is_ok());
     assert!(config.authenticate(b"garbage", remote).is_err());
 }
 
@@ -183,7 +229,10 @@ async fn method_on_unopened_channel_is_504() {
     let mut raw = Raw::open(&server).await;
     raw.send(AMQPFrame::Method(
         7,
-        AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: 1, global: false })),
+        AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+            prefetch_count: 1,
+            global: false,
+        })),
     ))
     .await;
     raw.expect_connection_close(code::CHANNEL_ERROR).await;
@@ -195,12 +244,14 @@ async fn unknown_class_is_540_and_unknown_method_too() {
     let mut raw = Raw::open(&server).await;
     raw.open_channel(1).await;
     // Class 99, method 1, no arguments.
-    raw.send_bytes(&[1, 0, 1, 0, 0, 0, 4, 0, 99, 0, 1, 0xCE]).await;
+    raw.send_bytes(&[1, 0, 1, 0, 0, 0, 4, 0, 99, 0, 1, 0xCE])
+        .await;
     let text = raw.expect_connection_close(code::NOT_IMPLEMENTED).await;
     assert!(text.contains("class 99"), "{text}");
     let mut raw = Raw::open(&server).await;
     raw.open_channel(1).await;
-    raw.send_bytes(&[1, 0, 1, 0, 0, 0, 4, 0, 60, 0, 99, 0xCE]).await;
+    raw.send_bytes(&[1, 0, 1, 0, 0, 0, 4, 0, 60, 0, 99, 0xCE])
+        .await;
     raw.expect_connection_close(code::NOT_IMPLEMENTED).await;
 }
 
@@ -221,7 +272,11 @@ async fn body_longer_than_its_header_is_501() {
     .await;
     raw.send(AMQPFrame::Header(
         1,
-        AMQPContentHeader { class_id: 60, body_size: 3, properties: BasicProperties::default() },
+        AMQPContentHeader {
+            class_id: 60,
+            body_size: 3,
+            properties: BasicProperties::default(),
+        },
     ))
     .await;
     raw.send(AMQPFrame::Body(1, b"too long".to_vec())).await;
@@ -254,7 +309,11 @@ async fn publish_to_missing_exchange_closes_the_channel_with_404() {
     .await;
     raw.send(AMQPFrame::Header(
         1,
-        AMQPContentHeader { class_id: 60, body_size: 0, properties: BasicProperties::default() },
+        AMQPContentHeader {
+            class_id: 60,
+            body_size: 0,
+            properties: BasicProperties::default(),
+        },
     ))
     .await;
     let frame = raw.next().await;
@@ -263,8 +322,11 @@ async fn publish_to_missing_exchange_closes_the_channel_with_404() {
     };
     assert_eq!(c.reply_code, code::NOT_FOUND);
     assert_eq!((c.class_id, c.method_id), (60, 40));
-    raw.send(AMQPFrame::Method(1, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}))))
-        .await;
+    raw.send(AMQPFrame::Method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+    ))
+    .await;
     // The connection is still usable; the channel id can be reopened.
     raw.open_channel(1).await;
 }
