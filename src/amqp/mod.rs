@@ -5,7 +5,8 @@
 //! - [`outbound`]: the bounded outbound queue and the writer task (heartbeats);
 //! - [`convert`]: wire properties and field tables ⇄ [`crate::message`];
 //! - [`error`]: AMQP exceptions and reply codes;
-//! - [`connection`]: handshake (PLAIN), the frame loop, connection exceptions;
+//! - `handshake`: start/tune/open with PLAIN authentication;
+//! - [`connection`]: the frame loop and connection exceptions;
 //! - [`channel`]: channel state, content assembly, dispatch;
 //! - `ops`, `declare`, `publish`, `consume`, `args`: the channel methods that call the
 //!   broker, and the mapping of AMQP arguments and errors;
@@ -19,6 +20,7 @@ mod consume;
 pub mod convert;
 mod declare;
 pub mod error;
+mod handshake;
 mod ops;
 pub mod outbound;
 mod publish;

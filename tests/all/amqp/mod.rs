@@ -4,6 +4,7 @@
 mod clients;
 mod differential;
 mod pika;
+mod policies;
 mod raw;
 
 use std::net::SocketAddr;
