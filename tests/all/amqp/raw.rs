@@ -330,3 +330,76 @@ async fn publish_to_missing_exchange_closes_the_channel_with_404() {
     // The connection is still usable; the channel id can be reopened.
     raw.open_channel(1).await;
 }
+
+#[tokio::test]
+async fn heartbeats_are_sent_and_a_silent_client_is_dropped() {
+    let server = Server::start().await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (read, write) = stream.into_split();
+    let mut raw = Raw {
+        reader: FrameReader::new(read, 1 << 20),
+        write,
+    };
+    raw.send_bytes(&PROTOCOL_HEADER).await;
+    raw.next().await;
+    raw.send(conn(connection::AMQPMethod::StartOk(connection::StartOk {
+        client_properties: FieldTable::default(),
+        mechanism: "PLAIN".into(),
+        response: LongString::from("\0guest\0guest"),
+        locale: "en_US".into(),
+    })))
+    .await;
+    raw.next().await;
+    raw.send(conn(connection::AMQPMethod::TuneOk(connection::TuneOk {
+        channel_max: 0,
+        frame_max: 0,
+        heartbeat: 1,
+    })))
+    .await;
+    raw.send(conn(connection::AMQPMethod::Open(connection::Open {
+        virtual_host: "/".into(),
+    })))
+    .await;
+    raw.next().await;
+    let started = std::time::Instant::now();
+    assert_eq!(raw.next().await, AMQPFrame::Heartbeat);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // We never send a heartbeat back: after two missed intervals the server hangs up.
+    let end = tokio::time::timeout(std::time::Duration::from_secs(6), async {
+        loop {
+            match raw.reader.read_frame().await {
+                Ok(AMQPFrame::Heartbeat) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(matches!(end, Ok(Err(_))), "{end:?}");
+}
+
+/// Random bytes after a good handshake: the server answers or hangs up, never panics, and a
+/// fresh connection still works afterwards.
+#[tokio::test]
+async fn random_garbage_never_takes_the_server_down() {
+    use rand::{Rng, SeedableRng};
+    let server = Server::start().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for _ in 0..40 {
+        let mut raw = Raw::open(&server).await;
+        let len = rng.random_range(1..64);
+        let mut junk: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if rng.random_bool(0.5) {
+            // A plausible frame header so the payload reaches the method decoder.
+            junk.splice(0..0, [1u8, 0, 1, 0, 0, 0, len as u8]);
+            junk.push(0xCE);
+        }
+        raw.send_bytes(&junk).await;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            raw.reader.read_frame(),
+        )
+        .await;
+    }
+    let mut raw = Raw::open(&server).await;
+    raw.open_channel(1).await;
+}
