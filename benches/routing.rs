@@ -35,54 +35,18 @@ fn cases() -> Vec<Case> {
     any.insert("x-match".into(), "any".into());
     any.insert("region".into(), "eu".into());
     vec![
-        Case {
-            name: "direct",
-            kind: ExchangeKind::Direct,
-            key: "k",
-            binding_key: "k",
-            binding_args: Headers::new(),
-        },
-        Case {
-            name: "fanout",
-            kind: ExchangeKind::Fanout,
-            key: "",
-            binding_key: "",
-            binding_args: Headers::new(),
-        },
-        Case {
-            name: "topic",
-            kind: ExchangeKind::Topic,
-            key: "orders.eu.new",
-            binding_key: "orders.*.#",
-            binding_args: Headers::new(),
-        },
-        Case {
-            name: "headers",
-            kind: ExchangeKind::Headers,
-            key: "",
-            binding_key: "",
-            binding_args: any,
-        },
-        Case {
-            name: "x-wasm (Rust header router)",
-            kind: ExchangeKind::Wasm {
-                plugin: "router".into(),
-            },
-            key: "",
-            binding_key: "",
-            binding_args: Headers::new(),
-        },
+        Case { name: "direct", kind: ExchangeKind::Direct, key: "k", binding_key: "k", binding_args: Headers::new() },
+        Case { name: "fanout", kind: ExchangeKind::Fanout, key: "", binding_key: "", binding_args: Headers::new() },
+        Case { name: "topic", kind: ExchangeKind::Topic, key: "orders.eu.new", binding_key: "orders.*.#", binding_args: Headers::new() },
+        Case { name: "headers", kind: ExchangeKind::Headers, key: "", binding_key: "", binding_args: any },
+        Case { name: "x-wasm (Rust header router)", kind: ExchangeKind::Wasm { plugin: "router".into() }, key: "", binding_key: "", binding_args: Headers::new() },
     ]
 }
 
 fn open(dir: &std::path::Path, durability: Durability) -> Arc<Broker> {
     let config = BrokerConfig {
         queues: QueuesOptions {
-            store: StoreConfig {
-                durability,
-                cache_capacity: 32 << 20,
-                ..StoreConfig::default()
-            },
+            store: StoreConfig { durability, cache_capacity: 32 << 20, ..StoreConfig::default() },
             ..QueuesOptions::default()
         },
         ..BrokerConfig::default()
@@ -94,26 +58,15 @@ async fn run(case: &Case, durability: Durability, messages: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let broker = open(dir.path(), durability);
     let queue = QueueName::new("bench").unwrap();
-    broker
-        .declare_queue(&queue, QueueConfig::default())
-        .unwrap();
+    broker.declare_queue(&queue, QueueConfig::default()).unwrap();
     if let ExchangeKind::Wasm { plugin } = &case.kind {
         let opts = DeployOptions {
-            config: [
-                ("header".to_string(), "region".to_string()),
-                ("route.eu".into(), "bench".into()),
-            ]
-            .into(),
+            config: [("header".to_string(), "region".to_string()), ("route.eu".into(), "bench".into())].into(),
             ..DeployOptions::default()
         };
-        broker
-            .plugins()
-            .deploy(plugin, &plugins::rust_plugin_bytes("header_router"), opts)
-            .unwrap();
+        broker.plugins().deploy(plugin, &plugins::rust_plugin_bytes("header_router"), opts).unwrap();
     }
-    broker
-        .declare_exchange(Exchange::new("bench", case.kind.clone()))
-        .unwrap();
+    broker.declare_exchange(Exchange::new("bench", case.kind.clone())).unwrap();
     if !matches!(case.kind, ExchangeKind::Wasm { .. }) {
         broker
             .bind(Binding {
@@ -159,10 +112,7 @@ async fn run(case: &Case, durability: Durability, messages: usize) -> f64 {
         t.await.unwrap();
     }
     let rate = messages as f64 / start.elapsed().as_secs_f64();
-    assert_eq!(
-        broker.queues().stats(&queue).unwrap().messages,
-        messages as u64
-    );
+    assert_eq!(broker.queues().stats(&queue).unwrap().messages, messages as u64);
     rate
 }
 
@@ -175,11 +125,7 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(if smoke { 400 } else { 40_000usize });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!("| exchange | durability | msg/s | vs direct |");
     println!("|---|---|---|---|");
     for durability in [Durability::Fsync, Durability::Relaxed] {
@@ -187,13 +133,7 @@ fn main() {
         for case in cases() {
             let rate = rt.block_on(run(&case, durability, messages));
             let base = *direct.get_or_insert(rate);
-            println!(
-                "| {} | {:?} | {:.0} | {:.0}% |",
-                case.name,
-                durability,
-                rate,
-                100.0 * rate / base
-            );
+            println!("| {} | {:?} | {:.0} | {:.0}% |", case.name, durability, rate, 100.0 * rate / base);
         }
     }
 }

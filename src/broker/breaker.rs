@@ -19,10 +19,7 @@ pub struct Breakers {
 
 impl Breakers {
     pub fn new(threshold: u32) -> Self {
-        Breakers {
-            threshold: threshold.max(1),
-            failures: Mutex::new(HashMap::new()),
-        }
+        Breakers { threshold: threshold.max(1), failures: Mutex::new(HashMap::new()) }
     }
 
     /// Whether calls to this version are currently refused.
@@ -43,9 +40,7 @@ impl Breakers {
     /// Count a failure; returns `true` when this failure opened the breaker.
     pub fn record_failure(&self, plugin: &str, version: &str) -> bool {
         let mut map = self.failures.lock();
-        let n = map
-            .entry((plugin.to_owned(), version.to_owned()))
-            .or_insert(0);
+        let n = map.entry((plugin.to_owned(), version.to_owned())).or_insert(0);
         *n += 1;
         *n == self.threshold
     }

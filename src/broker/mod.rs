@@ -159,12 +159,7 @@ impl Broker {
                 queues.declare(&name, QueueConfig::default())?;
             }
         }
-        let core = Core {
-            queues,
-            plugins,
-            breakers: Breakers::new(config.breaker_threshold),
-            special,
-        };
+        let core = Core { queues, plugins, breakers: Breakers::new(config.breaker_threshold), special };
         Ok(Broker {
             dir,
             core: Arc::new(core),
@@ -260,8 +255,7 @@ impl Broker {
         routing_key: &str,
         message: Message,
     ) -> Result<Decision, BrokerError> {
-        self.decide(exchange, routing_key, message, false, true)
-            .await
+        self.decide(exchange, routing_key, message, false, true).await
     }
 
     /// Route and commit. Returns once every output is durable; an error means nothing was
@@ -273,9 +267,7 @@ impl Broker {
         message: Message,
         mandatory: bool,
     ) -> Result<Published, BrokerError> {
-        let decision = self
-            .decide(exchange, routing_key, message, mandatory, false)
-            .await?;
+        let decision = self.decide(exchange, routing_key, message, mandatory, false).await?;
         self.commit(decision, exchange, routing_key).await
     }
 
@@ -294,26 +286,12 @@ impl Broker {
     ) -> Result<Decision, BrokerError> {
         let topology = self.topology();
         if !topology.may_call_plugins(exchange) {
-            return self.core.decide(
-                &topology,
-                exchange,
-                routing_key,
-                message,
-                mandatory,
-                dry_run,
-            );
+            return self.core.decide(&topology, exchange, routing_key, message, mandatory, dry_run);
         }
         let core = self.core.clone();
         let (exchange, routing_key) = (exchange.to_owned(), routing_key.to_owned());
         tokio::task::spawn_blocking(move || {
-            core.decide(
-                &topology,
-                &exchange,
-                &routing_key,
-                message,
-                mandatory,
-                dry_run,
-            )
+            core.decide(&topology, &exchange, &routing_key, message, mandatory, dry_run)
         })
         .await
         .map_err(|e| BrokerError::Internal(format!("routing task failed: {e}")))?
@@ -366,29 +344,17 @@ impl Broker {
     /// fixed or rolled-back plugin decides anew. Each message is acknowledged in `queue` only
     /// after its new routing is durable. Messages with no recorded origin stay where they are.
     /// Returns how many were replayed.
-    pub async fn replay(
-        &self,
-        queue: &QueueName,
-        limit: Option<usize>,
-    ) -> Result<usize, BrokerError> {
+    pub async fn replay(&self, queue: &QueueName, limit: Option<usize>) -> Result<usize, BrokerError> {
         let _one_at_a_time = self.replay_lock.lock().await;
         // Bound the pass by what the queue holds now: a message that routes back into this
         // queue (a breaker still open) must not be replayed again in the same pass.
         let held = usize::try_from(self.queues().stats(queue)?.messages).unwrap_or(usize::MAX);
         let budget = limit.map_or(held, |l| l.min(held));
-        let consumer = self.queues().consume(
-            queue,
-            ConsumerOptions {
-                prefetch: 0,
-                push: false,
-            },
-        )?;
+        let consumer = self.queues().consume(queue, ConsumerOptions { prefetch: 0, push: false })?;
         let mut done = 0;
         let mut skipped = Vec::new();
         while done + skipped.len() < budget {
-            let Some(delivery) = consumer.get()? else {
-                break;
-            };
+            let Some(delivery) = consumer.get()? else { break };
             let mut message = delivery.message;
             let origin = (
                 message.headers.remove(EXCHANGE_HEADER),
@@ -399,10 +365,7 @@ impl Broker {
                 continue;
             };
             message.headers.remove(REASON_HEADER);
-            let (ex, key) = (
-                ex.as_str().unwrap_or("").to_owned(),
-                key.as_str().unwrap_or("").to_owned(),
-            );
+            let (ex, key) = (ex.as_str().unwrap_or("").to_owned(), key.as_str().unwrap_or("").to_owned());
             self.publish(&ex, &key, message, false).await?;
             consumer.ack(delivery.tag, false)?;
             done += 1;

@@ -68,8 +68,7 @@ impl Router<'_> {
         }
         let alternate = ex.alternate_exchange.clone();
         self.enter(ex, routing_key, message.clone(), 0);
-        let nothing =
-            |d: &Decision| d.outputs.is_empty() && d.dropped.is_none() && d.rejected.is_none();
+        let nothing = |d: &Decision| d.outputs.is_empty() && d.dropped.is_none() && d.rejected.is_none();
         if nothing(&self.decision) {
             if let Some(alt) = alternate.as_deref().and_then(|a| self.topology.exchange(a)) {
                 self.enter(alt, routing_key, message, 1);
@@ -90,9 +89,7 @@ impl Router<'_> {
         if hops > MAX_HOPS || self.decision.rejected.is_some() {
             return;
         }
-        let Some(message) = self.pipeline(ex, key, message) else {
-            return;
-        };
+        let Some(message) = self.pipeline(ex, key, message) else { return };
         if ex.name.is_empty() {
             // The default exchange: every queue is bound to it by its own name.
             if (self.queue_exists)(key) && self.seen.insert(key.to_owned()) {
@@ -103,11 +100,7 @@ impl Router<'_> {
         if let ExchangeKind::Wasm { plugin } = &ex.kind {
             return self.route_by_plugin(ex, plugin, key, message, hops);
         }
-        let bindings: Vec<_> = self
-            .topology
-            .matching(ex, key, &message.headers)
-            .cloned()
-            .collect();
+        let bindings: Vec<_> = self.topology.matching(ex, key, &message.headers).cloned().collect();
         for binding in bindings {
             if let Some(filter) = &binding.filter {
                 match self.call(ex, filter, "binding-filter", key, &message, |p, m, c| {
@@ -138,16 +131,12 @@ impl Router<'_> {
             let kind = self.plugins.current(name).map(|(k, _)| k);
             match kind {
                 Some(crate::plugin::PluginKind::Transform) => {
-                    match self.call(ex, name, "transform", key, &message, |p, m, c| {
-                        p.transform(name, m, c)
-                    }) {
+                    match self.call(ex, name, "transform", key, &message, |p, m, c| p.transform(name, m, c)) {
                         Called::Ok(out) => message = self.stamp(out, name),
                         Called::Handled => return None,
                     }
                 }
-                _ => match self.call(ex, name, "filter", key, &message, |p, m, c| {
-                    p.filter(name, m, c)
-                }) {
+                _ => match self.call(ex, name, "filter", key, &message, |p, m, c| p.filter(name, m, c)) {
                     Called::Ok(true) => {}
                     Called::Ok(false) => {
                         self.decision.dropped = Some(format!("filtered by {name}"));
@@ -160,17 +149,8 @@ impl Router<'_> {
         Some(message)
     }
 
-    fn route_by_plugin(
-        &mut self,
-        ex: &Exchange,
-        plugin: &str,
-        key: &str,
-        message: Message,
-        hops: usize,
-    ) {
-        let verdict = match self.call(ex, plugin, "router", key, &message, |p, m, c| {
-            p.route(plugin, m, c)
-        }) {
+    fn route_by_plugin(&mut self, ex: &Exchange, plugin: &str, key: &str, message: Message, hops: usize) {
+        let verdict = match self.call(ex, plugin, "router", key, &message, |p, m, c| p.route(plugin, m, c)) {
             Called::Ok(v) => v,
             Called::Handled => return,
         };
@@ -190,23 +170,18 @@ impl Router<'_> {
                         Target::Queue(q) if (self.queue_exists)(&q) => {
                             self.push(&q, copy, dest.delay_ms, None)
                         }
-                        Target::Queue(q) => self.dead_letter(
-                            copy,
-                            ex,
-                            key,
-                            format!("{plugin} routed to missing queue {q:?}"),
-                        ),
-                        Target::Exchange { name, routing_key } => {
-                            match self.topology.exchange(&name) {
-                                Some(next) => self.enter(next, &routing_key, copy, hops + 1),
-                                None => self.dead_letter(
-                                    copy,
-                                    ex,
-                                    key,
-                                    format!("{plugin} routed to missing exchange {name:?}"),
-                                ),
-                            }
+                        Target::Queue(q) => {
+                            self.dead_letter(copy, ex, key, format!("{plugin} routed to missing queue {q:?}"))
                         }
+                        Target::Exchange { name, routing_key } => match self.topology.exchange(&name) {
+                            Some(next) => self.enter(next, &routing_key, copy, hops + 1),
+                            None => self.dead_letter(
+                                copy,
+                                ex,
+                                key,
+                                format!("{plugin} routed to missing exchange {name:?}"),
+                            ),
+                        },
                     }
                 }
             }
@@ -227,11 +202,7 @@ impl Router<'_> {
     where
         T: Describe,
     {
-        let version = self
-            .plugins
-            .current(plugin)
-            .map(|(_, v)| v)
-            .unwrap_or_default();
+        let version = self.plugins.current(plugin).map(|(_, v)| v).unwrap_or_default();
         let mut step = Step {
             exchange: ex.name.clone(),
             plugin: plugin.to_owned(),
@@ -243,8 +214,7 @@ impl Router<'_> {
         if !version.is_empty() && self.breakers.is_open(plugin, &version) {
             step.outcome = "quarantined (breaker open)".into();
             self.decision.steps.push(step);
-            let reason =
-                format!("plugin {plugin}@{version} is quarantined after repeated failures");
+            let reason = format!("plugin {plugin}@{version} is quarantined after repeated failures");
             let mut m = message.clone();
             mark_origin(&mut m, &ex.name, key, &reason);
             let q = self.special.quarantine.clone();
@@ -270,15 +240,8 @@ impl Router<'_> {
                 Called::Ok(value)
             }
             Err(err) => {
-                if !self.dry_run
-                    && !version.is_empty()
-                    && self.breakers.record_failure(plugin, &version)
-                {
-                    tracing::warn!(
-                        plugin,
-                        version,
-                        "circuit breaker opened: plugin version quarantined"
-                    );
+                if !self.dry_run && !version.is_empty() && self.breakers.record_failure(plugin, &version) {
+                    tracing::warn!(plugin, version, "circuit breaker opened: plugin version quarantined");
                 }
                 step.outcome = format!("error ({}): {err}", err.kind());
                 self.decision.steps.push(step);
@@ -307,35 +270,18 @@ impl Router<'_> {
         self.push(&q, message, None, Some(reason));
     }
 
-    fn push(
-        &mut self,
-        queue: &str,
-        message: Message,
-        delay_ms: Option<u64>,
-        reason: Option<String>,
-    ) {
-        self.decision.outputs.push(Output {
-            queue: queue.to_owned(),
-            message,
-            delay_ms,
-            reason,
-        });
+    fn push(&mut self, queue: &str, message: Message, delay_ms: Option<u64>, reason: Option<String>) {
+        self.decision.outputs.push(Output { queue: queue.to_owned(), message, delay_ms, reason });
     }
 
     /// Add `plugin@version` to the message's lineage.
     fn stamp(&self, mut message: Message, plugin: &str) -> Message {
-        let version = self
-            .plugins
-            .current(plugin)
-            .map(|(_, v)| v)
-            .unwrap_or_default();
+        let version = self.plugins.current(plugin).map(|(_, v)| v).unwrap_or_default();
         let entry = FieldValue::String(format!("{plugin}@{version}"));
         match message.headers.get_mut(LINEAGE_HEADER) {
             Some(FieldValue::Array(a)) => a.push(entry),
             _ => {
-                message
-                    .headers
-                    .insert(LINEAGE_HEADER.into(), FieldValue::Array(vec![entry]));
+                message.headers.insert(LINEAGE_HEADER.into(), FieldValue::Array(vec![entry]));
             }
         }
         message
@@ -345,12 +291,8 @@ impl Router<'_> {
 /// Record why and from where a message left the normal route.
 pub(super) fn mark_origin(message: &mut Message, exchange: &str, key: &str, reason: &str) {
     message.headers.insert(REASON_HEADER.into(), reason.into());
-    message
-        .headers
-        .insert(EXCHANGE_HEADER.into(), exchange.into());
-    message
-        .headers
-        .insert(ROUTING_KEY_HEADER.into(), key.into());
+    message.headers.insert(EXCHANGE_HEADER.into(), exchange.into());
+    message.headers.insert(ROUTING_KEY_HEADER.into(), key.into());
 }
 
 /// A short text for a plugin's answer, for [`Step::outcome`].

@@ -30,16 +30,11 @@ pub struct TopologyFile {
 
 impl TopologyFile {
     pub fn new(dir: &Path) -> Self {
-        TopologyFile {
-            path: dir.join("topology.json"),
-        }
+        TopologyFile { path: dir.join("topology.json") }
     }
 
     fn error(&self, cause: impl ToString) -> BrokerError {
-        BrokerError::TopologyFile {
-            path: self.path.display().to_string(),
-            cause: cause.to_string(),
-        }
+        BrokerError::TopologyFile { path: self.path.display().to_string(), cause: cause.to_string() }
     }
 
     /// Load the saved topology over the predefined exchanges. A missing file is an empty
@@ -85,11 +80,7 @@ impl TopologyFile {
             })
             .cloned()
             .collect();
-        let saved = Saved {
-            version: VERSION,
-            exchanges,
-            bindings,
-        };
+        let saved = Saved { version: VERSION, exchanges, bindings };
         let bytes = serde_json::to_vec_pretty(&saved).map_err(|e| self.error(e))?;
         let tmp = self.path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {

@@ -147,9 +147,7 @@ impl Engine {
             };
             q.rr = (idx + 1) % n;
             let cid = q.consumers[idx];
-            let c = consumers
-                .get_mut(&cid)
-                .expect("consumer listed by its queue");
+            let c = consumers.get_mut(&cid).expect("consumer listed by its queue");
             let d = deliver(q, c, cid, ready, cx)?;
             cx.sends.push((c.tx.clone(), d));
         }

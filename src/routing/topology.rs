@@ -173,9 +173,7 @@ impl Topology {
             if !seen.insert(name) {
                 continue;
             }
-            let Some(ex) = self.exchanges.get(name) else {
-                continue;
-            };
+            let Some(ex) = self.exchanges.get(name) else { continue };
             if matches!(ex.kind, ExchangeKind::Wasm { .. }) || !ex.pipeline.is_empty() {
                 return true;
             }

@@ -73,11 +73,10 @@ impl Store {
             // Our flusher decides when to flush; sled's own timer would only add flushes.
             .flush_every_ms(None);
         // sled 0.34 can panic on some kinds of damage; report those as corruption too.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.open()))
-            .map_err(|p| StoreError::Corrupt {
-                path: path.clone(),
-                detail: panic_text(&p),
-            })?;
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.open())).map_err(|p| StoreError::Corrupt {
+            path: path.clone(),
+            detail: panic_text(&p),
+        })?;
         let db = opened.map_err(|e| dir::open_error(&path, e))?;
         let meta = db.open_tree("meta")?;
         let queues = db.open_tree("queues")?;
@@ -195,11 +194,7 @@ mod tests {
         std::fs::write(tmp.path().join("notes.txt"), b"mine").unwrap();
         let err = Store::open(tmp.path(), StoreConfig::default()).unwrap_err();
         assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
-        assert_eq!(
-            std::fs::read_dir(tmp.path()).unwrap().count(),
-            1,
-            "nothing written"
-        );
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "nothing written");
 
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join(MARKER), b"switchyard-store/99\n").unwrap();

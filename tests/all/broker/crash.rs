@@ -26,20 +26,12 @@ fn open(dir: &std::path::Path) -> Broker {
 }
 
 fn child(dir: &str) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let broker = Arc::new(open(std::path::Path::new(dir)));
-        broker
-            .declare_exchange(Exchange::new("fan", ExchangeKind::Fanout))
-            .unwrap();
+        broker.declare_exchange(Exchange::new("fan", ExchangeKind::Fanout)).unwrap();
         for q in QUEUES {
-            broker
-                .declare_queue(&QueueName::new(q).unwrap(), QueueConfig::default())
-                .unwrap();
+            broker.declare_queue(&QueueName::new(q).unwrap(), QueueConfig::default()).unwrap();
             broker
                 .bind(Binding {
                     source: "fan".into(),
@@ -56,10 +48,7 @@ fn child(dir: &str) {
             tasks.push(tokio::spawn(async move {
                 for i in 0u64.. {
                     let id = format!("{}-{t}-{i}", std::process::id());
-                    let p = broker
-                        .publish("fan", "", msg_id("payload", &id), false)
-                        .await
-                        .unwrap();
+                    let p = broker.publish("fan", "", msg_id("payload", &id), false).await.unwrap();
                     assert_eq!(p.outcomes.len(), 3);
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ACK {id}").unwrap();
@@ -107,35 +96,16 @@ fn sigkill_never_leaves_a_partial_fan_out() {
         let broker = open(dir.path());
         let ids = |q: &str| -> HashSet<String> {
             let name = QueueName::new(q).unwrap();
-            broker
-                .queues()
-                .browse(&name, usize::MAX)
-                .unwrap()
-                .into_iter()
-                .map(|m| m.id.to_string())
-                .collect()
+            broker.queues().browse(&name, usize::MAX).unwrap().into_iter().map(|m| m.id.to_string()).collect()
         };
         let sets: Vec<HashSet<String>> = QUEUES.iter().map(|q| ids(q)).collect();
         for id in &acked {
             for (q, set) in QUEUES.iter().zip(&sets) {
-                assert!(
-                    set.contains(id),
-                    "cycle {cycle}: acknowledged {id} missing from {q}"
-                );
+                assert!(set.contains(id), "cycle {cycle}: acknowledged {id} missing from {q}");
             }
         }
-        assert!(
-            sets[0] == sets[1] && sets[1] == sets[2],
-            "cycle {cycle}: partial fan-out"
-        );
+        assert!(sets[0] == sets[1] && sets[1] == sets[2], "cycle {cycle}: partial fan-out");
     }
-    assert!(
-        acked.len() > 50,
-        "the child published too little: {}",
-        acked.len()
-    );
-    eprintln!(
-        "broker crash test: {CYCLES} SIGKILLs, {} acknowledged fan-outs checked",
-        acked.len()
-    );
+    assert!(acked.len() > 50, "the child published too little: {}", acked.len());
+    eprintln!("broker crash test: {CYCLES} SIGKILLs, {} acknowledged fan-outs checked", acked.len());
 }

@@ -22,11 +22,7 @@ pub struct Env {
 pub fn config(durability: Durability) -> BrokerConfig {
     BrokerConfig {
         queues: QueuesOptions {
-            store: StoreConfig {
-                durability,
-                cache_capacity: 8 << 20,
-                ..StoreConfig::default()
-            },
+            store: StoreConfig { durability, cache_capacity: 8 << 20, ..StoreConfig::default() },
             ..QueuesOptions::default()
         },
         ..BrokerConfig::default()
@@ -56,18 +52,13 @@ impl Env {
 
     pub fn queue(&self, name: &str) -> QueueName {
         let q = QueueName::new(name).unwrap();
-        self.broker
-            .declare_queue(&q, QueueConfig::default())
-            .unwrap();
+        self.broker.declare_queue(&q, QueueConfig::default()).unwrap();
         q
     }
 
     /// Bodies stored in a queue, in order.
     pub fn bodies(&self, name: &str) -> Vec<String> {
-        self.messages(name)
-            .iter()
-            .map(|m| String::from_utf8_lossy(&m.body).into_owned())
-            .collect()
+        self.messages(name).iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()).collect()
     }
 
     pub fn messages(&self, name: &str) -> Vec<Message> {
@@ -77,30 +68,15 @@ impl Env {
 
     pub fn deploy(&self, name: &str, crate_name: &str, config: &[(&str, &str)]) -> String {
         let opts = DeployOptions {
-            config: config
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
+            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
             ..DeployOptions::default()
         };
-        let info = self
-            .broker
-            .plugins()
-            .deploy(name, &rust_plugin_bytes(crate_name), opts)
-            .unwrap();
+        let info = self.broker.plugins().deploy(name, &rust_plugin_bytes(crate_name), opts).unwrap();
         info.version
     }
 
-    pub async fn publish(
-        &self,
-        exchange: &str,
-        key: &str,
-        message: Message,
-    ) -> switchyard::broker::Published {
-        self.broker
-            .publish(exchange, key, message, false)
-            .await
-            .unwrap()
+    pub async fn publish(&self, exchange: &str, key: &str, message: Message) -> switchyard::broker::Published {
+        self.broker.publish(exchange, key, message, false).await.unwrap()
     }
 }
 

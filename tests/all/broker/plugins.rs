@@ -11,12 +11,7 @@ use super::*;
 const ORDER_EU: &str = r#"{"id":"o-1","region":"eu","amount":2500,"customer":{"email":"a@b.c"}}"#;
 
 fn wasm_exchange(env: &Env, name: &str, plugin: &str, policy: FailurePolicy) {
-    let mut ex = Exchange::new(
-        name,
-        ExchangeKind::Wasm {
-            plugin: plugin.into(),
-        },
-    );
+    let mut ex = Exchange::new(name, ExchangeKind::Wasm { plugin: plugin.into() });
     ex.failure_policy = policy;
     env.broker.declare_exchange(ex).unwrap();
 }
@@ -33,30 +28,17 @@ async fn json_router_fans_out_with_a_slimmed_copy_and_lineage() {
     m.properties.reply_to = Some("replies".into());
     m.properties.correlation_id = Some("corr-7".into());
     let p = env.publish("orders", "", m).await;
-    assert_eq!(
-        p.decision.queues().collect::<Vec<_>>(),
-        ["orders.eu", "orders.large", "analytics"]
-    );
+    assert_eq!(p.decision.queues().collect::<Vec<_>>(), ["orders.eu", "orders.large", "analytics"]);
     assert!(p.outcomes.iter().all(|o| o.is_stored()));
 
     let eu = &env.messages("orders.eu")[0];
     assert_eq!(eu.body.as_ref(), ORDER_EU.as_bytes(), "full copy unchanged");
-    assert_eq!(
-        eu.properties.reply_to.as_deref(),
-        Some("replies"),
-        "request/reply survives routing"
-    );
+    assert_eq!(eu.properties.reply_to.as_deref(), Some("replies"), "request/reply survives routing");
     assert_eq!(eu.properties.correlation_id.as_deref(), Some("corr-7"));
     let lineage = eu.headers.get(LINEAGE_HEADER).expect("lineage header");
-    assert_eq!(
-        *lineage,
-        FieldValue::Array(vec![format!("orders@{version}").into()])
-    );
+    assert_eq!(*lineage, FieldValue::Array(vec![format!("orders@{version}").into()]));
     let slim = &env.messages("analytics")[0];
-    assert!(
-        !String::from_utf8_lossy(&slim.body).contains("customer"),
-        "slimmed copy"
-    );
+    assert!(!String::from_utf8_lossy(&slim.body).contains("customer"), "slimmed copy");
     assert_eq!(env.messages("orders.large").len(), 1);
 }
 
@@ -70,26 +52,13 @@ async fn router_dead_letter_and_missing_destination_go_to_the_dead_letter_queue(
     // Valid, but none of the destination queues exist.
     env.publish("orders", "k", msg(ORDER_EU)).await;
     let dead = env.messages("switchyard.dead-letter");
-    assert_eq!(
-        dead.len(),
-        4,
-        "1 dead-lettered by the plugin + 3 copies to missing queues"
-    );
+    assert_eq!(dead.len(), 4, "1 dead-lettered by the plugin + 3 copies to missing queues");
     let reasons: Vec<_> = dead
         .iter()
-        .map(|m| {
-            m.headers
-                .get(REASON_HEADER)
-                .and_then(FieldValue::as_str)
-                .unwrap()
-                .to_owned()
-        })
+        .map(|m| m.headers.get(REASON_HEADER).and_then(FieldValue::as_str).unwrap().to_owned())
         .collect();
     assert!(reasons[0].starts_with("orders: "), "{reasons:?}");
-    assert!(
-        reasons[1].contains("missing queue \"orders.eu\""),
-        "{reasons:?}"
-    );
+    assert!(reasons[1].contains("missing queue \"orders.eu\""), "{reasons:?}");
 }
 
 #[tokio::test]
@@ -111,19 +80,12 @@ async fn pipeline_filters_and_transforms_before_routing() {
         })
         .unwrap();
     let p = env.publish("clean", "", msg(&"x".repeat(500))).await;
-    assert_eq!(
-        p.decision.dropped.as_deref(),
-        Some("filtered by small-only")
-    );
-    env.publish("clean", "", msg(r#"{"email":"me@example.com","n":1}"#))
-        .await;
+    assert_eq!(p.decision.dropped.as_deref(), Some("filtered by small-only"));
+    env.publish("clean", "", msg(r#"{"email":"me@example.com","n":1}"#)).await;
     let out = env.messages("out");
     assert_eq!(out.len(), 1);
     let body = String::from_utf8_lossy(&out[0].body);
-    assert!(
-        !body.contains("me@example.com") && body.contains("\"n\":1"),
-        "{body}"
-    );
+    assert!(!body.contains("me@example.com") && body.contains("\"n\":1"), "{body}");
     assert!(out[0].headers.contains_key(LINEAGE_HEADER));
 }
 
@@ -133,13 +95,8 @@ async fn binding_filters_make_content_based_subscriptions() {
     env.queue("everything");
     env.queue("only-with-sku");
     env.deploy("has-sku", "size_filter", &[("required", "sku")]);
-    env.broker
-        .declare_exchange(Exchange::new("events", ExchangeKind::Fanout))
-        .unwrap();
-    for (queue, filter) in [
-        ("everything", None),
-        ("only-with-sku", Some("has-sku".to_string())),
-    ] {
+    env.broker.declare_exchange(Exchange::new("events", ExchangeKind::Fanout)).unwrap();
+    for (queue, filter) in [("everything", None), ("only-with-sku", Some("has-sku".to_string()))] {
         env.broker
             .bind(Binding {
                 source: "events".into(),
@@ -165,25 +122,11 @@ async fn failure_policies_dead_letter_reject_drop_and_fallback() {
     wasm_exchange(&env, "dl", "flaky", FailurePolicy::DeadLetter);
     wasm_exchange(&env, "rej", "flaky", FailurePolicy::Reject);
     wasm_exchange(&env, "drop", "flaky", FailurePolicy::Drop);
-    wasm_exchange(
-        &env,
-        "fb",
-        "flaky",
-        FailurePolicy::Fallback {
-            queue: "fallback".into(),
-        },
-    );
+    wasm_exchange(&env, "fb", "flaky", FailurePolicy::Fallback { queue: "fallback".into() });
 
     env.publish("dl", "", msg("trap")).await;
-    let err = env
-        .broker
-        .publish("rej", "", msg("error"), false)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, BrokerError::Rejected(ref r) if r.contains("asked to fail")),
-        "{err}"
-    );
+    let err = env.broker.publish("rej", "", msg("error"), false).await.unwrap_err();
+    assert!(matches!(err, BrokerError::Rejected(ref r) if r.contains("asked to fail")), "{err}");
     let p = env.publish("drop", "", msg("trap")).await;
     assert!(p.decision.dropped.is_some() && p.outcomes.is_empty());
     env.publish("fb", "", msg("error")).await;
@@ -194,11 +137,7 @@ async fn failure_policies_dead_letter_reject_drop_and_fallback() {
     assert_eq!(env.bodies("fallback"), ["error"]);
     assert_eq!(env.bodies("ok"), ["fine"]);
     let dead = &env.messages("switchyard.dead-letter")[0];
-    let reason = dead
-        .headers
-        .get(REASON_HEADER)
-        .and_then(FieldValue::as_str)
-        .unwrap();
+    let reason = dead.headers.get(REASON_HEADER).and_then(FieldValue::as_str).unwrap();
     assert!(reason.contains("trapped"), "{reason}");
 }
 
@@ -216,11 +155,7 @@ async fn a_looping_plugin_times_out_and_other_exchanges_keep_flowing() {
     }
     assert_eq!(env.bodies("ok").len(), 20);
     let dead = &env.messages("switchyard.dead-letter")[0];
-    let reason = dead
-        .headers
-        .get(REASON_HEADER)
-        .and_then(FieldValue::as_str)
-        .unwrap();
+    let reason = dead.headers.get(REASON_HEADER).and_then(FieldValue::as_str).unwrap();
     assert!(reason.contains("deadline"), "{reason}");
 }
 
@@ -233,17 +168,10 @@ async fn circuit_breaker_quarantines_then_releases_after_a_fix() {
     for _ in 0..3 {
         env.publish("x", "", msg("error")).await;
     }
-    assert_eq!(
-        env.bodies("switchyard.dead-letter").len(),
-        3,
-        "failures before the breaker opens"
-    );
+    assert_eq!(env.bodies("switchyard.dead-letter").len(), 3, "failures before the breaker opens");
     // Open: even a message the plugin would accept is parked without a call.
     let p = env.publish("x", "", msg("fine")).await;
-    assert_eq!(
-        p.decision.queues().collect::<Vec<_>>(),
-        ["switchyard.quarantine"]
-    );
+    assert_eq!(p.decision.queues().collect::<Vec<_>>(), ["switchyard.quarantine"]);
     assert!(p.decision.steps[0].outcome.contains("quarantined"));
     assert!(env.bodies("ok").is_empty());
 
@@ -261,26 +189,14 @@ async fn dead_letter_redrive_through_a_fixed_plugin() {
     env.queue("eu");
     env.deploy("r", "header_router", &[("header", "region")]);
     wasm_exchange(&env, "regions", "r", FailurePolicy::DeadLetter);
-    env.publish("regions", "", msg("order-1").with_header("region", "eu"))
-        .await;
-    assert_eq!(
-        env.bodies("switchyard.dead-letter"),
-        ["order-1"],
-        "no route configured yet"
-    );
-    env.deploy(
-        "r",
-        "header_router",
-        &[("header", "region"), ("route.eu", "eu")],
-    );
+    env.publish("regions", "", msg("order-1").with_header("region", "eu")).await;
+    assert_eq!(env.bodies("switchyard.dead-letter"), ["order-1"], "no route configured yet");
+    env.deploy("r", "header_router", &[("header", "region"), ("route.eu", "eu")]);
     let dlq = QueueName::new("switchyard.dead-letter").unwrap();
     assert_eq!(env.broker.replay(&dlq, None).await.unwrap(), 1);
     assert_eq!(env.bodies("eu"), ["order-1"]);
     let m = &env.messages("eu")[0];
-    assert!(
-        !m.headers.contains_key(REASON_HEADER),
-        "the reason is cleared on replay"
-    );
+    assert!(!m.headers.contains_key(REASON_HEADER), "the reason is cleared on replay");
 }
 
 #[tokio::test]
@@ -291,11 +207,7 @@ async fn dry_run_shows_the_decision_and_stores_nothing() {
     }
     env.deploy("orders", "json_router", &[]);
     wasm_exchange(&env, "orders", "orders", FailurePolicy::DeadLetter);
-    let d = env
-        .broker
-        .dry_run("orders", "", msg(ORDER_EU))
-        .await
-        .unwrap();
+    let d = env.broker.dry_run("orders", "", msg(ORDER_EU)).await.unwrap();
     assert_eq!(d.outputs.len(), 3);
     assert_eq!(d.steps.len(), 1);
     assert_eq!(d.steps[0].role, "router");
