@@ -197,17 +197,29 @@ fn main() {
         .build()
         .unwrap();
     if let Some(i) = args.iter().position(|a| a == "backlog") {
-        let n = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+        let n = args
+            .get(i + 1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1_000_000);
         rt.block_on(backlog(n));
         return;
     }
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
+    // and then a small smoke run is enough.
+    let smoke = !args.iter().any(|a| a == "--bench");
     let n: usize = std::env::var("BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(if smoke { 2_000 } else { 200_000 });
     println!("{n} messages of {BODY} B, {PUBLISHERS} publishers, 2 tokio workers");
-    println!("raw sled insert+flush+fsync : {:>9.0} msg/s", raw_sled(n, true));
-    println!("raw sled insert+flush       : {:>9.0} msg/s", raw_sled(n, false));
+    println!(
+        "raw sled insert+flush+fsync : {:>9.0} msg/s",
+        raw_sled(n, true)
+    );
+    println!(
+        "raw sled insert+flush       : {:>9.0} msg/s",
+        raw_sled(n, false)
+    );
     for (label, d, w) in [
         ("engine relaxed, window 256  ", Durability::Relaxed, 256),
         ("engine fsync, window 256    ", Durability::Fsync, 256),

@@ -324,3 +324,39 @@ pub fn run_file(
     )?;
     Ok(run(&host, name, input, out)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_lines_parse_and_messages_print_back_in_the_same_format() {
+        let line = r#"{"id":"m1","headers":{"a":"x","n":-3,"big":18446744073709551615,"f":0.5,"t":true,"z":null,"o":{"k":[1]}},
+            "properties":{"content_type":"text/plain","priority":3,"persistent":true},
+            "context":{"exchange":"ex","routing_key":"rk","delivery_count":2,"source":"cli"},"body":"hello"}"#
+            .replace('\n', "");
+        let (msg, ctx) = parse_line(&line).unwrap();
+        assert_eq!(msg.id.as_str(), "m1");
+        assert_eq!(msg.headers["n"], FieldValue::I64(-3));
+        assert_eq!(msg.headers["big"], FieldValue::U64(u64::MAX));
+        assert_eq!(msg.headers["z"], FieldValue::Void);
+        assert!(matches!(msg.headers["o"], FieldValue::Table(_)));
+        assert_eq!(msg.properties.priority, Some(3));
+        assert_eq!(ctx.delivery_count, 2);
+        assert_eq!(&msg.body[..], b"hello");
+        let printed = message_to_json(&msg).to_string();
+        let (again, _) = parse_line(&printed).unwrap();
+        assert_eq!(again, msg);
+
+        let (b64, _) = parse_line(r#"{"body_base64":"/wE="}"#).unwrap();
+        assert_eq!(&b64.body[..], &[0xff, 1]);
+        assert_eq!(message_to_json(&b64)["body_base64"], "/wE=");
+        let (json_body, _) = parse_line(r#"{"json":{"a":1}}"#).unwrap();
+        assert_eq!(&json_body.body[..], br#"{"a":1}"#);
+        assert!(parse_line(r#"{"body":"a","json":1}"#).is_err());
+        assert!(
+            parse_line(r#"{"bogus":1}"#).is_err(),
+            "unknown fields are refused"
+        );
+    }
+}

@@ -8,7 +8,9 @@
 //!   `Arc<LoadedPlugin>` under a read lock and runs without any lock held.
 //! - **Deploys, rollbacks and removals** are serialized by one mutex, which also bounds
 //!   compilation to one (single-threaded) compile at a time. They run on the caller's thread:
-//!   the admin API or the directory watcher, never a message path.
+//!   the admin API or the directory watcher, never a message path. A deploy blocks for the
+//!   compile (tens of ms for Rust, seconds for Python/JS): from async code, call it through
+//!   `spawn_blocking`.
 //! - **Swap**: a new version is compiled, type-checked and instantiated once *before* it is
 //!   published by replacing the `Arc` in the live map. That replacement is the atomic message
 //!   boundary: a call sees either the old or the new version, and a call that already holds the
@@ -31,7 +33,7 @@ use super::compile;
 use super::engine::{build_engine, EpochTicker};
 use super::instance::LoadedPlugin;
 use super::registry::{validate_name, Registry, VersionInfo};
-use super::stats::{PluginStats, StatsSnapshot};
+use super::stats::PluginStats;
 use super::types::{HostConfig, PluginKind, PluginLimits, RouteContext, RouteVerdict};
 use super::PluginError;
 use crate::message::Message;
@@ -46,31 +48,6 @@ pub struct DeployOptions {
     pub config: BTreeMap<String, String>,
     /// `None`: the host's defaults.
     pub limits: Option<PluginLimits>,
-}
-
-/// What `list` and `show` report about a plugin.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct PluginInfo {
-    pub name: String,
-    pub kind: PluginKind,
-    /// The serving version.
-    pub current: VersionInfo,
-    /// All deployments, oldest first; the last is `current`.
-    pub history: Vec<VersionInfo>,
-    /// Why the last attempt to load a new version failed, if it did (cleared by a success).
-    pub last_load_error: Option<String>,
-    pub stats: StatsSnapshot,
-}
-
-/// Host-wide counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct HostStats {
-    /// Components compiled from wasm (cache misses).
-    pub compiles: u64,
-    /// Components loaded from the artifact cache.
-    pub cache_hits: u64,
-    /// Versions that failed to load (compile, type-check or first instantiation).
-    pub failed_loads: u64,
 }
 
 /// Runs plugins. Cheap to clone (shared state); see the module docs for the threading model.
@@ -88,21 +65,21 @@ impl std::fmt::Debug for PluginHost {
 }
 
 pub(crate) struct Inner {
-    root: Option<PathBuf>,
-    engine: Engine,
-    linker: Linker<StoreState>,
-    config: HostConfig,
-    cache: Option<ArtifactCache>,
+    pub(super) root: Option<PathBuf>,
+    pub(super) engine: Engine,
+    pub(super) linker: Linker<StoreState>,
+    pub(super) config: HostConfig,
+    pub(super) cache: Option<ArtifactCache>,
     /// Serializes deploy/rollback/remove, and so bounds compilation to one at a time.
-    admin: Mutex<()>,
-    registry: Mutex<Registry>,
-    live: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
-    stats: Mutex<HashMap<String, Arc<PluginStats>>>,
-    load_errors: Mutex<HashMap<String, String>>,
-    compiles: AtomicU64,
-    cache_hits: AtomicU64,
-    failed_loads: AtomicU64,
-    _ticker: EpochTicker,
+    pub(super) admin: Mutex<()>,
+    pub(super) registry: Mutex<Registry>,
+    pub(super) live: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    pub(super) stats: Mutex<HashMap<String, Arc<PluginStats>>>,
+    pub(super) load_errors: Mutex<HashMap<String, String>>,
+    pub(super) compiles: AtomicU64,
+    pub(super) cache_hits: AtomicU64,
+    pub(super) failed_loads: AtomicU64,
+    pub(super) _ticker: EpochTicker,
 }
 
 fn hash_hex(bytes: &[u8]) -> String {
@@ -375,69 +352,7 @@ impl PluginHost {
         Ok(())
     }
 
-    /// Every registered plugin, by name.
-    pub fn list(&self) -> Vec<PluginInfo> {
-        let names: Vec<String> = self
-            .inner
-            .registry
-            .lock()
-            .all()
-            .map(|(n, _)| n.clone())
-            .collect();
-        names.iter().filter_map(|n| self.show(n).ok()).collect()
-    }
-
-    pub fn show(&self, name: &str) -> Result<PluginInfo, PluginError> {
-        let registry = self.inner.registry.lock();
-        let record = registry.get(name).ok_or_else(|| PluginError::NotFound {
-            plugin: name.to_string(),
-        })?;
-        Ok(PluginInfo {
-            name: name.to_string(),
-            kind: record.kind,
-            current: record.current().clone(),
-            history: record.history.clone(),
-            last_load_error: self.load_error(name),
-            stats: self.stats(name).unwrap_or_default(),
-        })
-    }
-
-    /// Why the last load of `name` failed, until a later load succeeds.
-    pub fn load_error(&self, name: &str) -> Option<String> {
-        self.inner.load_errors.lock().get(name).cloned()
-    }
-
-    pub fn stats(&self, name: &str) -> Option<StatsSnapshot> {
-        self.inner.stats.lock().get(name).map(|s| s.snapshot())
-    }
-
-    pub fn host_stats(&self) -> HostStats {
-        HostStats {
-            compiles: self.inner.compiles.load(Ordering::Relaxed),
-            cache_hits: self.inner.cache_hits.load(Ordering::Relaxed),
-            failed_loads: self.inner.failed_loads.load(Ordering::Relaxed),
-        }
-    }
-
-    /// The kind and serving version of `name`, if it is loaded.
-    pub fn current(&self, name: &str) -> Option<(PluginKind, String)> {
-        self.inner
-            .live
-            .read()
-            .get(name)
-            .map(|p| (p.kind, p.identity.version.to_string()))
-    }
-
-    /// Idle warm instances of the serving version (observability and tests).
-    pub fn idle_instances(&self, name: &str) -> usize {
-        self.inner
-            .live
-            .read()
-            .get(name)
-            .map_or(0, |p| p.idle_instances())
-    }
-
-    fn live(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
+    pub(super) fn live(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
         self.inner
             .live
             .read()
@@ -476,23 +391,5 @@ impl PluginHost {
         ctx: &RouteContext,
     ) -> Result<Message, PluginError> {
         self.live(name)?.transform(msg, ctx)
-    }
-}
-
-impl PluginHost {
-    /// Creates and drops `iterations` fresh instances of the serving version of `name` and
-    /// returns the mean time per instantiation. For benchmarks and diagnostics; calls in flight
-    /// are unaffected.
-    pub fn measure_instantiation(
-        &self,
-        name: &str,
-        iterations: u32,
-    ) -> Result<std::time::Duration, PluginError> {
-        let plugin = self.live(name)?;
-        let started = std::time::Instant::now();
-        for _ in 0..iterations {
-            plugin.instantiate_and_drop()?;
-        }
-        Ok(started.elapsed() / iterations.max(1))
     }
 }

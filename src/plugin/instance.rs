@@ -78,6 +78,8 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 /// Result of running the export once, before conversion to host types.
+// Lives on the stack for one call; boxing the large variant would add an allocation per call.
+#[allow(clippy::large_enum_variant)]
 enum Raw {
     Filter(bool),
     Transform(wit::Message),
@@ -285,6 +287,7 @@ impl LoadedPlugin {
     }
 
     fn invalid(&self, cause: String) -> PluginError {
+        self.stats.ok_was_invalid();
         PluginError::InvalidOutput {
             plugin: self.name(),
             version: self.version(),

@@ -201,3 +201,115 @@ pub(crate) fn wit_verdict_size(v: &wit::Verdict) -> usize {
             .sum(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_value() -> Headers {
+        let nested: Headers = [("inner".to_string(), FieldValue::I8(-1))]
+            .into_iter()
+            .collect();
+        [
+            ("void", FieldValue::Void),
+            ("bool", FieldValue::Bool(true)),
+            ("i8", FieldValue::I8(-8)),
+            ("u8", FieldValue::U8(8)),
+            ("i16", FieldValue::I16(-16)),
+            ("u16", FieldValue::U16(16)),
+            ("i32", FieldValue::I32(-32)),
+            ("u32", FieldValue::U32(32)),
+            ("i64", FieldValue::I64(-64)),
+            ("u64", FieldValue::U64(u64::MAX)),
+            ("f32", FieldValue::F32(1.5)),
+            ("f64", FieldValue::F64(-2.25)),
+            (
+                "dec",
+                FieldValue::Decimal {
+                    scale: 2,
+                    value: 12345,
+                },
+            ),
+            ("str", FieldValue::String("text".into())),
+            ("bytes", FieldValue::Bytes(Bytes::from_static(b"\0\x01"))),
+            ("ts", FieldValue::Timestamp(1_700_000_000)),
+            ("table", FieldValue::Table(nested)),
+            (
+                "array",
+                FieldValue::Array(vec![FieldValue::U8(1), FieldValue::String("x".into())]),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    #[test]
+    fn messages_round_trip_with_every_header_type() {
+        let mut msg = Message::new(&b"body"[..]).with_id("id-1");
+        msg.headers = every_value();
+        msg.properties = Properties {
+            content_type: Some("application/json".into()),
+            persistent: true,
+            priority: Some(9),
+            expiration_ms: Some(60_000),
+            kind: Some("order.created".into()),
+            ..Properties::default()
+        };
+        assert_eq!(message_from_wit(message_to_wit(&msg)).unwrap(), msg);
+    }
+
+    #[test]
+    fn invalid_results_are_rejected() {
+        let mut m = message_to_wit(&Message::new("x"));
+        m.id.clear();
+        assert!(message_from_wit(m).unwrap_err().contains("id is empty"));
+        let mut m = message_to_wit(&Message::new("x"));
+        m.headers
+            .push(("bad".into(), wit::HeaderValue::Nested(vec![0xc1])));
+        assert!(message_from_wit(m).unwrap_err().contains("nested"));
+    }
+
+    #[test]
+    fn verdicts_convert_with_exchanges_delays_and_replacements() {
+        let replacement = message_to_wit(&Message::new("slim").with_id("r"));
+        let v = wit::Verdict::Deliver(vec![
+            wit::Destination {
+                target: wit::Target::Exchange(wit::ExchangeTarget {
+                    name: "x".into(),
+                    routing_key: "k".into(),
+                }),
+                message: Some(replacement),
+                delay_ms: Some(250),
+            },
+            wit::Destination {
+                target: wit::Target::Queue("q".into()),
+                message: None,
+                delay_ms: None,
+            },
+        ]);
+        assert!(wit_verdict_size(&v) > 4);
+        let RouteVerdict::Deliver(list) = verdict_from_wit(v).unwrap() else {
+            panic!("deliver")
+        };
+        assert_eq!(
+            list[0].target,
+            Target::Exchange {
+                name: "x".into(),
+                routing_key: "k".into()
+            }
+        );
+        assert_eq!(list[0].delay_ms, Some(250));
+        assert_eq!(
+            list[0].message.as_ref().unwrap().body,
+            Bytes::from_static(b"slim")
+        );
+        assert_eq!(list[1].target, Target::Queue("q".into()));
+        assert_eq!(
+            verdict_from_wit(wit::Verdict::DeadLetter("why".into())).unwrap(),
+            RouteVerdict::DeadLetter {
+                reason: "why".into()
+            }
+        );
+    }
+}

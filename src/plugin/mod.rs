@@ -14,7 +14,8 @@
 //! - `marshal`: `Message` ⇄ WIT;
 //! - `compile`: bytes → type-checked pre-instance; `cache`: compiled artifacts on disk;
 //! - `instance`: a loaded version and its pool of warm instances;
-//! - `registry`: persisted names, histories and blobs; `host`: [`PluginHost`];
+//! - `registry`: persisted names, histories and blobs; `host`: [`PluginHost`]; `info`: what
+//!   `list`/`show`/stats report;
 //! - `watch`: hot reload from a directory; `harness`: the offline JSONL runner.
 //!
 //! See `ARCHITECTURE.md`, "Plugin host", for the invariants.
@@ -26,6 +27,7 @@ mod engine;
 mod error;
 pub mod harness;
 mod host;
+mod info;
 mod instance;
 mod limiter;
 mod marshal;
@@ -35,7 +37,8 @@ mod types;
 mod watch;
 
 pub use error::PluginError;
-pub use host::{DeployOptions, HostStats, PluginHost, PluginInfo};
+pub use host::{DeployOptions, PluginHost};
+pub use info::{HostStats, PluginInfo};
 pub use registry::VersionInfo;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 pub use types::{

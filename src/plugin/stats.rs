@@ -54,6 +54,13 @@ impl PluginStats {
         self.buckets[bucket].fetch_add(1, Relaxed);
     }
 
+    /// A call recorded as `Ok` whose result then failed conversion (e.g. an empty message id):
+    /// move it to `plugin_errors`.
+    pub fn ok_was_invalid(&self) {
+        self.ok.fetch_sub(1, Relaxed);
+        self.plugin_errors.fetch_add(1, Relaxed);
+    }
+
     pub fn instantiated(&self) {
         self.instantiations.fetch_add(1, Relaxed);
     }

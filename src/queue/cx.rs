@@ -1,12 +1,12 @@
 //! The per-operation context: one sled batch and the side effects to run after it commits.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Delivery, QueueError};
 use crate::message::Message;
-use crate::store::Store;
+use crate::store::{keys, Store};
 
 /// A message on its way to a dead-letter queue, staged until the source queue's borrow ends.
 #[derive(Debug)]
@@ -17,18 +17,22 @@ pub(crate) struct PendingDeath {
     pub routing_keys: Vec<String>,
 }
 
-/// Everything one engine operation changes. Why: all writes of an operation (a publish
-/// fan-out, an ack of many tags, a dead-letter move) go into one `apply_batch`, so they are
-/// atomic; deliveries are sent only after that batch is applied.
+/// Everything one engine operation changes. Writes that must land together (a publish
+/// fan-out, a dead-letter move) are applied as one atomic batch; deliveries are sent only
+/// after the writes are applied.
 pub(crate) struct Cx<'a> {
     pub store: &'a Store,
     pub now: u64,
-    pub batch: sled::Batch,
-    pub writes: usize,
+    /// Staged writes in order: key, `Some(value)` to insert, `None` to remove.
+    pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The staged writes must land together (fan-out, dead-letter move, dedup + message).
+    pub atomic: bool,
     pub deaths: Vec<PendingDeath>,
     pub sends: Vec<(UnboundedSender<Delivery>, Delivery)>,
     /// Queues whose consumers may now have work.
     pub touched: BTreeSet<u32>,
+    /// New first-delivery high-water marks, written once per apply rather than per delivery.
+    pub hwm: BTreeMap<u32, u64>,
 }
 
 impl<'a> Cx<'a> {
@@ -36,32 +40,35 @@ impl<'a> Cx<'a> {
         Cx {
             store,
             now,
-            batch: sled::Batch::default(),
-            writes: 0,
+            ops: Vec::new(),
+            atomic: false,
             deaths: Vec::new(),
             sends: Vec::new(),
             touched: BTreeSet::new(),
+            hwm: BTreeMap::new(),
         }
     }
 
     pub fn insert(&mut self, key: &[u8], value: Vec<u8>) {
-        self.batch.insert(key, value);
-        self.writes += 1;
+        self.ops.push((key.to_vec(), Some(value)));
     }
 
     pub fn remove(&mut self, key: &[u8]) {
-        self.batch.remove(key);
-        self.writes += 1;
+        self.ops.push((key.to_vec(), None));
     }
 
-    /// Apply the staged writes (if any) as one atomic batch.
+    /// Apply the staged writes (if any): as one atomic sled batch when `atomic` is set,
+    /// else one by one (see [`Store::write`] for why).
     pub fn apply(&mut self) -> Result<bool, QueueError> {
-        if self.writes == 0 {
+        for (qid, seq) in std::mem::take(&mut self.hwm) {
+            self.insert(&keys::hwm(qid), seq.to_be_bytes().to_vec());
+        }
+        if self.ops.is_empty() {
             return Ok(false);
         }
-        let batch = std::mem::take(&mut self.batch);
-        self.writes = 0;
-        self.store.apply(batch)?;
+        let ops = std::mem::take(&mut self.ops);
+        let atomic = std::mem::replace(&mut self.atomic, false);
+        self.store.write(ops, atomic)?;
         Ok(true)
     }
 

@@ -34,7 +34,9 @@ impl DeadLetterReason {
     /// Human-readable explanation.
     pub fn text(self) -> &'static str {
         match self {
-            DeadLetterReason::DeliveryLimit => "delivered the maximum number of times without an ack",
+            DeadLetterReason::DeliveryLimit => {
+                "delivered the maximum number of times without an ack"
+            }
             DeadLetterReason::Rejected => "rejected by a consumer without requeue",
             DeadLetterReason::Expired => "message TTL expired before delivery",
             DeadLetterReason::MaxLen => "dropped from the head of a full queue",
@@ -81,7 +83,13 @@ pub fn record(msg: &mut Message, death: &Death<'_>) {
     entry.insert("exchange".into(), death.exchange.into());
     entry.insert(
         "routing-keys".into(),
-        FieldValue::Array(death.routing_keys.iter().map(|k| k.as_str().into()).collect()),
+        FieldValue::Array(
+            death
+                .routing_keys
+                .iter()
+                .map(|k| k.as_str().into())
+                .collect(),
+        ),
     );
     entry.insert("reason-text".into(), death.reason.text().into());
     entry.insert(
@@ -92,7 +100,8 @@ pub fn record(msg: &mut Message, death: &Death<'_>) {
         entry.insert("original-expiration".into(), exp.to_string().into());
     }
     deaths.insert(0, FieldValue::Table(entry));
-    msg.headers.insert("x-death".into(), FieldValue::Array(deaths));
+    msg.headers
+        .insert("x-death".into(), FieldValue::Array(deaths));
     for (k, v) in [
         ("reason", FieldValue::from(reason)),
         ("queue", death.queue.into()),
@@ -136,14 +145,19 @@ mod tests {
             panic!("no x-death")
         };
         assert_eq!(deaths.len(), 2);
-        let FieldValue::Table(first) = &deaths[0] else { panic!() };
+        let FieldValue::Table(first) = &deaths[0] else {
+            panic!()
+        };
         assert_eq!(first["queue"], FieldValue::from("a"));
         assert_eq!(first["reason"], FieldValue::from("expired"));
         assert_eq!(first["count"], FieldValue::I64(2));
         assert_eq!(first["time"], FieldValue::Timestamp(5));
         assert_eq!(first["original-expiration"], FieldValue::from("60000"));
         assert_eq!(m.properties.expiration_ms, None);
-        assert_eq!(m.headers["x-first-death-reason"], FieldValue::from("expired"));
+        assert_eq!(
+            m.headers["x-first-death-reason"],
+            FieldValue::from("expired")
+        );
         assert_eq!(last_source_queue(&m), Some("a"));
     }
 }

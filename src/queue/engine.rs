@@ -147,7 +147,9 @@ impl Engine {
             };
             q.rr = (idx + 1) % n;
             let cid = q.consumers[idx];
-            let c = consumers.get_mut(&cid).expect("consumer listed by its queue");
+            let c = consumers
+                .get_mut(&cid)
+                .expect("consumer listed by its queue");
             let d = deliver(q, c, cid, ready, cx)?;
             cx.sends.push((c.tx.clone(), d));
         }
@@ -277,6 +279,7 @@ impl Engine {
             };
             let seq = q.next_seq;
             q.next_seq += 1;
+            cx.atomic = true; // the source's removal and this insert land together
             let value = envelope::encode(&header, &t.message.encode()?)?;
             cx.insert(&keys::message(q.id, seq), value);
             q.len += 1;
@@ -302,7 +305,7 @@ fn deliver(
     q.inflight.insert(ready.seq, (cid, tag));
     if ready.seq > q.hwm {
         q.hwm = ready.seq;
-        cx.insert(&keys::hwm(q.id), ready.seq.to_be_bytes().to_vec());
+        cx.hwm.insert(q.id, ready.seq);
     }
     Ok(Delivery {
         queue: q.name.clone(),

@@ -8,6 +8,7 @@
 //! - first deliveries are FIFO per queue; returned messages go before never-delivered ones;
 //! - memory is O(queues + in-flight + requeued + delayed + dedup window), not O(backlog).
 
+mod admin;
 mod clock;
 mod config;
 mod consumer;

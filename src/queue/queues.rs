@@ -9,7 +9,6 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::death;
 use super::engine::{Engine, Inner};
 use super::envelope::{self, EnvelopeHeader};
 use super::publish::{Pending, PublishItem, PublishOutcome, PublishReceipt};
@@ -59,7 +58,7 @@ pub struct QueueStats {
 /// gone.
 #[derive(Debug, Clone)]
 pub struct Queues {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     _timer: Arc<Timer>,
 }
 
@@ -191,24 +190,6 @@ impl Queues {
         })
     }
 
-    /// Up to `limit` stored messages of a queue in queue order, without delivering them
-    /// (for management and tests). Includes messages in flight.
-    pub fn browse(&self, name: &QueueName, limit: usize) -> Result<Vec<Message>, QueueError> {
-        let id = self.inner.engine.lock().queue(name)?;
-        let mut out = Vec::new();
-        for item in self
-            .inner
-            .store
-            .data
-            .scan_prefix(keys::queue_prefix(keys::MSG, id))
-            .take(limit)
-        {
-            let (_, v) = item?;
-            out.push(envelope::decode(&v)?.1);
-        }
-        Ok(out)
-    }
-
     /// Apply a publish fan-out as ONE atomic sled batch and return before it is durable.
     /// Await [`Pending::durable`] before acknowledging the publisher.
     ///
@@ -230,6 +211,8 @@ impl Queues {
             let mut outcomes = Vec::with_capacity(items.len());
             for ((item, bytes), id) in items.iter().zip(&encoded).zip(ids) {
                 let q = eng.queues.get_mut(&id).expect("resolved queue");
+                // Before dedup: a duplicate is acknowledged only once its original is as durable.
+                durability = durability.strictest(q.config.durability.unwrap_or(default));
                 let msg_id = item.message.id.as_str();
                 if q.config.dedup_window_ms.is_some() {
                     q.prune_dedup(cx);
@@ -252,8 +235,8 @@ impl Queues {
                     q.dedup.insert(msg_id.to_owned(), exp);
                     q.dedup_order.push_back((exp, msg_id.to_owned()));
                     cx.insert(&keys::dedup(id, msg_id), exp.to_be_bytes().to_vec());
+                    cx.atomic = true; // no dedup entry without its message
                 }
-                durability = durability.strictest(q.config.durability.unwrap_or(default));
                 let opts = &item.options;
                 let not_before = [opts.not_before_ms, opts.delay_ms.map(|d| cx.now + d)]
                     .into_iter()
@@ -275,9 +258,13 @@ impl Queues {
                 cx.touched.insert(id);
                 outcomes.push(PublishOutcome::Enqueued { seq });
             }
+            // A fan-out lands in all its queues or in none.
+            cx.atomic |= outcomes.iter().filter(|o| o.is_stored()).count() > 1;
             Ok((outcomes, durability))
         })?;
-        let stored = outcomes.iter().any(|o| o.is_stored());
+        let stored = outcomes
+            .iter()
+            .any(|o| o.is_stored() || *o == PublishOutcome::Duplicate);
         let ticket = match (stored, ticket) {
             (true, _) => self.inner.store.commit(durability),
             (false, t) => t,
@@ -336,55 +323,6 @@ impl Queues {
     /// thread calls this every tick; tests call it after advancing a manual clock.
     pub fn process_due(&self) -> Result<(), QueueError> {
         process_due(&self.inner)
-    }
-
-    /// Move dead-lettered messages from `dead_letter_queue` back to the queue each last died
-    /// in (its `x-last-death-queue` header), oldest first, at most `limit` (all when `None`).
-    /// Messages in flight, or whose source queue no longer exists, stay. Returns how many moved.
-    pub fn redrive(
-        &self,
-        dead_letter_queue: &QueueName,
-        limit: Option<usize>,
-    ) -> Result<usize, QueueError> {
-        let (n, _) = self.inner.op(None, |eng, cx| {
-            let id = eng.queue(dead_letter_queue)?;
-            let mut moves = Vec::new();
-            for item in cx.store.data.scan_prefix(keys::queue_prefix(keys::MSG, id)) {
-                if limit.is_some_and(|l| moves.len() >= l) {
-                    break;
-                }
-                let (k, v) = item?;
-                let seq = keys::message_seq(&k)
-                    .ok_or_else(|| QueueError::CorruptRecord("bad message key".into()))?;
-                if eng.queues[&id].inflight.contains_key(&seq) {
-                    continue;
-                }
-                let (h, message) = envelope::decode(&v)?;
-                let source = death::last_source_queue(&message).map(str::to_owned);
-                let Some(source) = source.filter(|s| {
-                    QueueName::new(s.clone()).is_ok_and(|n| eng.by_name.contains_key(&n))
-                }) else {
-                    continue;
-                };
-                moves.push((seq, source, h, message));
-            }
-            let q = eng.queues.get_mut(&id).expect("resolved queue");
-            let n = moves.len();
-            for (seq, target, h, message) in moves {
-                q.ready.remove(&seq);
-                q.delayed.retain(|&(_, s), _| s != seq);
-                cx.remove(&keys::message(id, seq));
-                q.len = q.len.saturating_sub(1);
-                cx.deaths.push(super::cx::PendingDeath {
-                    target,
-                    message,
-                    exchange: h.exchange,
-                    routing_keys: h.routing_keys,
-                });
-            }
-            Ok(n)
-        })?;
-        Ok(n)
     }
 }
 

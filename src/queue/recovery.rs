@@ -31,9 +31,7 @@ pub(crate) struct QueueRecord {
 impl QueueRecord {
     pub fn encode(&self) -> Result<Vec<u8>, QueueError> {
         let mut out = vec![1u8];
-        out.extend(
-            rmp_serde::to_vec_named(self).map_err(crate::message::CodecError::from)?,
-        );
+        out.extend(rmp_serde::to_vec_named(self).map_err(crate::message::CodecError::from)?);
         Ok(out)
     }
 
@@ -41,7 +39,9 @@ impl QueueRecord {
         match bytes.split_first() {
             Some((1, rest)) => rmp_serde::from_slice(rest)
                 .map_err(|e| QueueError::CorruptRecord(format!("queue record: {e}"))),
-            _ => Err(QueueError::CorruptRecord("unknown queue record version".into())),
+            _ => Err(QueueError::CorruptRecord(
+                "unknown queue record version".into(),
+            )),
         }
     }
 }
@@ -79,7 +79,10 @@ pub(crate) fn load(store: &Store, now: u64) -> Result<Vec<QueueState>, QueueErro
             }
         }
         q.next_seq = last.max(hwm) + 1;
-        for item in store.data.scan_prefix(keys::queue_prefix(keys::DEDUP, q.id)) {
+        for item in store
+            .data
+            .scan_prefix(keys::queue_prefix(keys::DEDUP, q.id))
+        {
             let (k, v) = item?;
             let exp = keys::be_u64(&v).unwrap_or(0);
             let id = String::from_utf8_lossy(&k[5..]).into_owned();

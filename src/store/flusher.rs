@@ -123,12 +123,19 @@ impl Flusher {
 
     /// The poison message, if a flush has failed.
     pub fn poisoned(&self) -> Option<String> {
-        self.shared.done.borrow().poisoned.as_ref().map(|m| m.to_string())
+        self.shared
+            .done
+            .borrow()
+            .poisoned
+            .as_ref()
+            .map(|m| m.to_string())
     }
 
     /// Poison the store after a failed write: waiters and later writers get errors.
     pub fn poison(&self, msg: String) {
-        self.shared.done.send_modify(|d| d.poisoned = Some(msg.into()));
+        self.shared
+            .done
+            .send_modify(|d| d.poisoned = Some(msg.into()));
     }
 }
 
@@ -166,10 +173,13 @@ fn run(shared: &Shared, db: &sled::Db, db_file: Option<&File>, interval: Duratio
             r.dirty = false;
             (epoch, r.shutdown)
         };
-        let result = db.flush().map_err(|e| e.to_string()).and_then(|_| match db_file {
-            Some(f) => f.sync_all().map_err(|e| e.to_string()),
-            None => Ok(()),
-        });
+        let result = db
+            .flush()
+            .map_err(|e| e.to_string())
+            .and_then(|_| match db_file {
+                Some(f) => f.sync_all().map_err(|e| e.to_string()),
+                None => Ok(()),
+            });
         match result {
             Ok(()) => shared.done.send_modify(|d| d.epoch = Some(epoch)),
             Err(msg) => {

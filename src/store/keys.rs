@@ -1,9 +1,9 @@
 //! Keyspace layout.
 //!
 //! Why one `data` tree: sled batches are per tree and cross-tree atomicity needs slow
-//! transactions. Putting every hot key in one tree lets a whole publish fan-out, a dead-letter
-//! move (remove here, insert there) or an ack of many tags be one `apply_batch`, which sled
-//! applies atomically (all or nothing, also across a crash).
+//! transactions. Putting every hot key in one tree lets a whole publish fan-out or a
+//! dead-letter move (remove here, insert there) be one `apply_batch`, which sled applies
+//! atomically (all or nothing, also across a crash).
 //!
 //! | tree | key | value |
 //! |---|---|---|

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use switchyard::message::{FieldValue, Message};
 use switchyard::queue::{
-    Consumer, ConsumerOptions, Delivery, EnqueueOptions, ManualClock, PublishOutcome,
-    QueueConfig, QueueName, Queues, QueuesOptions,
+    Consumer, ConsumerOptions, Delivery, EnqueueOptions, ManualClock, PublishOutcome, QueueConfig,
+    QueueName, Queues, QueuesOptions,
 };
 use switchyard::store::{Durability, StoreConfig};
 

@@ -50,7 +50,8 @@ fn child(dir: &str) {
             let (q, main, fan, out) = (q.clone(), main.clone(), fan.clone(), out.clone());
             tasks.push(tokio::spawn(async move {
                 for i in 0u64.. {
-                    let m = msg(&"x".repeat(256)).with_id(format!("{}-{t}-{i}", std::process::id()));
+                    let m =
+                        msg(&"x".repeat(256)).with_id(format!("{}-{t}-{i}", std::process::id()));
                     let id = m.id.to_string();
                     // Every other publish is a fan-out to two queues in one batch.
                     let mut items = vec![PublishItem::new(main.clone(), m.clone())];
@@ -129,7 +130,11 @@ fn sigkill_never_loses_an_acknowledged_publish() {
         assert!(fan.iter().all(|id| main.contains(id)), "torn fan-out batch");
         drop(q);
     }
-    assert!(acked.len() > 100, "the child published too little: {}", acked.len());
+    assert!(
+        acked.len() > 100,
+        "the child published too little: {}",
+        acked.len()
+    );
     eprintln!(
         "crash test: {CYCLES} SIGKILLs, {} acknowledged publishes checked in {:?}",
         acked.len(),

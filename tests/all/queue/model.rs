@@ -164,9 +164,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 );
             }
             Op::Get => {
-                let got = c.get().unwrap().map(|d| {
-                    (body(&d.message), d.redelivered, d.delivery_count)
-                });
+                let got = c
+                    .get()
+                    .unwrap()
+                    .map(|d| (body(&d.message), d.redelivered, d.delivery_count));
                 prop_assert_eq!(got, model.get(false));
             }
             Op::Ack(idx) => {

@@ -65,7 +65,10 @@ async fn list_schedule_then_delivery_limit_dead_letters() {
         assert_eq!(d.delivery_count, n);
         c.nack(d.tag, false, true).unwrap();
         env.advance(delay - 1);
-        assert!(c.get().unwrap().is_none(), "delivery {n}: not before {delay} ms");
+        assert!(
+            c.get().unwrap().is_none(),
+            "delivery {n}: not before {delay} ms"
+        );
         env.advance(1);
     }
     let d = c.get().unwrap().unwrap();
@@ -134,7 +137,10 @@ async fn rejected_messages_are_dead_lettered_with_reason() {
     let dead = env.q().browse(&dlq, 10).unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(body(&dead[0]), "bad");
-    assert_eq!(death_field(&dead[0], "reason"), FieldValue::from("rejected"));
+    assert_eq!(
+        death_field(&dead[0], "reason"),
+        FieldValue::from("rejected")
+    );
     assert_eq!(
         dead[0].headers["x-first-death-queue"],
         FieldValue::from("work")
@@ -196,13 +202,19 @@ async fn max_length_reject_publish() {
     );
     assert!(env.publish(&q, "1").await.is_stored());
     assert!(env.publish(&q, "2").await.is_stored());
-    assert_eq!(env.publish(&q, "3").await, PublishOutcome::RejectedMaxLength);
+    assert_eq!(
+        env.publish(&q, "3").await,
+        PublishOutcome::RejectedMaxLength
+    );
     assert_eq!(env.bodies(&q), ["1", "2"]);
     // In-flight messages do not count: taking one makes room.
     let c = env.puller(&q);
     let _d = c.get().unwrap().unwrap();
     assert!(env.publish(&q, "4").await.is_stored());
-    assert_eq!(env.publish(&q, "5").await, PublishOutcome::RejectedMaxLength);
+    assert_eq!(
+        env.publish(&q, "5").await,
+        PublishOutcome::RejectedMaxLength
+    );
 }
 
 #[tokio::test]
@@ -317,7 +329,10 @@ async fn redrive_first_n_then_all() {
     assert_eq!(env.bodies(&q), ["1", "2"]);
     let d = c.get().unwrap().unwrap();
     assert_eq!(body(&d.message), "1");
-    assert_eq!(d.delivery_count, 1, "a redriven message starts a fresh count");
+    assert_eq!(
+        d.delivery_count, 1,
+        "a redriven message starts a fresh count"
+    );
     assert_eq!(env.q().redrive(&dlq, None).unwrap(), 1);
     assert_eq!(env.bodies(&q), ["1", "2", "3"]);
     assert_eq!(env.q().redrive(&dlq, None).unwrap(), 0);

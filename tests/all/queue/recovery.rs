@@ -99,7 +99,11 @@ async fn in_flight_at_crash_is_redelivered() {
     env.publish(&sync, "flush").await; // waits for a group commit covering the delivery
     let crashed = tempfile::tempdir().unwrap();
     copy_dir(env.dir.path(), crashed.path());
-    let q2 = Queues::open(crashed.path(), options(env.clock.clone(), Durability::Relaxed)).unwrap();
+    let q2 = Queues::open(
+        crashed.path(),
+        options(env.clock.clone(), Durability::Relaxed),
+    )
+    .unwrap();
     let c2 = q2
         .consume(
             &q,
@@ -112,7 +116,10 @@ async fn in_flight_at_crash_is_redelivered() {
     let again = c2.get().unwrap().unwrap();
     assert_eq!(body(&again.message), "m1");
     assert!(again.redelivered, "delivered before the crash");
-    assert_eq!(again.delivery_count, 1, "the crashed delivery was not counted");
+    assert_eq!(
+        again.delivery_count, 1,
+        "the crashed delivery was not counted"
+    );
     assert!(!c2.get().unwrap().unwrap().redelivered);
 }
 
@@ -149,7 +156,11 @@ fn bad_data_directories_are_refused_and_left_alone() {
 
     // Marker without a database but with other files: damaged, not silently recreated.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(switchyard::store::MARKER), "switchyard-store/1\n").unwrap();
+    std::fs::write(
+        dir.path().join(switchyard::store::MARKER),
+        "switchyard-store/1\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("stray"), b"x").unwrap();
     let err = Queues::open(dir.path(), opts()).unwrap_err();
     assert!(
