@@ -366,3 +366,40 @@ async fn bad_declares_get_channel_errors() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn exclusive_queues_are_locked_to_their_connection_and_die_with_it() {
+    let server = Server::start().await;
+    let (owner, ch) = connect(&server).await;
+    ch.queue_declare(
+        s("mine"),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let (_other, ch2) = connect(&server).await;
+    let err = ch2
+        .basic_consume(
+            s("mine"),
+            s(""),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:?} {err}").contains("RESOURCE_LOCKED"),
+        "{err:?}"
+    );
+    owner.close(200, s("bye")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let q = switchyard::queue::QueueName::new("mine").unwrap();
+    assert!(
+        server.broker.queues().stats(&q).is_err(),
+        "exclusive queue must be deleted"
+    );
+}
