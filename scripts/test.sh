@@ -11,5 +11,8 @@ echo "==> plugin toolchains: componentize-py (PyPI), componentize-js (npm)"
 python3 -m pip install --quiet componentize-py==0.25.1
 (cd plugins/js/header-router && npm ci --no-audit --no-fund)
 
+echo "==> AMQP client for the integration tests: pika (PyPI)"
+python3 -m pip install --quiet pika==1.4.4
+
 echo "==> tests"
 cargo test --all-targets 2>&1

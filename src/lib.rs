@@ -16,9 +16,11 @@
 //! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers).
 //! - [`broker`]: routing decisions over exchanges and plugins, committed atomically into the
 //!   queues; failure policies, circuit breakers, dry runs, replay of dead letters.
+//! - [`amqp`]: the AMQP 0-9-1 front end — sockets and framing (amq-protocol), calling the broker.
 //!
 //! See `ARCHITECTURE.md` for a message's path from publish to ack.
 
+pub mod amqp;
 pub mod broker;
 pub mod message;
 pub mod plugin;

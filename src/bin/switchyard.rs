@@ -25,6 +25,36 @@ enum Command {
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run the broker: open the data directory and serve AMQP 0-9-1.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The data directory (created when missing).
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Where the AMQP listener binds.
+    #[arg(long, default_value = "127.0.0.1:5673", env = "SWITCHYARD_AMQP_LISTEN")]
+    amqp_listen: std::net::SocketAddr,
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use switchyard::amqp::ServerConfig;
+    use switchyard::broker::{Broker, BrokerConfig};
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let broker = Arc::new(Broker::open(&args.data_dir, BrokerConfig::default())?);
+        let listener = tokio::net::TcpListener::bind(args.amqp_listen).await?;
+        eprintln!("switchyard: AMQP on {}", listener.local_addr()?);
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        switchyard::amqp::run(listener, broker, ServerConfig::default(), shutdown).await;
+        Ok(())
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +123,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Some(Command::Plugin(PluginCommand::Test(args))) => plugin_test(args),
+        Some(Command::Serve(args)) => serve(args),
         None => {
             println!("switchyard {}", env!("CARGO_PKG_VERSION"));
             Ok(())

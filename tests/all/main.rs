@@ -2,6 +2,7 @@
 
 mod support;
 
+mod amqp;
 mod broker;
 mod plugin;
 mod queue;

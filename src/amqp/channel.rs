@@ -1,0 +1,303 @@
+//! One AMQP channel: its state machine, content assembly and method dispatch.
+//!
+//! Content assembly: `basic.publish` is followed by exactly one content header and as many
+//! body frames as the header's `body-size` needs. Any other frame on the channel in between
+//! is 505 UNEXPECTED_FRAME; a body beyond the declared size, or a declared size above
+//! [`ServerConfig::max_body`](super::ServerConfig::max_body), is 501 FRAME_ERROR. The body
+//! buffer is allocated as frames arrive, never from the declared size, so a lying header
+//! cannot make us allocate.
+//!
+//! A channel exception (404, 403, 405, 406) sends `channel.close` and puts the channel in the
+//! closing state, where every frame but `close`/`close-ok` is dropped (as the spec says).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
+use amq_protocol::protocol::{basic, channel, confirm, AMQPClass};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::connection::Tuned;
+use super::consume::{ConsumerHandle, Tags};
+use super::convert::short;
+use super::error::{AmqpError, Scope};
+use super::outbound::{Gone, Outbound};
+use super::publish::Confirm;
+use super::server::Shared;
+use crate::queue::{Consumer, QueueName};
+
+/// What the connection should do with the channel after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Keep,
+    Closed,
+}
+
+/// A publish whose content is being received.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub method: basic::Publish,
+    pub header: Option<AMQPContentHeader>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Channel {
+    pub(crate) id: u16,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) out: Outbound,
+    /// `channel.close` was sent; waiting for `close-ok`.
+    closing: bool,
+    incoming: Option<Incoming>,
+    /// `confirm.select` was received.
+    pub(crate) confirm: bool,
+    /// Prefetch for consumers started from now on (`basic.qos`, per consumer).
+    pub(crate) prefetch: u32,
+    /// `channel.flow` state as last set by the client (acknowledged, not enforced).
+    pub(crate) active: bool,
+    /// The connection this channel belongs to (owner of exclusive queues).
+    pub(crate) conn: u64,
+    /// The last queue declared here: the queue an empty queue name means.
+    pub(crate) last_queue: Option<QueueName>,
+    /// Last publish sequence number handed out in confirm mode.
+    pub(crate) publish_seq: u64,
+    pub(crate) confirms: Option<mpsc::Sender<Confirm>>,
+    pub(crate) tags: Arc<Mutex<Tags>>,
+    pub(crate) consumers: HashMap<String, ConsumerHandle>,
+    /// Pull consumers for `basic.get`, one per queue.
+    pub(crate) getters: HashMap<QueueName, Consumer>,
+    /// Queues this channel consumes exclusively.
+    pub(crate) exclusive_consumers: HashSet<QueueName>,
+    /// Background tasks (the confirmer) stopped with the channel.
+    pub(crate) tasks: Vec<JoinHandle<()>>,
+}
+
+impl Channel {
+    pub fn new(id: u16, conn: u64, shared: Arc<Shared>, out: Outbound, _tuned: &Tuned) -> Channel {
+        let prefetch = shared.config.default_prefetch;
+        Channel {
+            id,
+            shared,
+            out,
+            closing: false,
+            incoming: None,
+            confirm: false,
+            prefetch,
+            active: true,
+            conn,
+            last_queue: None,
+            publish_seq: 0,
+            confirms: None,
+            tags: Arc::default(),
+            consumers: HashMap::new(),
+            getters: HashMap::new(),
+            exclusive_consumers: HashSet::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    pub async fn open_ok(&self) -> Result<(), AmqpError> {
+        let ok = AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {}));
+        self.send(ok).await
+    }
+
+    pub(crate) async fn send(&self, method: AMQPClass) -> Result<(), AmqpError> {
+        self.out.method(self.id, method).await.map_err(gone)
+    }
+
+    /// Handle one frame for this channel. Channel exceptions are handled here; connection
+    /// exceptions are returned.
+    pub async fn handle(&mut self, frame: AMQPFrame) -> Result<Next, AmqpError> {
+        if self.closing {
+            return Ok(match frame {
+                AMQPFrame::Method(_, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_))) => {
+                    Next::Closed
+                }
+                AMQPFrame::Method(_, AMQPClass::Channel(channel::AMQPMethod::Close(_))) => {
+                    let ok = AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}));
+                    self.send(ok).await?;
+                    Next::Closed
+                }
+                _ => Next::Keep,
+            });
+        }
+        let result = match frame {
+            AMQPFrame::Method(_, method) => {
+                if self.incoming.is_some() {
+                    Err(AmqpError::unexpected_frame(
+                        "method frame while a message's content was expected",
+                    ))
+                } else {
+                    let (class, method_id) =
+                        (method.get_amqp_class_id(), method.get_amqp_method_id());
+                    self.method(method)
+                        .await
+                        .map_err(|e| e.on(class, method_id))
+                }
+            }
+            AMQPFrame::Header(_, header) => self.content_header(header).await.map(|()| Next::Keep),
+            AMQPFrame::Body(_, body) => self.content_body(body).await.map(|()| Next::Keep),
+            _ => Err(AmqpError::unexpected_frame("unexpected frame on a channel")),
+        };
+        match result {
+            Err(e) if e.scope == Scope::Channel => {
+                tracing::debug!(channel = self.id, error = %e, "amqp channel exception");
+                self.closing = true;
+                self.incoming = None;
+                self.reset().await;
+                let close = AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                    reply_code: e.code,
+                    reply_text: short(e.reply_text()),
+                    class_id: e.class_id,
+                    method_id: e.method_id,
+                }));
+                self.send(close).await?;
+                Ok(Next::Keep)
+            }
+            other => other,
+        }
+    }
+
+    async fn method(&mut self, method: AMQPClass) -> Result<Next, AmqpError> {
+        match method {
+            AMQPClass::Channel(m) => return self.channel_method(m).await,
+            AMQPClass::Basic(basic::AMQPMethod::Publish(p)) => {
+                self.incoming = Some(Incoming {
+                    method: p,
+                    header: None,
+                    body: Vec::new(),
+                });
+            }
+            AMQPClass::Basic(basic::AMQPMethod::Qos(q)) => {
+                if q.prefetch_count > 0 {
+                    self.prefetch = q.prefetch_count.into();
+                } else {
+                    self.prefetch = self.shared.config.default_prefetch;
+                }
+                let ok = AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {}));
+                self.send(ok).await?;
+            }
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => {
+                self.confirm = true;
+                if !s.nowait {
+                    let ok =
+                        AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {}));
+                    self.send(ok).await?;
+                }
+            }
+            AMQPClass::Tx(_) => {
+                return Err(AmqpError::not_implemented(
+                    "transactions (tx class) are not supported",
+                ))
+            }
+            AMQPClass::Access(_) => {
+                return Err(AmqpError::not_implemented(
+                    "the access class is not supported",
+                ))
+            }
+            other => self.broker_method(other).await?,
+        }
+        Ok(Next::Keep)
+    }
+
+    async fn channel_method(&mut self, m: channel::AMQPMethod) -> Result<Next, AmqpError> {
+        match m {
+            channel::AMQPMethod::Close(_) => {
+                self.reset().await;
+                let ok = AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}));
+                self.send(ok).await?;
+                Ok(Next::Closed)
+            }
+            channel::AMQPMethod::CloseOk(_) => Ok(Next::Keep),
+            channel::AMQPMethod::Flow(f) => {
+                self.active = f.active;
+                let ok = AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
+                    active: f.active,
+                }));
+                self.send(ok).await?;
+                Ok(Next::Keep)
+            }
+            channel::AMQPMethod::Open(_) => Err(AmqpError::channel_error(format!(
+                "channel {} is already open",
+                self.id
+            ))),
+            _ => Err(AmqpError::command_invalid("unexpected channel method")),
+        }
+    }
+
+    async fn content_header(&mut self, header: AMQPContentHeader) -> Result<(), AmqpError> {
+        let max = self.shared.config.max_body;
+        let Some(incoming) = self.incoming.as_mut() else {
+            return Err(AmqpError::unexpected_frame(
+                "content header without basic.publish",
+            ));
+        };
+        if incoming.header.is_some() {
+            return Err(AmqpError::unexpected_frame(
+                "second content header for one message",
+            ));
+        }
+        if header.class_id != 60 {
+            return Err(AmqpError::frame_error(format!(
+                "content header for class {}, expected 60",
+                header.class_id
+            )));
+        }
+        if header.body_size > max {
+            return Err(AmqpError::frame_error(format!(
+                "message body of {} bytes exceeds the limit of {max}",
+                header.body_size
+            )));
+        }
+        let empty = header.body_size == 0;
+        incoming.header = Some(header);
+        if empty {
+            self.complete().await?;
+        }
+        Ok(())
+    }
+
+    async fn content_body(&mut self, body: Vec<u8>) -> Result<(), AmqpError> {
+        let Some(incoming) = self.incoming.as_mut() else {
+            return Err(AmqpError::unexpected_frame(
+                "content body without basic.publish",
+            ));
+        };
+        let Some(header) = &incoming.header else {
+            return Err(AmqpError::unexpected_frame(
+                "content body before its header",
+            ));
+        };
+        let expected = header.body_size;
+        let have = incoming.body.len() as u64 + body.len() as u64;
+        if have > expected {
+            return Err(AmqpError::frame_error(format!(
+                "content body of at least {have} bytes, but the header said {expected}"
+            )));
+        }
+        incoming.body.extend_from_slice(&body);
+        if have == expected {
+            self.complete().await?;
+        }
+        Ok(())
+    }
+
+    async fn complete(&mut self) -> Result<(), AmqpError> {
+        let Some(incoming) = self.incoming.take() else {
+            return Ok(());
+        };
+        let Some(header) = incoming.header else {
+            return Ok(());
+        };
+        self.publish(incoming.method, header, Bytes::from(incoming.body))
+            .await
+            .map_err(|e| e.on(60, 40))
+    }
+}
+
+pub(crate) fn gone(_: Gone) -> AmqpError {
+    AmqpError::internal("connection writer stopped")
+}

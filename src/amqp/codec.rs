@@ -1,0 +1,161 @@
+//! Frame reading and writing over a byte stream, with `frame-max` enforced before buffering.
+//!
+//! The encoding itself is `amq-protocol`'s ([`parse_frame`], [`gen_frame`]); this file only
+//! splits the stream into frames. It reads the 7-byte frame header first so that a frame larger
+//! than the negotiated `frame-max` is refused (501 FRAME_ERROR) *before* its payload is
+//! buffered: a peer cannot make us allocate more than `frame-max` bytes per connection.
+
+use amq_protocol::frame::{gen_frame, parse_frame, AMQPFrame, WriteContext};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::error::AmqpError;
+
+/// Frame header: type (1), channel (2), payload size (4).
+const HEADER_LEN: usize = 7;
+/// The frame-end octet every frame carries after its payload.
+const FRAME_END: u8 = 0xCE;
+/// `AMQP\0\0\9\1`.
+pub const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
+
+/// Why no frame could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The peer closed the stream between frames.
+    #[error("connection closed by peer")]
+    Closed,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The bytes are not a valid frame: answer with this exception and close.
+    #[error("{0}")]
+    Protocol(AmqpError),
+}
+
+/// Reads frames from a stream.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+    /// Largest frame accepted, header and frame-end included.
+    frame_max: u32,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(inner: R, frame_max: u32) -> Self {
+        FrameReader {
+            inner,
+            buf: BytesMut::with_capacity(8 * 1024),
+            frame_max,
+        }
+    }
+
+    pub fn set_frame_max(&mut self, frame_max: u32) {
+        self.frame_max = frame_max;
+    }
+
+    /// Read the 8-byte protocol header a client sends first. Returns the bytes; the caller
+    /// checks them against [`PROTOCOL_HEADER`].
+    pub async fn read_protocol_header(&mut self) -> Result<[u8; 8], ReadError> {
+        self.fill(8).await?;
+        let mut header = [0u8; 8];
+        header.copy_from_slice(&self.buf[..8]);
+        self.buf.advance(8);
+        Ok(header)
+    }
+
+    /// Read one frame.
+    pub async fn read_frame(&mut self) -> Result<AMQPFrame, ReadError> {
+        self.fill(HEADER_LEN).await?;
+        let kind = self.buf[0];
+        if !matches!(kind, 1 | 2 | 3 | 8) {
+            return Err(protocol(AmqpError::frame_error(format!(
+                "unknown frame type {kind}"
+            ))));
+        }
+        let size = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]]);
+        let total = u64::from(size) + HEADER_LEN as u64 + 1;
+        if total > u64::from(self.frame_max) {
+            return Err(protocol(AmqpError::frame_error(format!(
+                "frame of {total} bytes exceeds frame-max {}",
+                self.frame_max
+            ))));
+        }
+        let total = total as usize;
+        self.fill(total).await?;
+        if self.buf[total - 1] != FRAME_END {
+            return Err(protocol(AmqpError::frame_error("frame-end octet missing")));
+        }
+        let frame = match parse_frame(&self.buf[..total]) {
+            Ok((_, frame)) => frame,
+            Err(_) => return Err(protocol(undecodable(&self.buf[..total]))),
+        };
+        self.buf.advance(total);
+        Ok(frame)
+    }
+
+    /// Buffer at least `n` bytes. EOF before any byte of a new unit is [`ReadError::Closed`].
+    async fn fill(&mut self, n: usize) -> Result<(), ReadError> {
+        while self.buf.len() < n {
+            self.buf.reserve(n - self.buf.len());
+            let read = self.inner.read_buf(&mut self.buf).await?;
+            if read == 0 {
+                return Err(if self.buf.is_empty() {
+                    ReadError::Closed
+                } else {
+                    ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn protocol(e: AmqpError) -> ReadError {
+    ReadError::Protocol(e)
+}
+
+/// The exception for a well-delimited frame that amq-protocol cannot decode: an unknown class
+/// or method is 540 NOT_IMPLEMENTED, a known method with bad arguments 502 SYNTAX_ERROR, and a
+/// bad content header or anything else 501 FRAME_ERROR.
+fn undecodable(frame: &[u8]) -> AmqpError {
+    let payload = &frame[HEADER_LEN..frame.len() - 1];
+    if frame[0] != 1 || payload.len() < 4 {
+        return AmqpError::frame_error("malformed frame");
+    }
+    let class = u16::from_be_bytes([payload[0], payload[1]]);
+    let method = u16::from_be_bytes([payload[2], payload[3]]);
+    let known: &[u16] = match class {
+        10 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 61, 70, 71],
+        20 => &[10, 11, 20, 21, 40, 41],
+        30 => &[10, 11],
+        40 => &[10, 11, 20, 21, 30, 31, 40, 51],
+        50 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51],
+        60 => &[
+            10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120,
+        ],
+        85 => &[10, 11],
+        90 => &[10, 11, 20, 21, 30, 31],
+        _ => return AmqpError::not_implemented(format!("unknown class {class}")).on(class, method),
+    };
+    if known.contains(&method) {
+        AmqpError::syntax_error(format!(
+            "cannot decode the arguments of method {class}.{method}"
+        ))
+        .on(class, method)
+    } else {
+        AmqpError::not_implemented(format!("unknown method {method} of class {class}"))
+            .on(class, method)
+    }
+}
+
+/// Serialise one frame. Fails only for values amq-protocol cannot encode.
+pub fn encode(frame: &AMQPFrame, out: &mut Vec<u8>) -> Result<(), AmqpError> {
+    let buf = std::mem::take(out);
+    match gen_frame(frame)(WriteContext::from(buf)) {
+        Ok(ctx) => {
+            *out = ctx.write;
+            Ok(())
+        }
+        Err(e) => Err(AmqpError::internal(format!("cannot encode frame: {e:?}"))),
+    }
+}

@@ -1,0 +1,266 @@
+//! One client connection: handshake, the frame loop, and connection-level exceptions.
+//!
+//! The connection task owns the read half and every channel's state; a writer task owns the
+//! write half (see [`super::outbound`]). Frames are handled strictly in arrival order, which
+//! is what makes per-channel ordering (publishes, acks) hold.
+//!
+//! Lifecycle: protocol header → start/start-ok (PLAIN) → tune/tune-ok → open/open-ok → frames
+//! → close. Any hard error sends `connection.close` with its code, waits briefly for
+//! `close-ok` and drops the socket; dropping the channels drops their consumers, which returns
+//! unacknowledged messages to their queues.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amq_protocol::frame::AMQPFrame;
+use amq_protocol::protocol::{connection, AMQPClass};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::channel::{Channel, Next};
+use super::codec::{FrameReader, ReadError, PROTOCOL_HEADER};
+use super::convert::short;
+use super::error::AmqpError;
+pub use super::handshake::Tuned;
+use super::handshake::{handshake, timed, write_direct};
+use super::outbound::{write_loop, Outbound};
+use super::server::Shared;
+
+/// How long we wait for `close-ok` after sending `connection.close`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serve one accepted socket until it closes.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    match serve_io(read, write, peer, shared).await {
+        Ok(()) | Err(ReadError::Closed) => {}
+        Err(e) => tracing::debug!(%peer, error = %e, "amqp connection ended"),
+    }
+}
+
+async fn serve_io<R, W>(
+    read: R,
+    mut write: W,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Result<(), ReadError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut reader = FrameReader::new(read, shared.config.frame_max);
+    let header = timed(reader.read_protocol_header()).await?;
+    if header != PROTOCOL_HEADER {
+        // The spec: answer with the protocol header we support, then close.
+        write.write_all(&PROTOCOL_HEADER).await?;
+        write.shutdown().await?;
+        return Ok(());
+    }
+    let tuned = match handshake(&mut reader, &mut write, peer, &shared).await {
+        Ok(t) => t,
+        Err(ReadError::Protocol(err)) => {
+            let close = close_method(&err);
+            write_direct(&mut write, &AMQPFrame::Method(0, close)).await?;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, reader.read_frame()).await;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    reader.set_frame_max(tuned.frame_max);
+    let heartbeat = (tuned.heartbeat > 0).then(|| Duration::from_secs(tuned.heartbeat.into()));
+    let (out, rx) = Outbound::new(tuned.frame_max);
+    let writer = tokio::spawn(write_loop(write, rx, heartbeat));
+    let id = shared.next_connection();
+    let mut conn = Connection {
+        id,
+        shared: shared.clone(),
+        out,
+        tuned,
+        channels: HashMap::new(),
+    };
+    let result = conn.run(&mut reader, heartbeat).await;
+    // Channels first: their consumers requeue unacked messages; then let the writer drain.
+    conn.close_channels().await;
+    drop(conn);
+    shared.release_connection(id);
+    let _ = writer.await;
+    result
+}
+
+struct Connection {
+    id: u64,
+    shared: Arc<Shared>,
+    out: Outbound,
+    tuned: Tuned,
+    channels: HashMap<u16, Channel>,
+}
+
+impl Connection {
+    async fn close_channels(&mut self) {
+        for (_, mut ch) in self.channels.drain() {
+            ch.reset().await;
+        }
+    }
+
+    async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut FrameReader<R>,
+        heartbeat: Option<Duration>,
+    ) -> Result<(), ReadError> {
+        // The spec allows closing after two missed heartbeats.
+        let idle = heartbeat.map(|h| h * 2 + Duration::from_millis(500));
+        loop {
+            let frame = match idle {
+                None => reader.read_frame().await,
+                Some(limit) => match tokio::time::timeout(limit, reader.read_frame()).await {
+                    Ok(f) => f,
+                    Err(_) => {
+                        tracing::debug!("amqp heartbeat timeout");
+                        return Ok(());
+                    }
+                },
+            };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(ReadError::Protocol(err)) => return self.fail(reader, err).await,
+                Err(e) => return Err(e),
+            };
+            match self.handle(frame).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => return Ok(()),
+                Err(err) => return self.fail(reader, err).await,
+            }
+        }
+    }
+
+    async fn handle(&mut self, frame: AMQPFrame) -> Result<Flow, AmqpError> {
+        let id = frame.channel_id();
+        match frame {
+            AMQPFrame::Heartbeat => Ok(Flow::Continue),
+            AMQPFrame::InvalidHeartbeat(_) => Err(AmqpError::frame_error(
+                "heartbeat frame on a non-zero channel",
+            )),
+            AMQPFrame::ProtocolHeader(_) => Err(AmqpError::command_invalid(
+                "protocol header after the handshake",
+            )),
+            AMQPFrame::Method(0, AMQPClass::Connection(m)) => self.connection_method(m).await,
+            AMQPFrame::Method(0, other) => Err(AmqpError::command_invalid(format!(
+                "class {} method on channel 0",
+                other.get_amqp_class_id()
+            ))),
+            AMQPFrame::Header(0, _) | AMQPFrame::Body(0, _) => {
+                Err(AmqpError::command_invalid("content frame on channel 0"))
+            }
+            AMQPFrame::Method(_, AMQPClass::Connection(_)) => Err(AmqpError::command_invalid(
+                "connection method on a non-zero channel",
+            )),
+            AMQPFrame::Method(
+                _,
+                AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Open(_)),
+            ) => {
+                if id > self.tuned.channel_max {
+                    return Err(AmqpError::channel_error(format!(
+                        "channel {id} is above channel-max {}",
+                        self.tuned.channel_max
+                    )));
+                }
+                if self.channels.contains_key(&id) {
+                    return Err(AmqpError::channel_error(format!(
+                        "channel {id} is already open"
+                    )));
+                }
+                let ch = Channel::new(
+                    id,
+                    self.id,
+                    self.shared.clone(),
+                    self.out.clone(),
+                    &self.tuned,
+                );
+                ch.open_ok().await?;
+                self.channels.insert(id, ch);
+                Ok(Flow::Continue)
+            }
+            frame => {
+                let Some(ch) = self.channels.get_mut(&id) else {
+                    return Err(AmqpError::channel_error(format!(
+                        "channel {id} is not open"
+                    )));
+                };
+                match ch.handle(frame).await? {
+                    Next::Keep => {}
+                    Next::Closed => {
+                        self.channels.remove(&id);
+                    }
+                }
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    async fn connection_method(&mut self, m: connection::AMQPMethod) -> Result<Flow, AmqpError> {
+        match m {
+            connection::AMQPMethod::Close(_) => {
+                self.close_channels().await;
+                let ok =
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
+                let _ = self.out.method(0, ok).await;
+                Ok(Flow::Stop)
+            }
+            connection::AMQPMethod::CloseOk(_) => Ok(Flow::Stop),
+            connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_) => {
+                Ok(Flow::Continue)
+            }
+            connection::AMQPMethod::UpdateSecret(_) => Err(AmqpError::not_implemented(
+                "connection.update-secret is not supported",
+            )
+            .on(10, 70)),
+            _ => Err(AmqpError::command_invalid("unexpected connection method")),
+        }
+    }
+
+    /// Send `connection.close` for `err`, wait briefly for `close-ok`, then stop.
+    async fn fail<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut FrameReader<R>,
+        err: AmqpError,
+    ) -> Result<(), ReadError> {
+        tracing::debug!(error = %err, "amqp connection exception");
+        self.close_channels().await;
+        if self.out.method(0, close_method(&err)).await.is_err() {
+            return Ok(());
+        }
+        let wait = async {
+            loop {
+                match reader.read_frame().await {
+                    Ok(AMQPFrame::Method(
+                        0,
+                        AMQPClass::Connection(
+                            connection::AMQPMethod::CloseOk(_) | connection::AMQPMethod::Close(_),
+                        ),
+                    )) => break,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
+        Ok(())
+    }
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+fn close_method(err: &AmqpError) -> AMQPClass {
+    AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+        reply_code: err.code,
+        reply_text: short(err.reply_text()),
+        class_id: err.class_id,
+        method_id: err.method_id,
+    }))
+}

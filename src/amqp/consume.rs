@@ -1,0 +1,394 @@
+//! `basic.consume`/`cancel`/`get`/`ack`/`nack`/`reject`/`recover`, and delivery tags.
+//!
+//! The queue engine numbers deliveries per consumer; AMQP numbers them per channel. The
+//! channel's [`Tags`] maps each channel tag to (source, consumer tag). Consumer tags grow with
+//! channel tags for any one consumer, so "all of this consumer's tags up to N" is exactly the
+//! part of a channel-wide `multiple` that belongs to it.
+//!
+//! Each `basic.consume` runs a task that owns its [`Consumer`]: it pushes deliveries to the
+//! outbound queue (waiting when that is full, which holds the consumer at its prefetch) and
+//! applies settlements sent to it by the connection task. Dropping the task drops the consumer,
+//! which returns its unacknowledged messages to the queue.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use amq_protocol::protocol::{basic, AMQPClass};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::args::queue_error;
+use super::channel::Channel;
+use super::convert::{properties_to_amqp, short};
+use super::declare::ready;
+use super::error::AmqpError;
+use super::outbound::Outbound;
+use crate::queue::{Consumer, ConsumerOptions, Delivery, QueueName};
+
+/// Where a channel delivery tag came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Source {
+    Consumer(String),
+    Get(QueueName),
+}
+
+/// Channel-wide delivery tags.
+#[derive(Debug, Default)]
+pub(crate) struct Tags {
+    next: u64,
+    unacked: BTreeMap<u64, (Source, u64)>,
+    /// Tags of cancelled consumers: their messages went back to the queue; a late ack of one
+    /// is ignored instead of being a 406 (RabbitMQ would still accept it).
+    dead: HashSet<u64>,
+}
+
+impl Tags {
+    fn assign(&mut self, source: Source, consumer_tag: Option<u64>) -> u64 {
+        self.next += 1;
+        if let Some(t) = consumer_tag {
+            self.unacked.insert(self.next, (source, t));
+        }
+        self.next
+    }
+
+    fn kill(&mut self, source: &Source) {
+        let dead: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, (s, _))| s == source)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in dead {
+            self.unacked.remove(&t);
+            self.dead.insert(t);
+        }
+    }
+}
+
+/// A settlement for a consumer task.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum How {
+    Ack,
+    Requeue,
+    Reject,
+}
+
+#[derive(Debug)]
+pub(crate) struct Settle {
+    tag: u64,
+    multiple: bool,
+    how: How,
+}
+
+#[derive(Debug)]
+pub(crate) struct ConsumerHandle {
+    pub queue: QueueName,
+    settle: mpsc::UnboundedSender<Settle>,
+    task: JoinHandle<()>,
+}
+
+fn apply(consumer: &Consumer, s: &Settle) {
+    let r = match s.how {
+        How::Ack => consumer.ack(s.tag, s.multiple),
+        How::Requeue => consumer.nack(s.tag, s.multiple, true),
+        How::Reject => consumer.nack(s.tag, s.multiple, false),
+    };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "settlement not applied");
+    }
+}
+
+impl Channel {
+    pub(crate) async fn basic_method(&mut self, m: basic::AMQPMethod) -> Result<(), AmqpError> {
+        match m {
+            basic::AMQPMethod::Consume(c) => self.consume(c).await,
+            basic::AMQPMethod::Cancel(c) => {
+                let tag = c.consumer_tag.to_string();
+                self.cancel(&tag).await;
+                if !c.nowait {
+                    let ok = basic::CancelOk {
+                        consumer_tag: c.consumer_tag,
+                    };
+                    self.send(AMQPClass::Basic(basic::AMQPMethod::CancelOk(ok)))
+                        .await?;
+                }
+                Ok(())
+            }
+            basic::AMQPMethod::Get(g) => self.get(g).await,
+            basic::AMQPMethod::Ack(a) => self.settle(a.delivery_tag, a.multiple, How::Ack),
+            basic::AMQPMethod::Nack(n) => {
+                let how = if n.requeue { How::Requeue } else { How::Reject };
+                self.settle(n.delivery_tag, n.multiple, how)
+            }
+            basic::AMQPMethod::Reject(r) => {
+                let how = if r.requeue { How::Requeue } else { How::Reject };
+                self.settle(r.delivery_tag, false, how)
+            }
+            basic::AMQPMethod::Recover(_) => {
+                self.settle(0, true, How::Requeue)?;
+                self.send(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(
+                    basic::RecoverOk {},
+                )))
+                .await
+            }
+            basic::AMQPMethod::RecoverAsync(_) => self.settle(0, true, How::Requeue),
+            _ => Err(AmqpError::command_invalid(
+                "unexpected basic method from a client",
+            )),
+        }
+    }
+
+    async fn consume(&mut self, c: basic::Consume) -> Result<(), AmqpError> {
+        let queue = self.queue_name(c.queue.as_str())?;
+        self.check_owner(&queue)?;
+        let mut tag = c.consumer_tag.to_string();
+        if tag.is_empty() {
+            self.shared.next_tag_seq(&mut tag);
+        }
+        if self.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let queues = self.shared.broker.queues();
+        let stats = queues.stats(&queue).map_err(queue_error)?;
+        {
+            let mut exclusive = self.shared.exclusive_consumers.lock();
+            if exclusive.contains(&queue) || (c.exclusive && stats.consumers > 0) {
+                return Err(AmqpError::access_refused(format!(
+                    "queue '{queue}' in vhost '/' in exclusive use"
+                )));
+            }
+            if c.exclusive {
+                exclusive.insert(queue.clone());
+            }
+        }
+        let options = ConsumerOptions {
+            prefetch: self.prefetch,
+            push: true,
+        };
+        let consumer = match queues.consume(&queue, options) {
+            Ok(c) => c,
+            Err(e) => {
+                self.shared.exclusive_consumers.lock().remove(&queue);
+                return Err(queue_error(e));
+            }
+        };
+        if !c.nowait {
+            let ok = basic::ConsumeOk {
+                consumer_tag: short(tag.clone()),
+            };
+            self.send(AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)))
+                .await?;
+        }
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(deliver_loop(
+            consumer,
+            tag.clone(),
+            c.no_ack,
+            self.id,
+            self.out.clone(),
+            self.tags.clone(),
+            settle_rx,
+        ));
+        if c.exclusive {
+            self.exclusive_consumers.insert(queue.clone());
+        }
+        self.consumers.insert(
+            tag,
+            ConsumerHandle {
+                queue,
+                settle: settle_tx,
+                task,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stop a consumer; its unacknowledged messages return to the queue.
+    pub(crate) async fn cancel(&mut self, tag: &str) {
+        let Some(handle) = self.consumers.remove(tag) else {
+            return;
+        };
+        handle.task.abort();
+        let _ = handle.task.await;
+        self.tags.lock().kill(&Source::Consumer(tag.to_owned()));
+        if self.exclusive_consumers.remove(&handle.queue) {
+            self.shared.exclusive_consumers.lock().remove(&handle.queue);
+        }
+        self.shared.maybe_auto_delete(&handle.queue);
+    }
+
+    async fn get(&mut self, g: basic::Get) -> Result<(), AmqpError> {
+        let queue = self.queue_name(g.queue.as_str())?;
+        self.check_owner(&queue)?;
+        let queues = self.shared.broker.queues();
+        if !self.getters.contains_key(&queue) {
+            let pull = ConsumerOptions {
+                prefetch: 0,
+                push: false,
+            };
+            let consumer = queues.consume(&queue, pull).map_err(queue_error)?;
+            self.getters.insert(queue.clone(), consumer);
+        }
+        let getter = &self.getters[&queue];
+        let delivery = getter.get().map_err(queue_error)?;
+        let Some(d) = delivery else {
+            let empty = basic::AMQPMethod::GetEmpty(basic::GetEmpty {});
+            return self.send(AMQPClass::Basic(empty)).await;
+        };
+        let tag = if g.no_ack {
+            getter.ack(d.tag, false).map_err(queue_error)?;
+            self.tags.lock().assign(Source::Get(queue.clone()), None)
+        } else {
+            self.tags
+                .lock()
+                .assign(Source::Get(queue.clone()), Some(d.tag))
+        };
+        let stats = queues.stats(&queue).map_err(queue_error)?;
+        let ok = basic::GetOk {
+            delivery_tag: tag,
+            redelivered: d.redelivered,
+            exchange: short(""),
+            routing_key: short(queue.as_str()),
+            message_count: ready(&stats),
+        };
+        let frames = self.out.content_frames(
+            self.id,
+            AMQPClass::Basic(basic::AMQPMethod::GetOk(ok)),
+            properties_to_amqp(&d.message),
+            &d.message.body,
+        );
+        self.out.send(frames).await.map_err(super::channel::gone)
+    }
+
+    /// Settle channel tag `tag` (all up to it with `multiple`; all with `multiple` and 0).
+    fn settle(&mut self, tag: u64, multiple: bool, how: How) -> Result<(), AmqpError> {
+        let picked: Vec<(u64, (Source, u64))> = {
+            let mut tags = self.tags.lock();
+            if tag != 0 && !tags.unacked.contains_key(&tag) {
+                if tags.dead.remove(&tag) {
+                    return Ok(());
+                }
+                if !(multiple && tags.dead.iter().any(|t| *t <= tag)) {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "unknown delivery tag {tag}"
+                    )));
+                }
+            }
+            if multiple {
+                let upto = if tag == 0 { u64::MAX } else { tag };
+                tags.dead.retain(|t| *t > upto);
+                let keys: Vec<u64> = tags.unacked.range(..=upto).map(|(k, _)| *k).collect();
+                keys.into_iter()
+                    .filter_map(|k| tags.unacked.remove(&k).map(|v| (k, v)))
+                    .collect()
+            } else {
+                tags.unacked
+                    .remove(&tag)
+                    .map(|v| vec![(tag, v)])
+                    .unwrap_or_default()
+            }
+        };
+        // Per source, the highest consumer tag: with `multiple` it covers the rest.
+        let mut per_source: Vec<(Source, u64)> = Vec::new();
+        for (_, (source, ctag)) in picked {
+            match per_source.iter_mut().find(|(s, _)| *s == source) {
+                Some((_, max)) => *max = (*max).max(ctag),
+                None => per_source.push((source, ctag)),
+            }
+        }
+        for (source, ctag) in per_source {
+            let s = Settle {
+                tag: ctag,
+                multiple,
+                how,
+            };
+            match source {
+                Source::Consumer(name) => {
+                    if let Some(h) = self.consumers.get(&name) {
+                        let _ = h.settle.send(s);
+                    }
+                }
+                Source::Get(queue) => {
+                    if let Some(getter) = self.getters.get(&queue) {
+                        apply(getter, &s);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Push deliveries of one consumer to the client and apply its settlements.
+async fn deliver_loop(
+    mut consumer: Consumer,
+    tag: String,
+    no_ack: bool,
+    channel: u16,
+    out: Outbound,
+    tags: Arc<Mutex<Tags>>,
+    mut settle: mpsc::UnboundedReceiver<Settle>,
+) {
+    loop {
+        tokio::select! {
+            s = settle.recv() => match s {
+                Some(s) => apply(&consumer, &s),
+                None => return,
+            },
+            d = consumer.recv() => {
+                let Some(d) = d else {
+                    // The queue was deleted: tell the client (consumer_cancel_notify).
+                    let cancel = basic::Cancel { consumer_tag: short(tag.clone()), nowait: true };
+                    let _ = out.method(channel, AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel))).await;
+                    return;
+                };
+                if !deliver(&consumer, &tag, no_ack, channel, &out, &tags, d).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn deliver(
+    consumer: &Consumer,
+    tag: &str,
+    no_ack: bool,
+    channel: u16,
+    out: &Outbound,
+    tags: &Mutex<Tags>,
+    d: Delivery,
+) -> bool {
+    let source = Source::Consumer(tag.to_owned());
+    let channel_tag = tags.lock().assign(source, (!no_ack).then_some(d.tag));
+    let deliver = basic::Deliver {
+        consumer_tag: short(tag),
+        delivery_tag: channel_tag,
+        redelivered: d.redelivered,
+        exchange: short(""),
+        routing_key: short(d.queue.as_str()),
+    };
+    let frames = out.content_frames(
+        channel,
+        AMQPClass::Basic(basic::AMQPMethod::Deliver(deliver)),
+        properties_to_amqp(&d.message),
+        &d.message.body,
+    );
+    if out.send(frames).await.is_err() {
+        return false;
+    }
+    if no_ack {
+        // Settled once handed to the writer: the outbound bound keeps memory bounded.
+        let _ = consumer.ack(d.tag, false);
+    }
+    true
+}
+
+impl ConsumerHandle {
+    pub(crate) fn abort(&self) {
+        self.task.abort();
+    }
+}

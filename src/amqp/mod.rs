@@ -1,0 +1,30 @@
+//! The AMQP 0-9-1 front end: existing RabbitMQ clients connect unchanged.
+//!
+//! This layer knows sockets and `amq-protocol`; the broker knows neither. Files, bottom up:
+//! - [`codec`]: splits the byte stream into frames, enforcing frame-max before buffering;
+//! - [`outbound`]: the bounded outbound queue and the writer task (heartbeats);
+//! - [`convert`]: wire properties and field tables ⇄ [`crate::message`];
+//! - [`error`]: AMQP exceptions and reply codes;
+//! - `handshake`: start/tune/open with PLAIN authentication;
+//! - [`connection`]: the frame loop and connection exceptions;
+//! - [`channel`]: channel state, content assembly, dispatch;
+//! - `ops`, `declare`, `publish`, `consume`, `args`: the channel methods that call the
+//!   broker, and the mapping of AMQP arguments and errors;
+//! - [`server`]: the listener.
+
+mod args;
+pub mod channel;
+pub mod codec;
+pub mod connection;
+mod consume;
+pub mod convert;
+mod declare;
+pub mod error;
+mod handshake;
+mod ops;
+pub mod outbound;
+mod publish;
+pub mod server;
+
+pub use error::{code, AmqpError};
+pub use server::{run, ServerConfig, Shared, User};

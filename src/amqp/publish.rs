@@ -1,0 +1,178 @@
+//! `basic.publish`, `basic.return` and publisher confirms.
+//!
+//! Ordering and group commit: for a route through built-in exchanges only,
+//! [`Broker::publish`] routes and *applies* its batch during its first poll (everything before
+//! it awaits durability is synchronous). The connection task makes that first poll itself, in
+//! frame order, so messages enter their queues in the order they were published; only the wait
+//! for durability is handed to the channel's confirmer task, which awaits the pending publishes
+//! in order and sends `basic.ack` (or `basic.nack`) for each. Many publishes are thus in flight
+//! per channel and share one flush.
+//!
+//! Routes that may call a plugin run on a blocking thread inside the broker, so their first
+//! poll applies nothing. Those publishes are awaited to the end by the connection task before
+//! it reads the next frame: order is kept, at the cost of one flush per such publish.
+//!
+//! Bounds: the confirmer's queue holds at most `max_inflight_publishes`; when it is full the
+//! connection task waits, so it stops reading the socket — TCP pushes back on the publisher.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use amq_protocol::frame::AMQPContentHeader;
+use amq_protocol::protocol::{basic, AMQPClass};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::args::broker_error;
+use super::channel::{gone, Channel};
+use super::convert::{message_from_amqp, properties_to_amqp, short};
+use super::error::{code, AmqpError};
+use super::outbound::Outbound;
+use crate::broker::{Broker, BrokerError, Published};
+
+type PublishFuture = Pin<Box<dyn Future<Output = Result<Published, BrokerError>> + Send>>;
+
+/// One confirm the confirmer owes the publisher, in publish order.
+pub(crate) enum Confirm {
+    /// Known at once: `true` = ack.
+    Ready(u64, bool),
+    /// Ack once this publish is durable.
+    Wait(u64, PublishFuture),
+}
+
+impl Channel {
+    pub(crate) async fn publish(
+        &mut self,
+        method: basic::Publish,
+        header: AMQPContentHeader,
+        body: Bytes,
+    ) -> Result<(), AmqpError> {
+        let message =
+            message_from_amqp(&header.properties, body).map_err(AmqpError::precondition_failed)?;
+        let returned = method.mandatory.then(|| message.clone());
+        let broker: Arc<Broker> = self.shared.broker.clone();
+        let (exchange, key) = (method.exchange.to_string(), method.routing_key.to_string());
+        let mandatory = method.mandatory;
+        let inline = broker.topology().may_call_plugins(&exchange);
+        let mut fut: PublishFuture =
+            Box::pin(async move { broker.publish(&exchange, &key, message, mandatory).await });
+        let seq = self.confirm.then(|| {
+            self.publish_seq += 1;
+            self.publish_seq
+        });
+        let polled = if inline {
+            Poll::Ready((&mut fut).await)
+        } else {
+            // The first poll routes and applies the publish (see the module docs).
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            fut.as_mut().poll(&mut cx)
+        };
+        let confirm = match polled {
+            Poll::Ready(Ok(published)) => {
+                if published.decision.returned {
+                    if let Some(message) = returned {
+                        let ret = basic::Return {
+                            reply_code: code::NO_ROUTE,
+                            reply_text: short("NO_ROUTE"),
+                            exchange: method.exchange.clone(),
+                            routing_key: method.routing_key.clone(),
+                        };
+                        let frames = self.out.content_frames(
+                            self.id,
+                            AMQPClass::Basic(basic::AMQPMethod::Return(ret)),
+                            properties_to_amqp(&message),
+                            &message.body,
+                        );
+                        self.out.send(frames).await.map_err(gone)?;
+                    }
+                }
+                seq.map(|s| Confirm::Ready(s, !published.any_refused()))
+            }
+            Poll::Ready(Err(BrokerError::Rejected(why))) => {
+                tracing::debug!(reason = %why, "publish rejected by policy");
+                seq.map(|s| Confirm::Ready(s, false))
+            }
+            Poll::Ready(Err(
+                e @ (BrokerError::ExchangeNotFound(_) | BrokerError::InternalExchange(_)),
+            )) => {
+                return Err(broker_error(e));
+            }
+            Poll::Ready(Err(e)) => {
+                tracing::warn!(error = %e, "publish failed");
+                seq.map(|s| Confirm::Ready(s, false))
+            }
+            Poll::Pending => seq.map(|s| Confirm::Wait(s, fut)),
+        };
+        if let Some(confirm) = confirm {
+            let tx = self.confirmer();
+            tx.send(confirm)
+                .await
+                .map_err(|_| AmqpError::internal("confirmer stopped"))?;
+        }
+        Ok(())
+    }
+
+    /// The channel's confirmer task, started on first use.
+    fn confirmer(&mut self) -> mpsc::Sender<Confirm> {
+        if let Some(tx) = &self.confirms {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(self.shared.config.max_inflight_publishes.max(1));
+        let task = tokio::spawn(confirm_loop(rx, self.out.clone(), self.id));
+        self.tasks.push(task);
+        self.confirms = Some(tx.clone());
+        tx
+    }
+}
+
+/// Await confirms in order and tell the publisher. Consecutive acks that are ready together
+/// go out as one `basic.ack` with `multiple`.
+async fn confirm_loop(mut rx: mpsc::Receiver<Confirm>, out: Outbound, channel: u16) {
+    let mut ready: VecDeque<(u64, bool)> = VecDeque::new();
+    while let Some(first) = rx.recv().await {
+        ready.push_back(settle(first).await);
+        // Drain what is already queued without waiting, to batch acks.
+        while let Ok(next) = rx.try_recv() {
+            ready.push_back(settle(next).await);
+        }
+        while let Some((tag, ok)) = ready.pop_front() {
+            let method = if ok {
+                // Extend over a run of acks.
+                let mut last = tag;
+                while let Some(&(t, true)) = ready.front() {
+                    last = t;
+                    ready.pop_front();
+                }
+                basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag: last,
+                    multiple: last != tag,
+                })
+            } else {
+                basic::AMQPMethod::Nack(basic::Nack {
+                    delivery_tag: tag,
+                    multiple: false,
+                    requeue: false,
+                })
+            };
+            if out.method(channel, AMQPClass::Basic(method)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn settle(confirm: Confirm) -> (u64, bool) {
+    match confirm {
+        Confirm::Ready(tag, ok) => (tag, ok),
+        Confirm::Wait(tag, fut) => match fut.await {
+            Ok(published) => (tag, !published.any_refused()),
+            Err(e) => {
+                tracing::warn!(error = %e, "publish failed before it was durable");
+                (tag, false)
+            }
+        },
+    }
+}

@@ -1,0 +1,209 @@
+//! The AMQP listener: accepts connections until shutdown (the mini-redis `run` shape, so tests
+//! bind port 0 and pass the listener in).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::connection;
+use super::error::AmqpError;
+use crate::broker::Broker;
+use crate::queue::QueueName;
+
+/// A user allowed to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    /// `false`: only from a loopback address (RabbitMQ's rule for `guest`).
+    pub remote: bool,
+}
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub users: Vec<User>,
+    /// Largest frame we accept and offer in `connection.tune` (bytes, header included).
+    pub frame_max: u32,
+    pub channel_max: u16,
+    /// Heartbeat interval we propose, seconds; the client's tune-ok value wins.
+    pub heartbeat: u16,
+    /// Largest message body accepted from a publisher.
+    pub max_body: u64,
+    /// Prefetch used when a consumer has no `basic.qos` (AMQP's 0 means unlimited; we bound
+    /// it so one consumer can never pull a whole backlog into memory).
+    pub default_prefetch: u32,
+    /// Publishes per channel whose routing commit may be in flight at once; the reader stops
+    /// reading that connection when the limit is reached.
+    pub max_inflight_publishes: usize,
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            users: vec![User {
+                name: "guest".into(),
+                password: "guest".into(),
+                remote: false,
+            }],
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_body: 64 * 1024 * 1024,
+            default_prefetch: 1000,
+            max_inflight_publishes: 1024,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Check a PLAIN response (`authzid \0 user \0 password`) and return the user name.
+    pub fn authenticate(&self, response: &[u8], from: IpAddr) -> Result<String, AmqpError> {
+        let mut parts = response.split(|&b| b == 0);
+        let (Some(_authzid), Some(user), Some(pass), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AmqpError::access_refused("malformed PLAIN response"));
+        };
+        let user = String::from_utf8_lossy(user).into_owned();
+        let ok = self
+            .users
+            .iter()
+            .find(|u| u.name == user && u.password.as_bytes() == pass);
+        match ok {
+            Some(u) if u.remote || from.is_loopback() => Ok(user),
+            Some(_) => Err(AmqpError::access_refused(format!(
+                "user {user:?} may only connect from localhost"
+            ))),
+            None => Err(AmqpError::access_refused(
+                "Login was refused using authentication mechanism PLAIN",
+            )),
+        }
+    }
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: ServerConfig,
+    pub broker: Arc<Broker>,
+    /// Exclusive queues and the connection that owns each.
+    pub(crate) exclusive: Mutex<HashMap<QueueName, u64>>,
+    /// Queues with an exclusive consumer.
+    pub(crate) exclusive_consumers: Mutex<HashSet<QueueName>>,
+    /// Queues declared auto-delete (deleted when their last consumer here goes).
+    pub(crate) auto_delete: Mutex<HashSet<QueueName>>,
+    next_connection: AtomicU64,
+    next_consumer_tag: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(broker: Arc<Broker>, config: ServerConfig) -> Shared {
+        Shared {
+            config,
+            broker,
+            exclusive: Mutex::default(),
+            exclusive_consumers: Mutex::default(),
+            auto_delete: Mutex::default(),
+            next_connection: AtomicU64::new(1),
+            next_consumer_tag: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn next_connection(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A server-generated consumer tag.
+    pub(crate) fn next_tag_seq(&self, tag: &mut String) {
+        let n = self.next_consumer_tag.fetch_add(1, Ordering::Relaxed);
+        *tag = format!("amq.ctag-{n}");
+    }
+
+    pub(crate) fn forget_queue(&self, queue: &QueueName) {
+        self.exclusive.lock().remove(queue);
+        self.exclusive_consumers.lock().remove(queue);
+        self.auto_delete.lock().remove(queue);
+    }
+
+    /// Delete `queue` if it is auto-delete and has no consumer left.
+    pub(crate) fn maybe_auto_delete(&self, queue: &QueueName) {
+        if !self.auto_delete.lock().contains(queue) {
+            return;
+        }
+        let idle = self
+            .broker
+            .queues()
+            .stats(queue)
+            .is_ok_and(|s| s.consumers == 0);
+        if idle {
+            if let Err(e) = self.broker.delete_queue(queue) {
+                tracing::warn!(%queue, error = %e, "auto-delete failed");
+            }
+            self.forget_queue(queue);
+        }
+    }
+
+    /// A connection ended: delete the exclusive queues it owned.
+    pub(crate) fn release_connection(&self, conn: u64) {
+        let owned: Vec<QueueName> = self
+            .exclusive
+            .lock()
+            .iter()
+            .filter(|(_, owner)| **owner == conn)
+            .map(|(q, _)| q.clone())
+            .collect();
+        for queue in owned {
+            if let Err(e) = self.broker.delete_queue(&queue) {
+                tracing::warn!(%queue, error = %e, "deleting an exclusive queue failed");
+            }
+            self.forget_queue(&queue);
+        }
+    }
+}
+
+/// Accept AMQP connections on `listener` until `shutdown` completes. Connections already open
+/// are left to finish on their own tasks.
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    config: ServerConfig,
+    shutdown: impl Future,
+) {
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let shared = Arc::new(Shared::new(broker, config));
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "amqp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "amqp connection limit reached; refusing");
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            connection::serve(stream, peer, shared).await;
+            drop(permit);
+        });
+    }
+}
