@@ -32,11 +32,15 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// The data directory (created when missing).
-    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    #[arg(long, default_value = "./switchyard-data", env = "SWITCHYARD_DATA_DIR")]
     data_dir: PathBuf,
     /// Where the AMQP listener binds.
     #[arg(long, default_value = "127.0.0.1:5673", env = "SWITCHYARD_AMQP_LISTEN")]
     amqp_listen: std::net::SocketAddr,
+    /// A directory of plugins to deploy and watch for hot reload: every `<name>.wasm` is plugin
+    /// `<name>`, with optional config in `<name>.config.json`.
+    #[arg(long, env = "SWITCHYARD_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -47,7 +51,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let broker = Arc::new(Broker::open(&args.data_dir, BrokerConfig::default())?);
-        let listener = tokio::net::TcpListener::bind(args.amqp_listen).await?;
+        let _watcher = match &args.plugins_dir {
+            Some(dir) => {
+                for (name, result) in broker.plugins().scan_dir(dir) {
+                    match result {
+                        Ok(version) => eprintln!("switchyard: plugin {name} at {version}"),
+                        Err(e) => eprintln!("switchyard: plugin {name} not loaded: {e}"),
+                    }
+                }
+                let watcher = broker.plugins().watch_dir(dir, Duration::from_secs(1))?;
+                eprintln!("switchyard: watching {} for plugin changes", dir.display());
+                Some(watcher)
+            }
+            None => None,
+        };
+        let listener = tokio::net::TcpListener::bind(args.amqp_listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}: {e}; choose another address with --amqp-listen",
+                    args.amqp_listen
+                )
+            })?;
         eprintln!("switchyard: AMQP on {}", listener.local_addr()?);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
