@@ -47,15 +47,17 @@ fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// Mean and p99 of `f` over `n` calls after a warm-up.
-fn time_calls(n: u32, mut f: impl FnMut()) -> (Duration, Duration) {
+/// Mean and p99 of `n` calls, each awaited in turn on one task (as the broker awaits plugin
+/// calls on the publishing connection's task).
+async fn time_calls(n: u32, mut f: impl AsyncFnMut()) -> (Duration, Duration) {
     for _ in 0..(n / 10).max(10) {
-        f();
+        f().await;
     }
     let mut samples = Vec::with_capacity(n as usize);
     let started = Instant::now();
     for _ in 0..n {
         let t = Instant::now();
-        f();
+        f().await;
         samples.push(t.elapsed());
     }
     let mean = started.elapsed() / n;
@@ -87,6 +89,10 @@ fn main() {
     // as a smoke test: few iterations, no Python/JS (their debug-mode compiles take minutes).
     let quick = !std::env::args().any(|a| a == "--bench");
     let scale = if quick { 1000 } else { 1 };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let hr_config = config(&[
         ("header", "region"),
         ("route.eu", "orders.eu"),
@@ -188,23 +194,25 @@ fn main() {
         let cached = t.elapsed();
         let msg = message(case.body.clone());
         let kind = host.current(&name).unwrap().0;
-        let (mean, p99) = time_calls(case.iterations / scale, || match kind {
-            PluginKind::Router => {
-                drop(std::hint::black_box(host.route(&name, &msg, &ctx).unwrap()))
-            }
+        let (mean, p99) = rt.block_on(time_calls(case.iterations / scale, async || match kind {
+            PluginKind::Router => drop(std::hint::black_box(
+                host.route(&name, &msg, &ctx).await.unwrap(),
+            )),
             PluginKind::Filter => drop(std::hint::black_box(
-                host.filter(&name, &msg, &ctx).unwrap(),
+                host.filter(&name, &msg, &ctx).await.unwrap(),
             )),
             PluginKind::Transform => drop(std::hint::black_box(
-                host.transform(&name, &msg, &ctx).unwrap(),
+                host.transform(&name, &msg, &ctx).await.unwrap(),
             )),
-        });
+        }));
         let inst_iters = if wasm.len() > 1 << 20 {
             20
         } else {
             500 / scale as u32 + 1
         };
-        let inst = host.measure_instantiation(&name, inst_iters).unwrap();
+        let inst = rt
+            .block_on(host.measure_instantiation(&name, inst_iters))
+            .unwrap();
         println!(
             "| {} | {} KB | {} | {} | {} | {} | {} |",
             case.label,
@@ -220,11 +228,13 @@ fn main() {
     // Fixed cost: the same router with an empty message (no headers, empty body, no
     // properties), to separate marshalling from the call itself.
     let empty = Message::new(Vec::new());
-    let (mean, p99) = time_calls(200_000 / scale, || {
+    let (mean, p99) = rt.block_on(time_calls(200_000 / scale, async || {
         drop(std::hint::black_box(
-            host.route("rust-header-router", &empty, &ctx).unwrap(),
+            host.route("rust-header-router", &empty, &ctx)
+                .await
+                .unwrap(),
         ))
-    });
+    }));
     println!();
     println!(
         "Rust header-router, empty message: {} mean, {} p99.",
@@ -249,10 +259,14 @@ fn main() {
         let msg = message(order_body());
         let ctx = ctx.clone();
         std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             let (mut worst, mut calls) = (Duration::ZERO, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                host.route("reload", &msg, &ctx).unwrap();
+                rt.block_on(host.route("reload", &msg, &ctx)).unwrap();
                 worst = worst.max(t.elapsed());
                 calls += 1;
             }

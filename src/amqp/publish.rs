@@ -1,16 +1,11 @@
 //! `basic.publish`, `basic.return` and publisher confirms.
 //!
-//! Ordering and group commit: for a route through built-in exchanges only,
-//! [`Broker::publish`] routes and *applies* its batch during its first poll (everything before
-//! it awaits durability is synchronous). The connection task makes that first poll itself, in
-//! frame order, so messages enter their queues in the order they were published; only the wait
-//! for durability is handed to the channel's confirmer task, which awaits the pending publishes
-//! in order and sends `basic.ack` (or `basic.nack`) for each. Many publishes are thus in flight
-//! per channel and share one flush.
-//!
-//! Routes that may call a plugin run on a blocking thread inside the broker, so their first
-//! poll applies nothing. Those publishes are awaited to the end by the connection task before
-//! it reads the next frame: order is kept, at the cost of one flush per such publish.
+//! Ordering and group commit: the connection task awaits [`Broker::submit`] itself, in frame
+//! order — it routes (plugins included: a warm plugin call completes within the same poll) and
+//! *applies* the publish's batch — so messages enter their queues in the order they were
+//! published. Only the wait for durability is handed to the channel's confirmer task, which
+//! awaits the pending publishes in order and sends `basic.ack` (or `basic.nack`) for each. Many
+//! publishes are thus in flight per channel and share one flush, whatever their exchange type.
 //!
 //! Bounds: the confirmer's queue holds at most `max_inflight_publishes`; when it is full the
 //! connection task waits, so it stops reading the socket — TCP pushes back on the publisher.
@@ -19,7 +14,6 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::protocol::{basic, AMQPClass};
@@ -54,25 +48,22 @@ impl Channel {
             message_from_amqp(&header.properties, body).map_err(AmqpError::precondition_failed)?;
         let returned = method.mandatory.then(|| message.clone());
         let broker: Arc<Broker> = self.shared.broker.clone();
-        let (exchange, key) = (method.exchange.to_string(), method.routing_key.to_string());
-        let mandatory = method.mandatory;
-        let inline = broker.topology().may_call_plugins(&exchange);
-        let mut fut: PublishFuture =
-            Box::pin(async move { broker.publish(&exchange, &key, message, mandatory).await });
         let seq = self.confirm.then(|| {
             self.publish_seq += 1;
             self.publish_seq
         });
-        let polled = if inline {
-            Poll::Ready((&mut fut).await)
-        } else {
-            // The first poll routes and applies the publish (see the module docs).
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            fut.as_mut().poll(&mut cx)
-        };
-        let confirm = match polled {
-            Poll::Ready(Ok(published)) => {
-                if published.decision.returned {
+        // Routed and applied here, in frame order; only durability is awaited elsewhere.
+        let submitted = broker
+            .submit(
+                method.exchange.as_str(),
+                method.routing_key.as_str(),
+                message,
+                method.mandatory,
+            )
+            .await;
+        let confirm = match submitted {
+            Ok(submitted) => {
+                if submitted.decision().returned {
                     if let Some(message) = returned {
                         let ret = basic::Return {
                             reply_code: code::NO_ROUTE,
@@ -89,22 +80,20 @@ impl Channel {
                         self.out.send(frames).await.map_err(gone)?;
                     }
                 }
-                seq.map(|s| Confirm::Ready(s, !published.any_refused()))
+                // Without confirms nobody waits: the batch is applied and will be flushed.
+                seq.map(|s| Confirm::Wait(s, Box::pin(submitted.durable())))
             }
-            Poll::Ready(Err(BrokerError::Rejected(why))) => {
+            Err(BrokerError::Rejected(why)) => {
                 tracing::debug!(reason = %why, "publish rejected by policy");
                 seq.map(|s| Confirm::Ready(s, false))
             }
-            Poll::Ready(Err(
-                e @ (BrokerError::ExchangeNotFound(_) | BrokerError::InternalExchange(_)),
-            )) => {
+            Err(e @ (BrokerError::ExchangeNotFound(_) | BrokerError::InternalExchange(_))) => {
                 return Err(broker_error(e));
             }
-            Poll::Ready(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "publish failed");
                 seq.map(|s| Confirm::Ready(s, false))
             }
-            Poll::Pending => seq.map(|s| Confirm::Wait(s, fut)),
         };
         if let Some(confirm) = confirm {
             let tx = self.confirmer();

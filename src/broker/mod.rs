@@ -29,8 +29,8 @@ use parking_lot::RwLock;
 use crate::message::Message;
 use crate::plugin::{HostConfig, PluginHost};
 use crate::queue::{
-    ConsumerOptions, EnqueueOptions, PublishItem, PublishOutcome, QueueConfig, QueueName, Queues,
-    QueuesOptions,
+    self, ConsumerOptions, EnqueueOptions, PublishItem, PublishOutcome, QueueConfig, QueueName,
+    Queues, QueuesOptions,
 };
 use crate::routing::{Binding, BindingTarget, Exchange, Topology};
 use route::Router;
@@ -75,6 +75,31 @@ impl Published {
     }
 }
 
+/// A publish that is routed and applied, not yet known to be durable.
+#[derive(Debug)]
+pub struct Submitted {
+    decision: Decision,
+    pending: Option<queue::Pending>,
+}
+
+impl Submitted {
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// Waits until every output is durable (group commit).
+    pub async fn durable(self) -> Result<Published, BrokerError> {
+        let outcomes = match self.pending {
+            Some(pending) => pending.durable().await?.outcomes,
+            None => Vec::new(),
+        };
+        Ok(Published {
+            decision: self.decision,
+            outcomes,
+        })
+    }
+}
+
 /// Counters for the admin API and metrics.
 #[derive(Debug, Default)]
 pub struct BrokerCounters {
@@ -85,7 +110,7 @@ pub struct BrokerCounters {
     pub rejected: AtomicU64,
 }
 
-/// What routing needs, shared with the blocking threads that run plugin routes.
+/// What routing needs.
 #[derive(Debug)]
 struct Core {
     queues: Queues,
@@ -95,7 +120,7 @@ struct Core {
 }
 
 impl Core {
-    fn decide(
+    async fn decide(
         &self,
         topology: &Topology,
         exchange: &str,
@@ -118,6 +143,7 @@ impl Core {
             seen: HashSet::new(),
         }
         .route(exchange, routing_key, message, mandatory)
+        .await
     }
 }
 
@@ -273,17 +299,32 @@ impl Broker {
         message: Message,
         mandatory: bool,
     ) -> Result<Published, BrokerError> {
+        self.submit(exchange, routing_key, message, mandatory)
+            .await?
+            .durable()
+            .await
+    }
+
+    /// Route and apply, without waiting for durability: when this returns, the publish's
+    /// outputs are in their queues (in the order of `submit` calls that were awaited one after
+    /// the other) and [`Submitted::durable`] resolves once they are on disk. Publishers that
+    /// keep many publishes in flight (AMQP confirms) use it so that they share flushes.
+    pub async fn submit(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+        mandatory: bool,
+    ) -> Result<Submitted, BrokerError> {
         let decision = self
             .decide(exchange, routing_key, message, mandatory, false)
             .await?;
-        self.commit(decision, exchange, routing_key).await
+        self.apply(decision, exchange, routing_key)
     }
 
-    /// Routes that may call plugins run on tokio's blocking threads, for two reasons: a plugin
-    /// call may take up to its deadline, which must not stall the async workers that serve
-    /// every connection; and WASI's synchronous host functions (a guest writing to stderr, for
-    /// one) block on a runtime, which tokio forbids on its worker threads. Routes through
-    /// built-in exchanges only stay inline: they are microseconds of pure CPU.
+    /// Plugin calls run here, on the caller's task: a warm call takes microseconds and
+    /// completes within one poll, and a long one yields to the executor at every epoch tick
+    /// (see `plugin::PluginHost`), so no route needs a hop to another thread.
     async fn decide(
         &self,
         exchange: &str,
@@ -293,38 +334,24 @@ impl Broker {
         dry_run: bool,
     ) -> Result<Decision, BrokerError> {
         let topology = self.topology();
-        if !topology.may_call_plugins(exchange) {
-            return self.core.decide(
+        self.core
+            .decide(
                 &topology,
                 exchange,
                 routing_key,
                 message,
                 mandatory,
                 dry_run,
-            );
-        }
-        let core = self.core.clone();
-        let (exchange, routing_key) = (exchange.to_owned(), routing_key.to_owned());
-        tokio::task::spawn_blocking(move || {
-            core.decide(
-                &topology,
-                &exchange,
-                &routing_key,
-                message,
-                mandatory,
-                dry_run,
             )
-        })
-        .await
-        .map_err(|e| BrokerError::Internal(format!("routing task failed: {e}")))?
+            .await
     }
 
-    async fn commit(
+    fn apply(
         &self,
         decision: Decision,
         exchange: &str,
         routing_key: &str,
-    ) -> Result<Published, BrokerError> {
+    ) -> Result<Submitted, BrokerError> {
         let c = &self.counters;
         c.published.fetch_add(1, Ordering::Relaxed);
         if let Some(reason) = &decision.rejected {
@@ -353,12 +380,12 @@ impl Broker {
                 },
             });
         }
-        let outcomes = if items.is_empty() {
-            Vec::new()
+        let pending = if items.is_empty() {
+            None
         } else {
-            self.queues().enqueue(items)?.durable().await?.outcomes
+            Some(self.queues().enqueue(items)?)
         };
-        Ok(Published { decision, outcomes })
+        Ok(Submitted { decision, pending })
     }
 
     /// Send up to `limit` messages of `queue` (a dead-letter or quarantine queue) through

@@ -4,6 +4,8 @@
 //! runs, circuit-breaker bookkeeping; the caller commits the decision's outputs atomically.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 use super::{Breakers, BrokerError, Decision, Output, Step};
@@ -35,7 +37,7 @@ pub(super) struct Router<'a> {
     pub plugins: &'a PluginHost,
     pub breakers: &'a Breakers,
     pub special: &'a SpecialQueues,
-    pub queue_exists: &'a dyn Fn(&str) -> bool,
+    pub queue_exists: &'a (dyn Fn(&str) -> bool + Sync),
     /// A dry run leaves breakers untouched.
     pub dry_run: bool,
     pub decision: Decision,
@@ -50,8 +52,8 @@ enum Called<T> {
     Handled,
 }
 
-impl Router<'_> {
-    pub fn route(
+impl<'a> Router<'a> {
+    pub async fn route(
         mut self,
         exchange: &str,
         routing_key: &str,
@@ -67,12 +69,12 @@ impl Router<'_> {
             return Err(BrokerError::InternalExchange(exchange.to_owned()));
         }
         let alternate = ex.alternate_exchange.clone();
-        self.enter(ex, routing_key, message.clone(), 0);
+        self.enter(ex, routing_key, message.clone(), 0).await;
         let nothing =
             |d: &Decision| d.outputs.is_empty() && d.dropped.is_none() && d.rejected.is_none();
         if nothing(&self.decision) {
             if let Some(alt) = alternate.as_deref().and_then(|a| self.topology.exchange(a)) {
-                self.enter(alt, routing_key, message, 1);
+                self.enter(alt, routing_key, message, 1).await;
             }
         }
         if nothing(&self.decision) {
@@ -86,11 +88,25 @@ impl Router<'_> {
         Ok(self.decision)
     }
 
-    fn enter(&mut self, ex: &Exchange, key: &str, message: Message, hops: usize) {
+    /// Boxed: exchange-to-exchange hops make routing recursive.
+    fn enter<'s>(
+        &'s mut self,
+        ex: &'a Exchange,
+        key: &'s str,
+        message: Message,
+        hops: usize,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 's>>
+    where
+        'a: 's,
+    {
+        Box::pin(async move { self.enter_now(ex, key, message, hops).await })
+    }
+
+    async fn enter_now(&mut self, ex: &'a Exchange, key: &str, message: Message, hops: usize) {
         if hops > MAX_HOPS || self.decision.rejected.is_some() {
             return;
         }
-        let Some(message) = self.pipeline(ex, key, message) else {
+        let Some(message) = self.pipeline(ex, key, message).await else {
             return;
         };
         if ex.name.is_empty() {
@@ -101,7 +117,7 @@ impl Router<'_> {
             return;
         }
         if let ExchangeKind::Wasm { plugin } = &ex.kind {
-            return self.route_by_plugin(ex, plugin, key, message, hops);
+            return self.route_by_plugin(ex, plugin, key, message, hops).await;
         }
         let bindings: Vec<_> = self
             .topology
@@ -110,9 +126,12 @@ impl Router<'_> {
             .collect();
         for binding in bindings {
             if let Some(filter) = &binding.filter {
-                match self.call(ex, filter, "binding-filter", key, &message, |p, m, c| {
-                    p.filter(filter, m, c)
-                }) {
+                let (plugins, ctx) = (self.plugins, context(ex, key));
+                let call = plugins.filter(filter, &message, &ctx);
+                match self
+                    .call(ex, filter, "binding-filter", key, &message, call)
+                    .await
+                {
                     Called::Ok(true) => {}
                     Called::Ok(false) | Called::Handled => continue,
                 }
@@ -125,7 +144,7 @@ impl Router<'_> {
                 }
                 BindingTarget::Exchange(name) => {
                     if let Some(next) = self.topology.exchange(name) {
-                        self.enter(next, key, message.clone(), hops + 1);
+                        self.enter(next, key, message.clone(), hops + 1).await;
                     }
                 }
             }
@@ -133,21 +152,34 @@ impl Router<'_> {
     }
 
     /// Run the exchange's filters and transforms in order. `None`: the message stops here.
-    fn pipeline(&mut self, ex: &Exchange, key: &str, mut message: Message) -> Option<Message> {
+    async fn pipeline(
+        &mut self,
+        ex: &Exchange,
+        key: &str,
+        mut message: Message,
+    ) -> Option<Message> {
+        let (plugins, ctx) = (self.plugins, context(ex, key));
         for name in &ex.pipeline {
-            let kind = self.plugins.current(name).map(|(k, _)| k);
+            let kind = plugins.current(name).map(|(k, _)| k);
             match kind {
                 Some(crate::plugin::PluginKind::Transform) => {
-                    match self.call(ex, name, "transform", key, &message, |p, m, c| {
-                        p.transform(name, m, c)
-                    }) {
+                    let call = plugins.transform(name, &message, &ctx);
+                    match self.call(ex, name, "transform", key, &message, call).await {
                         Called::Ok(out) => message = self.stamp(out, name),
                         Called::Handled => return None,
                     }
                 }
-                _ => match self.call(ex, name, "filter", key, &message, |p, m, c| {
-                    p.filter(name, m, c)
-                }) {
+                _ => match self
+                    .call(
+                        ex,
+                        name,
+                        "filter",
+                        key,
+                        &message,
+                        plugins.filter(name, &message, &ctx),
+                    )
+                    .await
+                {
                     Called::Ok(true) => {}
                     Called::Ok(false) => {
                         self.decision.dropped = Some(format!("filtered by {name}"));
@@ -160,17 +192,17 @@ impl Router<'_> {
         Some(message)
     }
 
-    fn route_by_plugin(
+    async fn route_by_plugin(
         &mut self,
-        ex: &Exchange,
+        ex: &'a Exchange,
         plugin: &str,
         key: &str,
         message: Message,
         hops: usize,
     ) {
-        let verdict = match self.call(ex, plugin, "router", key, &message, |p, m, c| {
-            p.route(plugin, m, c)
-        }) {
+        let (plugins, ctx) = (self.plugins, context(ex, key));
+        let call = plugins.route(plugin, &message, &ctx);
+        let verdict = match self.call(ex, plugin, "router", key, &message, call).await {
             Called::Ok(v) => v,
             Called::Handled => return,
         };
@@ -198,7 +230,7 @@ impl Router<'_> {
                         ),
                         Target::Exchange { name, routing_key } => {
                             match self.topology.exchange(&name) {
-                                Some(next) => self.enter(next, &routing_key, copy, hops + 1),
+                                Some(next) => self.enter(next, &routing_key, copy, hops + 1).await,
                                 None => self.dead_letter(
                                     copy,
                                     ex,
@@ -215,14 +247,16 @@ impl Router<'_> {
 
     /// Call a plugin under its breaker, record the step, and apply the exchange's failure
     /// policy when it fails.
-    fn call<T>(
+    /// Runs `call` (a plugin call not yet started) unless the plugin's breaker is open, and
+    /// applies the exchange's failure policy when it fails.
+    async fn call<T>(
         &mut self,
         ex: &Exchange,
         plugin: &str,
         role: &'static str,
         key: &str,
         message: &Message,
-        f: impl FnOnce(&PluginHost, &Message, &RouteContext) -> Result<T, PluginError>,
+        call: impl Future<Output = Result<T, PluginError>>,
     ) -> Called<T>
     where
         T: Describe,
@@ -251,14 +285,8 @@ impl Router<'_> {
             self.push(&q, m, None, Some(reason));
             return Called::Handled;
         }
-        let ctx = RouteContext {
-            exchange: ex.name.clone(),
-            routing_key: key.to_owned(),
-            delivery_count: 0,
-            source: "publish".into(),
-        };
         let start = Instant::now();
-        let result = f(self.plugins, message, &ctx);
+        let result = call.await;
         step.elapsed = start.elapsed();
         match result {
             Ok(value) => {
@@ -343,6 +371,16 @@ impl Router<'_> {
 }
 
 /// Record why and from where a message left the normal route.
+/// What a plugin called during a publish learns about where the message is.
+fn context(ex: &Exchange, key: &str) -> RouteContext {
+    RouteContext {
+        exchange: ex.name.clone(),
+        routing_key: key.to_owned(),
+        delivery_count: 0,
+        source: "publish".into(),
+    }
+}
+
 pub(super) fn mark_origin(message: &mut Message, exchange: &str, key: &str, reason: &str) {
     message.headers.insert(REASON_HEADER.into(), reason.into());
     message

@@ -3,6 +3,12 @@
 //!
 //! `router` generates the shared interfaces; `filter` and `transform` reuse them through `with`,
 //! so a `types::Message` is one Rust type whichever world a plugin implements.
+//!
+//! Exports are called asynchronously (on a wasmtime fiber) and WASI is linked with its async
+//! implementation: a call then runs on the async task that needs it — no hop to another thread —
+//! and a guest that computes for long yields back to the executor at every epoch tick, while a
+//! guest blocked in WASI (a sleep, a poll) waits on a timer instead of holding a thread. Our own
+//! imports (`log`, `config`, `clock`) never block and stay synchronous.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,13 +19,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::limiter::MemoryLimiter;
 
 pub(crate) mod router {
-    wasmtime::component::bindgen!({ world: "router", path: "wit" });
+    wasmtime::component::bindgen!({ world: "router", path: "wit", exports: { default: async } });
 }
 
 pub(crate) mod filter {
     wasmtime::component::bindgen!({
         world: "filter",
         path: "wit",
+        exports: { default: async },
         with: {
             "switchyard:plugin/types": super::router::switchyard::plugin::types,
             "switchyard:plugin/log": super::router::switchyard::plugin::log,
@@ -33,6 +40,7 @@ pub(crate) mod transform {
     wasmtime::component::bindgen!({
         world: "transform",
         path: "wit",
+        exports: { default: async },
         with: {
             "switchyard:plugin/types": super::router::switchyard::plugin::types,
             "switchyard:plugin/log": super::router::switchyard::plugin::log,
@@ -58,6 +66,10 @@ pub(crate) struct StoreState {
     pub identity: Arc<Identity>,
     /// Id of the message being processed, for log lines.
     pub message_id: String,
+    /// Epoch ticks the current call may still run before it is interrupted. Counted only while
+    /// the guest runs (each tick it observes costs one), so a call that waits for a loaded
+    /// executor is not charged for the wait.
+    pub ticks_left: u64,
     pub limiter: MemoryLimiter,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -68,6 +80,7 @@ impl StoreState {
         StoreState {
             identity,
             message_id: String::new(),
+            ticks_left: 0,
             limiter: MemoryLimiter::new(max_memory_bytes),
             // Empty: no preopens, environment, arguments or network. Every guest toolchain
             // imports WASI, so it must be linked, but it grants nothing.
@@ -131,7 +144,7 @@ pub(crate) fn linker(
     engine: &wasmtime::Engine,
 ) -> wasmtime::Result<wasmtime::component::Linker<StoreState>> {
     let mut linker = wasmtime::component::Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     router::Router::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(
         &mut linker,
         |s| s,

@@ -247,7 +247,8 @@ pub struct Summary {
 }
 
 /// Runs every line of `input` through the deployed plugin `name` and writes a result per line.
-/// A line that does not parse yields an `{"error": {"kind": "input", ...}}` line.
+/// A line that does not parse yields an `{"error": {"kind": "input", ...}}` line. Calls run on a
+/// private single-threaded runtime, so call this from synchronous code.
 pub fn run(
     host: &PluginHost,
     name: &str,
@@ -256,6 +257,9 @@ pub fn run(
 ) -> std::io::Result<Summary> {
     let mut summary = Summary::default();
     let kind = host.current(name).map(|(k, _)| k);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     for (index, line) in input.lines().enumerate() {
         let line = line?;
         let trimmed = line.trim();
@@ -269,15 +273,22 @@ pub fn run(
             Err(e) => Err(json!({"kind": "input", "message": e})),
             Ok((msg, ctx)) => {
                 record.insert("id".into(), json!(msg.id.as_str()));
-                let verdict: Result<Value, PluginError> = match kind {
-                    Some(PluginKind::Filter) => host
-                        .filter(name, &msg, &ctx)
-                        .map(|keep| json!({"type": "filter", "keep": keep})),
-                    Some(PluginKind::Transform) => host
-                        .transform(name, &msg, &ctx)
-                        .map(|m| json!({"type": "transform", "message": message_to_json(&m)})),
-                    _ => host.route(name, &msg, &ctx).map(|v| verdict_to_json(&v)),
-                };
+                let verdict: Result<Value, PluginError> = runtime.block_on(async {
+                    match kind {
+                        Some(PluginKind::Filter) => host
+                            .filter(name, &msg, &ctx)
+                            .await
+                            .map(|keep| json!({"type": "filter", "keep": keep})),
+                        Some(PluginKind::Transform) => host
+                            .transform(name, &msg, &ctx)
+                            .await
+                            .map(|m| json!({"type": "transform", "message": message_to_json(&m)})),
+                        _ => host
+                            .route(name, &msg, &ctx)
+                            .await
+                            .map(|v| verdict_to_json(&v)),
+                    }
+                });
                 verdict.map_err(|e| json!({"kind": e.kind(), "message": e.to_string()}))
             }
         };

@@ -1,11 +1,12 @@
 //! `PluginHost`: the public face of the plugin subsystem.
 //!
 //! Concurrency model:
-//! - **Calls** (`route`, `filter`, `transform`) are synchronous CPU work on the caller's thread,
-//!   bounded by the plugin's deadline. A warm call to a Rust plugin costs about a microsecond,
-//!   less than an async task switch, so there is no async API; an async caller that cannot
-//!   afford a 100 ms worst case should use `spawn_blocking`. A call clones the current
-//!   `Arc<LoadedPlugin>` under a read lock and runs without any lock held.
+//! - **Calls** (`route`, `filter`, `transform`) are `async` and run on the caller's task, on a
+//!   wasmtime fiber: a warm call to a Rust plugin costs microseconds, far less than a hop to
+//!   another thread, and completes within one poll. A call that computes past an epoch tick
+//!   yields to the executor each tick (so it never holds an async worker for long) until its
+//!   tick budget — the deadline — runs out. A call clones the current `Arc<LoadedPlugin>` under
+//!   a read lock and runs without any lock held. Calls need a tokio runtime (timers, WASI).
 //! - **Deploys, rollbacks and removals** are serialized by one mutex, which also bounds
 //!   compilation to one (single-threaded) compile at a time. They run on the caller's thread:
 //!   the admin API or the directory watcher, never a message path. A deploy blocks for the
@@ -215,7 +216,7 @@ impl PluginHost {
             inner.config.max_idle_per_plugin,
             self.stats_for(name),
         );
-        plugin.warm_up()?;
+        block_on_private(plugin.warm_up())??;
         Ok(Arc::new(plugin))
     }
 
@@ -363,33 +364,57 @@ impl PluginHost {
             })
     }
 
-    /// Runs router `name`. Synchronous; bounded by the plugin's deadline.
-    pub fn route(
+    /// Runs router `name`, bounded by the plugin's deadline.
+    pub async fn route(
         &self,
         name: &str,
         msg: &Message,
         ctx: &RouteContext,
     ) -> Result<RouteVerdict, PluginError> {
-        self.live(name)?.route(msg, ctx)
+        self.live(name)?.route(msg, ctx).await
     }
 
     /// Runs filter `name`: `true` keeps the message.
-    pub fn filter(
+    pub async fn filter(
         &self,
         name: &str,
         msg: &Message,
         ctx: &RouteContext,
     ) -> Result<bool, PluginError> {
-        self.live(name)?.filter(msg, ctx)
+        self.live(name)?.filter(msg, ctx).await
     }
 
     /// Runs transform `name` and returns the rewritten message.
-    pub fn transform(
+    pub async fn transform(
         &self,
         name: &str,
         msg: &Message,
         ctx: &RouteContext,
     ) -> Result<Message, PluginError> {
-        self.live(name)?.transform(msg, ctx)
+        self.live(name)?.transform(msg, ctx).await
     }
+}
+
+/// Runs `fut` to completion from synchronous code wherever that code runs — a plain thread or
+/// inside an async task — on a private single-threaded runtime in a scoped thread (a runtime
+/// cannot be blocked on from inside another). Deploys use it: instantiation is async because
+/// WASI is linked async. A warmed instance stays in the pool: it holds no runtime resources
+/// (the WASI context is empty, its stdio are in-memory sinks).
+fn block_on_private<F>(fut: F) -> Result<F::Output, PluginError>
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| PluginError::Storage(format!("plugin warm-up runtime: {e}")))?;
+                Ok(runtime.block_on(fut))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(PluginError::Storage("plugin warm-up panicked".into())))
+    })
 }

@@ -100,7 +100,7 @@ impl PluginHost {
     /// Creates and drops `iterations` fresh instances of the serving version of `name` and
     /// returns the mean time per instantiation. For benchmarks and diagnostics; calls in flight
     /// are unaffected.
-    pub fn measure_instantiation(
+    pub async fn measure_instantiation(
         &self,
         name: &str,
         iterations: u32,
@@ -108,7 +108,7 @@ impl PluginHost {
         let plugin = self.live(name)?;
         let started = std::time::Instant::now();
         for _ in 0..iterations {
-            plugin.instantiate_and_drop()?;
+            plugin.instantiate_and_drop().await?;
         }
         Ok(started.elapsed() / iterations.max(1))
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use wasmtime::component::InstancePre;
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{filter, router, transform, wit, Identity, StoreState};
 use super::engine::deadline_ticks;
@@ -77,6 +77,12 @@ impl std::fmt::Debug for LoadedPlugin {
     }
 }
 
+/// Wall-clock bound of a call whose computation is bounded by `budget`: twice the budget plus a
+/// second of slack for an oversubscribed machine. Only a guest blocked in WASI reaches it.
+fn wall_clock_cap(budget: Duration) -> Duration {
+    budget * 2 + Duration::from_secs(1)
+}
+
 /// Result of running the export once, before conversion to host types.
 // Lives on the stack for one call; boxing the large variant would add an allocation per call.
 #[allow(clippy::large_enum_variant)]
@@ -119,52 +125,69 @@ impl LoadedPlugin {
         self.identity.version.to_string()
     }
 
-    /// Makes a fresh instance. Instantiation runs guest start code, so it gets a deadline too.
-    fn instantiate(&self) -> Result<Worker, PluginError> {
+    /// Makes a fresh instance. Instantiation runs guest start code, so it gets a deadline too
+    /// (at least a second: interpreters initialise on their first instantiation).
+    async fn instantiate(&self) -> Result<Worker, PluginError> {
         let mut store = Store::new(
             &self.engine,
             StoreState::new(self.identity.clone(), self.limits.max_memory_bytes),
         );
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(deadline_ticks(
-            self.limits.timeout.max(Duration::from_secs(1)),
-            self.tick,
-        ));
-        store.epoch_deadline_trap();
-        let bound = match &self.pre {
-            Pre::Filter(p) => p.instantiate(&mut store).map(Bound::Filter),
-            Pre::Transform(p) => p.instantiate(&mut store).map(Bound::Transform),
-            Pre::Router(p) => p.instantiate(&mut store).map(Bound::Router),
+        // Each epoch tick the guest observes costs one tick of its budget and yields to the
+        // executor, so a long call never holds an async worker for more than a tick.
+        store.epoch_deadline_callback(|mut cx| {
+            let state = cx.data_mut();
+            if state.ticks_left == 0 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let budget = self.limits.timeout.max(Duration::from_secs(1));
+        store.data_mut().ticks_left = deadline_ticks(budget, self.tick);
+        store.set_epoch_deadline(1);
+        let instantiate = async {
+            match &self.pre {
+                Pre::Filter(p) => p.instantiate_async(&mut store).await.map(Bound::Filter),
+                Pre::Transform(p) => p.instantiate_async(&mut store).await.map(Bound::Transform),
+                Pre::Router(p) => p.instantiate_async(&mut store).await.map(Bound::Router),
+            }
         };
+        let bound = tokio::time::timeout(wall_clock_cap(budget), instantiate).await;
         match bound {
-            Ok(bound) => {
+            Ok(Ok(bound)) => {
                 self.stats.instantiated();
                 Ok(Worker { store, bound })
             }
-            Err(_) if store.data().limiter.hit => Err(PluginError::MemoryLimit {
+            Ok(Err(_)) if store.data().limiter.hit => Err(PluginError::MemoryLimit {
                 plugin: self.name(),
                 version: self.version(),
                 limit: self.limits.max_memory_bytes,
             }),
-            Err(e) => Err(PluginError::Instantiate {
+            Ok(Err(e)) => Err(PluginError::Instantiate {
                 plugin: self.name(),
                 version: self.version(),
                 cause: format!("{e:#}"),
+            }),
+            Err(_) => Err(PluginError::Instantiate {
+                plugin: self.name(),
+                version: self.version(),
+                cause: format!("start code blocked for more than {budget:?}"),
             }),
         }
     }
 
     /// Instantiates once and keeps the instance idle: proves the version can start before it is
     /// swapped in, and warms the pool.
-    pub fn warm_up(&self) -> Result<(), PluginError> {
-        let worker = self.instantiate()?;
+    pub async fn warm_up(&self) -> Result<(), PluginError> {
+        let worker = self.instantiate().await?;
         self.idle.lock().push(worker);
         Ok(())
     }
 
     /// Makes a fresh instance and drops it (instantiation benchmarks).
-    pub fn instantiate_and_drop(&self) -> Result<(), PluginError> {
-        self.instantiate().map(drop)
+    pub async fn instantiate_and_drop(&self) -> Result<(), PluginError> {
+        self.instantiate().await.map(drop)
     }
 
     fn check_kind(&self, expected: PluginKind) -> Result<(), PluginError> {
@@ -179,35 +202,45 @@ impl LoadedPlugin {
     }
 
     /// Runs the export once on a pooled instance; classifies failures and records stats.
-    fn run(&self, msg: &Message, ctx: &RouteContext) -> Result<Raw, PluginError> {
+    async fn run(&self, msg: &Message, ctx: &RouteContext) -> Result<Raw, PluginError> {
         let wit_msg = marshal::message_to_wit(msg);
         let wit_ctx = marshal::context_to_wit(ctx);
         let popped = self.idle.lock().pop();
         let mut worker = match popped {
             Some(w) => w,
-            None => self.instantiate()?,
+            None => self.instantiate().await?,
         };
         let started = Instant::now();
         {
             let data = worker.store.data_mut();
             data.limiter.hit = false;
+            data.ticks_left = deadline_ticks(self.limits.timeout, self.tick);
             data.message_id.clear();
             data.message_id.push_str(msg.id.as_str());
         }
-        worker
-            .store
-            .set_epoch_deadline(deadline_ticks(self.limits.timeout, self.tick));
-        let store = &mut worker.store;
-        let result = match &worker.bound {
-            Bound::Filter(b) => b
-                .call_filter(&mut *store, &wit_msg, &wit_ctx)
-                .map(|r| r.map(Raw::Filter)),
-            Bound::Transform(b) => b
-                .call_transform(&mut *store, &wit_msg, &wit_ctx)
-                .map(|r| r.map(Raw::Transform)),
-            Bound::Router(b) => b
-                .call_route(&mut *store, &wit_msg, &wit_ctx)
-                .map(|r| r.map(Raw::Router)),
+        worker.store.set_epoch_deadline(1);
+        let Worker { store, bound } = &mut worker;
+        let call = async {
+            match bound {
+                Bound::Filter(b) => b
+                    .call_filter(&mut *store, &wit_msg, &wit_ctx)
+                    .await
+                    .map(|r| r.map(Raw::Filter)),
+                Bound::Transform(b) => b
+                    .call_transform(&mut *store, &wit_msg, &wit_ctx)
+                    .await
+                    .map(|r| r.map(Raw::Transform)),
+                Bound::Router(b) => b
+                    .call_route(&mut *store, &wit_msg, &wit_ctx)
+                    .await
+                    .map(|r| r.map(Raw::Router)),
+            }
+        };
+        // The tick budget bounds guest computation; this bounds time blocked in WASI (a guest
+        // that sleeps or polls), which no epoch tick interrupts.
+        let result = match tokio::time::timeout(wall_clock_cap(self.limits.timeout), call).await {
+            Ok(result) => result,
+            Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
         };
         let elapsed = started.elapsed();
         match result {
@@ -295,25 +328,33 @@ impl LoadedPlugin {
         }
     }
 
-    pub fn filter(&self, msg: &Message, ctx: &RouteContext) -> Result<bool, PluginError> {
+    pub async fn filter(&self, msg: &Message, ctx: &RouteContext) -> Result<bool, PluginError> {
         self.check_kind(PluginKind::Filter)?;
-        match self.run(msg, ctx)? {
+        match self.run(msg, ctx).await? {
             Raw::Filter(keep) => Ok(keep),
             _ => unreachable!("kind checked"),
         }
     }
 
-    pub fn transform(&self, msg: &Message, ctx: &RouteContext) -> Result<Message, PluginError> {
+    pub async fn transform(
+        &self,
+        msg: &Message,
+        ctx: &RouteContext,
+    ) -> Result<Message, PluginError> {
         self.check_kind(PluginKind::Transform)?;
-        match self.run(msg, ctx)? {
+        match self.run(msg, ctx).await? {
             Raw::Transform(m) => marshal::message_from_wit(m).map_err(|c| self.invalid(c)),
             _ => unreachable!("kind checked"),
         }
     }
 
-    pub fn route(&self, msg: &Message, ctx: &RouteContext) -> Result<RouteVerdict, PluginError> {
+    pub async fn route(
+        &self,
+        msg: &Message,
+        ctx: &RouteContext,
+    ) -> Result<RouteVerdict, PluginError> {
         self.check_kind(PluginKind::Router)?;
-        match self.run(msg, ctx)? {
+        match self.run(msg, ctx).await? {
             Raw::Router(v) => marshal::verdict_from_wit(v).map_err(|c| self.invalid(c)),
             _ => unreachable!("kind checked"),
         }

@@ -1,5 +1,6 @@
 //! Each example plugin's verdicts, in Rust, Python and JavaScript.
 
+use crate::support::wait::Wait;
 use switchyard::message::{FieldValue, Message};
 use switchyard::plugin::{PluginError, PluginHost, PluginKind, RouteContext, RouteVerdict};
 
@@ -32,30 +33,30 @@ fn check_header_router(host: &PluginHost, wasm: &[u8]) {
         .with_header("region", "eu")
         .with_header("other", 1i64);
     assert_eq!(
-        queues(&host.route("hr", &eu, &ctx()).unwrap()),
+        queues(&host.route("hr", &eu, &ctx()).wait().unwrap()),
         ["orders.eu"]
     );
     let us = Message::new("x").with_header("region", "us");
     assert_eq!(
-        queues(&host.route("hr", &us, &ctx()).unwrap()),
+        queues(&host.route("hr", &us, &ctx()).wait().unwrap()),
         ["orders.other"]
     );
     let seven = Message::new("x").with_header("region", FieldValue::U8(7));
     assert_eq!(
-        queues(&host.route("hr", &seven, &ctx()).unwrap()),
+        queues(&host.route("hr", &seven, &ctx()).wait().unwrap()),
         ["orders.seven"]
     );
     // Repeated calls reuse a warm instance and keep answering correctly.
     for _ in 0..50 {
         assert_eq!(
-            queues(&host.route("hr", &eu, &ctx()).unwrap()),
+            queues(&host.route("hr", &eu, &ctx()).wait().unwrap()),
             ["orders.eu"]
         );
     }
     // Without a default route, a missing header is dead-lettered with a reason.
     let opts = with_config(&[("header", "region"), ("route.eu", "orders.eu")]);
     host.deploy("hr", wasm, opts).unwrap();
-    match host.route("hr", &Message::new("x"), &ctx()).unwrap() {
+    match host.route("hr", &Message::new("x"), &ctx()).wait().unwrap() {
         RouteVerdict::DeadLetter { reason } => assert_eq!(reason, "missing header region"),
         other => panic!("expected dead-letter, got {other:?}"),
     }
@@ -105,7 +106,7 @@ fn json_router_routes_orders_and_slims_the_analytics_copy() {
     let msg = Message::new(body)
         .with_header("tenant", "acme")
         .with_id("m-1");
-    let verdict = host.route("orders", &msg, &ctx()).unwrap();
+    let verdict = host.route("orders", &msg, &ctx()).wait().unwrap();
     assert_eq!(queues(&verdict), ["orders.eu", "analytics"]);
     let RouteVerdict::Deliver(list) = &verdict else {
         unreachable!()
@@ -129,12 +130,13 @@ fn json_router_routes_orders_and_slims_the_analytics_copy() {
 
     let large = Message::new(r#"{"id":"o-2","region":"us","amount":900}"#);
     assert_eq!(
-        queues(&host.route("orders", &large, &ctx()).unwrap()),
+        queues(&host.route("orders", &large, &ctx()).wait().unwrap()),
         ["orders.us", "orders.large", "analytics"]
     );
 
     match host
         .route("orders", &Message::new("not json"), &ctx())
+        .wait()
         .unwrap()
     {
         RouteVerdict::DeadLetter { reason } => {
@@ -144,6 +146,7 @@ fn json_router_routes_orders_and_slims_the_analytics_copy() {
     }
     match host
         .route("orders", &Message::new(r#"{"amount":1}"#), &ctx())
+        .wait()
         .unwrap()
     {
         RouteVerdict::DeadLetter { reason } => assert_eq!(reason, "order has no region"),
@@ -173,7 +176,7 @@ fn redact_pii_masks_configured_fields_and_keeps_typed_headers() {
     msg.properties.content_type = Some("application/json".into());
     msg.properties.priority = Some(4);
 
-    let out = host.transform("redact", &msg, &ctx()).unwrap();
+    let out = host.transform("redact", &msg, &ctx()).wait().unwrap();
     let body: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
     assert_eq!(
         body,
@@ -192,7 +195,10 @@ fn redact_pii_masks_configured_fields_and_keeps_typed_headers() {
 
     // A non-JSON body passes through unchanged.
     let plain = Message::new(vec![0xffu8, 0, 1]).with_header("a", "b");
-    assert_eq!(host.transform("redact", &plain, &ctx()).unwrap(), plain);
+    assert_eq!(
+        host.transform("redact", &plain, &ctx()).wait().unwrap(),
+        plain
+    );
 }
 
 #[test]
@@ -207,20 +213,28 @@ fn size_filter_keeps_small_messages_with_required_fields() {
     assert_eq!(host.current("size").unwrap().0, PluginKind::Filter);
     assert!(host
         .filter("size", &Message::new(r#"{"id":1,"kind":"a"}"#), &ctx())
+        .wait()
         .unwrap());
     assert!(
         !host
             .filter("size", &Message::new(r#"{"id":1}"#), &ctx())
+            .wait()
             .unwrap(),
         "missing field"
     );
     assert!(
-        !host.filter("size", &Message::new("[1,2]"), &ctx()).unwrap(),
+        !host
+            .filter("size", &Message::new("[1,2]"), &ctx())
+            .wait()
+            .unwrap(),
         "not an object"
     );
     let big = format!(r#"{{"id":1,"kind":"a","pad":"{}"}}"#, "x".repeat(100));
     assert!(
-        !host.filter("size", &Message::new(big), &ctx()).unwrap(),
+        !host
+            .filter("size", &Message::new(big), &ctx())
+            .wait()
+            .unwrap(),
         "too big"
     );
 
@@ -231,7 +245,7 @@ fn size_filter_keeps_small_messages_with_required_fields() {
         with_config(&[("required", " , ")]),
     )
     .unwrap();
-    match host.filter("size", &Message::new("{}"), &ctx()) {
+    match host.filter("size", &Message::new("{}"), &ctx()).wait() {
         Err(PluginError::PluginReported {
             plugin, message, ..
         }) => {
@@ -242,7 +256,7 @@ fn size_filter_keeps_small_messages_with_required_fields() {
     }
     // Calling a filter as a router is refused without running it.
     assert!(matches!(
-        host.route("size", &Message::new("{}"), &ctx()),
+        host.route("size", &Message::new("{}"), &ctx()).wait(),
         Err(PluginError::WrongKind {
             expected: PluginKind::Router,
             actual: PluginKind::Filter,

@@ -1,6 +1,7 @@
 //! Every fault, with a purpose-built misbehaving plugin: each test asserts the structured error
 //! and that the host still serves (other plugins, and the faulty one again where it can).
 
+use crate::support::wait::Wait;
 use std::time::{Duration, Instant};
 
 use switchyard::message::Message;
@@ -26,7 +27,12 @@ fn deploy_healthy(host: &PluginHost) {
 
 fn assert_healthy(host: &PluginHost) {
     assert_eq!(
-        queues(&host.route("healthy", &Message::new("x"), &ctx()).unwrap()),
+        queues(
+            &host
+                .route("healthy", &Message::new("x"), &ctx())
+                .wait()
+                .unwrap()
+        ),
         ["fine"]
     );
 }
@@ -50,6 +56,7 @@ fn infinite_loop_times_out_and_host_keeps_serving() {
         let started = Instant::now();
         let err = host
             .route("looper", &Message::new("x"), &ctx())
+            .wait()
             .unwrap_err();
         let elapsed = started.elapsed();
         assert_eq!(
@@ -78,6 +85,7 @@ fn infinite_loop_times_out_and_host_keeps_serving() {
 fn err_text_names_plugin(host: &PluginHost) -> bool {
     let err = host
         .route("looper", &Message::new("x"), &ctx())
+        .wait()
         .unwrap_err();
     err.to_string().contains("plugin looper version ") && err.kind() == "timeout"
 }
@@ -98,7 +106,7 @@ fn memory_bomb_hits_the_memory_limit() {
     )
     .unwrap();
     for _ in 0..2 {
-        match host.route("bomb", &Message::new("x"), &ctx()) {
+        match host.route("bomb", &Message::new("x"), &ctx()).wait() {
             Err(PluginError::MemoryLimit { plugin, limit, .. }) => {
                 assert_eq!(plugin, "bomb");
                 assert_eq!(limit, 16 << 20);
@@ -125,12 +133,13 @@ fn trap_is_reported_and_the_same_plugin_serves_again() {
         queues(
             &host
                 .route("trapper", &Message::new("fine"), &ctx())
+                .wait()
                 .unwrap()
         ),
         ["ok"]
     );
     let instances_before = host.stats("trapper").unwrap().instantiations;
-    match host.route("trapper", &Message::new("trap"), &ctx()) {
+    match host.route("trapper", &Message::new("trap"), &ctx()).wait() {
         Err(PluginError::Trap {
             plugin,
             version,
@@ -150,6 +159,7 @@ fn trap_is_reported_and_the_same_plugin_serves_again() {
         queues(
             &host
                 .route("trapper", &Message::new("fine"), &ctx())
+                .wait()
                 .unwrap()
         ),
         ["ok"]
@@ -159,7 +169,7 @@ fn trap_is_reported_and_the_same_plugin_serves_again() {
         instances_before + 1
     );
     // A reported error is not a trap, and does not cost an instance.
-    match host.route("trapper", &Message::new("error"), &ctx()) {
+    match host.route("trapper", &Message::new("error"), &ctx()).wait() {
         Err(PluginError::PluginReported { message, .. }) => assert_eq!(message, "asked to fail"),
         other => panic!("expected a reported error, got {other:?}"),
     }
@@ -185,7 +195,7 @@ fn oversized_output_is_rejected() {
     opts.limits = Some(limits);
     host.deploy("big", &rust_plugin_bytes("test_oversized"), opts)
         .unwrap();
-    match host.route("big", &Message::new("x"), &ctx()) {
+    match host.route("big", &Message::new("x"), &ctx()).wait() {
         Err(PluginError::OutputTooLarge {
             plugin,
             size,
@@ -206,7 +216,12 @@ fn oversized_output_is_rejected() {
     })
     .unwrap();
     assert_eq!(
-        queues(&host.route("big", &Message::new("x"), &ctx()).unwrap()),
+        queues(
+            &host
+                .route("big", &Message::new("x"), &ctx())
+                .wait()
+                .unwrap()
+        ),
         ["q0", "q1"]
     );
     assert_healthy(&host);
@@ -280,7 +295,9 @@ fn garbage_bytes_are_not_a_wasm_component() {
 fn unknown_plugin_and_bad_names_are_errors() {
     let host = memory_host();
     assert_eq!(
-        host.route("nope", &Message::new("x"), &ctx()).unwrap_err(),
+        host.route("nope", &Message::new("x"), &ctx())
+            .wait()
+            .unwrap_err(),
         PluginError::NotFound {
             plugin: "nope".into()
         }

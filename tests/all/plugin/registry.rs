@@ -1,5 +1,6 @@
 //! Registry: deploy, list, show, rollback, remove; persistence; the compiled-artifact cache.
 
+use crate::support::wait::Wait;
 use switchyard::message::Message;
 use switchyard::plugin::{PluginError, PluginKind, RouteContext};
 
@@ -10,6 +11,7 @@ fn route(host: &switchyard::plugin::PluginHost, name: &str) -> Vec<String> {
     queues(
         &host
             .route(name, &Message::new("x"), &RouteContext::default())
+            .wait()
             .unwrap(),
     )
 }
@@ -75,6 +77,7 @@ fn deploy_list_show_rollback_remove_and_persist() {
         host.remove("r").unwrap();
         assert_eq!(
             host.route("r", &Message::new("x"), &RouteContext::default())
+                .wait()
                 .unwrap_err()
                 .kind(),
             "not_found"

@@ -1,5 +1,6 @@
 //! Hot reload: swaps under load, failed loads, the watched directory.
 
+use crate::support::wait::Wait;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use crate::support::plugins::{rust_plugin_bytes, with_custom_section};
 fn version_of(host: &PluginHost, name: &str) -> u32 {
     let verdict = host
         .route(name, &Message::new("x"), &RouteContext::default())
+        .wait()
         .expect("call must not fail");
     let q = queues(&verdict);
     assert_eq!(q.len(), 1, "exactly one version answers: {q:?}");
