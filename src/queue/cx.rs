@@ -1,4 +1,4 @@
-//! The per-operation context: one sled batch and the side effects to run after it commits.
+//! The per-operation context: one atomic group of writes and the side effects to run after it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,8 +25,6 @@ pub(crate) struct Cx<'a> {
     pub now: u64,
     /// Staged writes in order: key, `Some(value)` to insert, `None` to remove.
     pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    /// The staged writes must land together (fan-out, dead-letter move, dedup + message).
-    pub atomic: bool,
     pub deaths: Vec<PendingDeath>,
     pub sends: Vec<(UnboundedSender<Delivery>, Delivery)>,
     /// Queues whose consumers may now have work.
@@ -41,7 +39,6 @@ impl<'a> Cx<'a> {
             store,
             now,
             ops: Vec::new(),
-            atomic: false,
             deaths: Vec::new(),
             sends: Vec::new(),
             touched: BTreeSet::new(),
@@ -57,8 +54,7 @@ impl<'a> Cx<'a> {
         self.ops.push((key.to_vec(), None));
     }
 
-    /// Apply the staged writes (if any): as one atomic sled batch when `atomic` is set,
-    /// else one by one (see [`Store::write`] for why).
+    /// Apply the staged writes (if any) as one frame of the message log: all or nothing.
     pub fn apply(&mut self) -> Result<bool, QueueError> {
         for (qid, seq) in std::mem::take(&mut self.hwm) {
             self.insert(&keys::hwm(qid), seq.to_be_bytes().to_vec());
@@ -67,8 +63,7 @@ impl<'a> Cx<'a> {
             return Ok(false);
         }
         let ops = std::mem::take(&mut self.ops);
-        let atomic = std::mem::replace(&mut self.atomic, false);
-        self.store.write(ops, atomic)?;
+        self.store.write(&ops)?;
         Ok(true)
     }
 

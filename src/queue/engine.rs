@@ -279,7 +279,6 @@ impl Engine {
             };
             let seq = q.next_seq;
             q.next_seq += 1;
-            cx.atomic = true; // the source's removal and this insert land together
             let value = envelope::encode(&header, &t.message.encode()?)?;
             cx.insert(&keys::message(q.id, seq), value);
             q.len += 1;

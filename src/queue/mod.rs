@@ -3,7 +3,7 @@
 //!
 //! Guarantees (see `ARCHITECTURE.md`, "Queue engine", for the reasoning):
 //! - at-least-once: a message is removed only by an ack, a dead-lettering or a queue delete;
-//! - a publish batch is one atomic sled batch; its [`Pending`] resolves only once it is as
+//! - a publish batch is one atomic write (one message-log frame); its [`Pending`] resolves only once it is as
 //!   durable as the strictest [`Durability`](crate::store::Durability) among its queues;
 //! - first deliveries are FIFO per queue; returned messages go before never-delivered ones;
 //! - memory is O(queues + in-flight + requeued + delayed + dedup window), not O(backlog).

@@ -155,8 +155,7 @@ impl Queues {
                 eng.consumers.remove(cid);
             }
             for kind in [keys::MSG, keys::HWM, keys::DEDUP] {
-                for item in cx.store.data.scan_prefix(keys::queue_prefix(kind, id)) {
-                    let (k, _) = item?;
+                for k in cx.store.data.scan_keys(&keys::queue_prefix(kind, id)) {
                     cx.remove(&k);
                 }
             }
@@ -190,7 +189,7 @@ impl Queues {
         })
     }
 
-    /// Apply a publish fan-out as ONE atomic sled batch and return before it is durable.
+    /// Apply a publish fan-out as ONE atomic write and return before it is durable.
     /// Await [`Pending::durable`] before acknowledging the publisher.
     ///
     /// Every queue must exist (else nothing is stored). Items refused by dedup or max-length
@@ -235,7 +234,6 @@ impl Queues {
                     q.dedup.insert(msg_id.to_owned(), exp);
                     q.dedup_order.push_back((exp, msg_id.to_owned()));
                     cx.insert(&keys::dedup(id, msg_id), exp.to_be_bytes().to_vec());
-                    cx.atomic = true; // no dedup entry without its message
                 }
                 let opts = &item.options;
                 let not_before = [opts.not_before_ms, opts.delay_ms.map(|d| cx.now + d)]
@@ -258,8 +256,7 @@ impl Queues {
                 cx.touched.insert(id);
                 outcomes.push(PublishOutcome::Enqueued { seq });
             }
-            // A fan-out lands in all its queues or in none.
-            cx.atomic |= outcomes.iter().filter(|o| o.is_stored()).count() > 1;
+            // One operation is one frame: a fan-out lands in all its queues or in none.
             Ok((outcomes, durability))
         })?;
         let stored = outcomes

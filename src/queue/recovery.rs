@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::envelope;
 use super::state::QueueState;
 use super::{QueueConfig, QueueError, QueueName};
-use crate::store::{keys, Store};
+use crate::store::{keys, Store, WriteOp};
 
 /// A queue's declaration as stored in the `queues` tree.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ impl QueueRecord {
 /// Load every declared queue's state.
 pub(crate) fn load(store: &Store, now: u64) -> Result<Vec<QueueState>, QueueError> {
     let mut out = Vec::new();
-    let mut cleanup = sled::Batch::default();
+    let mut cleanup: Vec<WriteOp> = Vec::new();
     for item in store.queues.iter() {
         let (k, v) = item?;
         let name = QueueName::new(String::from_utf8_lossy(&k).into_owned())?;
@@ -64,13 +64,16 @@ pub(crate) fn load(store: &Store, now: u64) -> Result<Vec<QueueState>, QueueErro
         q.restored_hwm = hwm;
         q.cursor = hwm;
         let mut last = 0;
-        for item in store.data.scan_prefix(keys::queue_prefix(keys::MSG, q.id)) {
-            let (k, v) = item?;
+        for k in store.data.scan_keys(&keys::queue_prefix(keys::MSG, q.id)) {
             let seq = keys::message_seq(&k)
                 .ok_or_else(|| QueueError::CorruptRecord("bad message key".into()))?;
             q.len += 1;
             last = seq;
+            // Only possibly-delivered messages are read: the backlog beyond stays on disk.
             if seq <= hwm {
+                let Some(v) = store.data.get(&k)? else {
+                    continue;
+                };
                 let (h, _) = envelope::decode_header(&v)?;
                 match h.not_before_ms.filter(|&t| t > now) {
                     Some(t) => q.delayed.insert((t, seq), h.deliveries),
@@ -87,7 +90,7 @@ pub(crate) fn load(store: &Store, now: u64) -> Result<Vec<QueueState>, QueueErro
             let exp = keys::be_u64(&v).unwrap_or(0);
             let id = String::from_utf8_lossy(&k[5..]).into_owned();
             if exp <= now {
-                cleanup.remove(k);
+                cleanup.push((k, None));
             } else {
                 q.dedup.insert(id.clone(), exp);
                 q.dedup_order.push_back((exp, id));
@@ -97,6 +100,6 @@ pub(crate) fn load(store: &Store, now: u64) -> Result<Vec<QueueState>, QueueErro
         tracing::info!(queue = %q.name, messages = q.len, hwm, "queue recovered");
         out.push(q);
     }
-    store.apply(cleanup)?;
+    store.write(&cleanup)?;
     Ok(out)
 }

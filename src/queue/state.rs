@@ -28,7 +28,7 @@ pub(crate) struct Ready {
     pub seq: u64,
     /// Deliveries before this one.
     pub deliveries: u32,
-    pub value: sled::IVec,
+    pub value: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -117,10 +117,9 @@ impl QueueState {
             } else {
                 let start = keys::message(self.id, self.cursor.saturating_add(1));
                 let end = keys::message(self.id, u64::MAX);
-                match cx.store.data.range(start..=end).next() {
+                match cx.store.data.first_in(&start, &end)? {
                     None => return Ok(None),
-                    Some(item) => {
-                        let (k, v) = item?;
+                    Some((k, v)) => {
                         let seq = keys::message_seq(&k)
                             .ok_or_else(|| QueueError::CorruptRecord("bad message key".into()))?;
                         self.cursor = seq;
@@ -159,9 +158,8 @@ impl QueueState {
         } else {
             let start = keys::message(self.id, self.cursor.saturating_add(1));
             let end = keys::message(self.id, u64::MAX);
-            match cx.store.data.range(start..=end).next() {
-                Some(item) => {
-                    let (k, _) = item?;
+            match cx.store.data.first_in(&start, &end)? {
+                Some((k, _)) => {
                     let seq = keys::message_seq(&k)
                         .ok_or_else(|| QueueError::CorruptRecord("bad message key".into()))?;
                     self.cursor = seq;

@@ -1,7 +1,7 @@
 //! Opening and validating the data directory.
 //!
-//! Layout: `<dir>/FORMAT` (a one-line marker, written before anything else) and `<dir>/sled/`
-//! (the sled database). Why a marker file and not only a key inside sled: a directory with files
+//! Layout: `<dir>/FORMAT` (a one-line marker, written before anything else), `<dir>/sled/`
+//! (the sled catalog) and `<dir>/log/` (the message log's segments). Why a marker file and not only a key inside sled: a directory with files
 //! but no marker is foreign (someone else's data, a typo'd path) and must be refused *before*
 //! sled opens it, because sled happily creates its files in any directory and would mix them in.
 //!
@@ -18,20 +18,28 @@ use super::StoreError;
 /// Marker file name.
 pub const MARKER: &str = "FORMAT";
 /// Marker contents (and the `meta/format` key's value) this build writes and reads.
-pub const FORMAT: &str = "switchyard-store/1";
+pub const FORMAT: &str = "switchyard-store/2";
 /// Sub-directory that holds sled's files.
 pub const SLED_DIR: &str = "sled";
+/// Sub-directory of the message log.
+pub const LOG_DIR: &str = "log";
 /// Where a new database is built before it is renamed to [`SLED_DIR`], so that `sled/` exists
 /// only complete (with its format key): a crash during creation leaves `sled.init/`, which is
 /// ours, holds nothing and is rebuilt.
 pub const INIT_DIR: &str = "sled.init";
 
-/// Create the database under `INIT_DIR` with its format key, then rename it into place.
+/// Create the database under `INIT_DIR` with its format key, and the message log directory,
+/// then rename the database into place (so `sled/` existing means everything exists).
 pub fn create_database(dir: &Path, cache_capacity: u64) -> Result<(), StoreError> {
     let init = dir.join(INIT_DIR);
     if init.exists() {
         fs::remove_dir_all(&init).map_err(io(dir))?;
     }
+    let log = dir.join(LOG_DIR);
+    if log.exists() {
+        fs::remove_dir_all(&log).map_err(io(dir))?;
+    }
+    fs::create_dir(&log).map_err(io(dir))?;
     {
         let db = sled::Config::new()
             .path(&init)
@@ -104,7 +112,10 @@ pub fn prepare(dir: &Path) -> Result<(PathBuf, bool), StoreError> {
         let others = fs::read_dir(dir)
             .map_err(io(dir))?
             .filter_map(Result::ok)
-            .any(|e| e.file_name() != MARKER && e.file_name() != INIT_DIR);
+            .any(|e| {
+                let n = e.file_name();
+                n != MARKER && n != INIT_DIR && n != LOG_DIR
+            });
         if others {
             return Err(StoreError::Corrupt {
                 path: dir.to_owned(),

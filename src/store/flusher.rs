@@ -1,11 +1,10 @@
 //! The group-commit flusher: one thread makes writes durable for everyone.
 //!
-//! Why one thread: sled 0.34.7's `flush_async` hangs with 7+ concurrent callers (its I/O pool
-//! has 7 threads), and many small flushes are slow anyway. Writers apply their batch, then take
-//! a *ticket* (the number of the next flush to start) and wait until that flush is done. The
-//! flusher takes all requests that arrived since the last flush, flushes once (`Db::flush`, then
-//! `fsync` of sled's `db` file, because sled's flush only uses `sync_file_range` on Linux), and
-//! publishes the new completed epoch to every waiter.
+//! Why one thread: one `fdatasync` can cover any number of writes, and many small flushes are
+//! slow. Writers append their frame to the message log, then take a *ticket* (the number of the
+//! next flush to start) and wait until that flush is done. The flusher takes all requests that
+//! arrived since the last flush, flushes the log once ([`MessageLog::flush`]: write + fdatasync)
+//! and publishes the new completed epoch to every waiter.
 //!
 //! Invariant (why a ticket is safe): a writer's batch is applied *before* it reads the epoch
 //! counter under the lock, and the flush for that epoch starts only *after* the flusher bumps
@@ -15,7 +14,6 @@
 //! A failed flush poisons the flusher: every current and future waiter gets an error, so
 //! nothing is acknowledged that may not be stored.
 
-use std::fs::File;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -23,7 +21,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
-use super::StoreError;
+use super::{MessageLog, StoreError};
 
 #[derive(Debug, Default)]
 struct Requests {
@@ -81,8 +79,8 @@ impl Ticket {
 }
 
 impl Flusher {
-    /// Start the flusher for `db`; `db_file` is fsynced after every flush when given.
-    pub fn start(db: sled::Db, db_file: Option<File>, interval: Duration) -> Flusher {
+    /// Start the flusher for `log`.
+    pub fn start(log: Arc<MessageLog>, interval: Duration) -> Flusher {
         let (done, _) = watch::channel(Done::default());
         let shared = Arc::new(Shared {
             requests: Mutex::new(Requests::default()),
@@ -92,7 +90,7 @@ impl Flusher {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("switchyard-flusher".into())
-            .spawn(move || run(&s, &db, db_file.as_ref(), interval))
+            .spawn(move || run(&s, &log, interval))
             .expect("spawn flusher thread");
         Flusher {
             shared,
@@ -149,7 +147,7 @@ impl Drop for Flusher {
     }
 }
 
-fn run(shared: &Shared, db: &sled::Db, db_file: Option<&File>, interval: Duration) {
+fn run(shared: &Shared, log: &MessageLog, interval: Duration) {
     loop {
         let (epoch, shutdown) = {
             let mut r = shared.requests.lock();
@@ -173,13 +171,7 @@ fn run(shared: &Shared, db: &sled::Db, db_file: Option<&File>, interval: Duratio
             r.dirty = false;
             (epoch, r.shutdown)
         };
-        let result = db
-            .flush()
-            .map_err(|e| e.to_string())
-            .and_then(|_| match db_file {
-                Some(f) => f.sync_all().map_err(|e| e.to_string()),
-                None => Ok(()),
-            });
+        let result = log.flush().map_err(|e| e.to_string());
         match result {
             Ok(()) => shared.done.send_modify(|d| d.epoch = Some(epoch)),
             Err(msg) => {

@@ -1,24 +1,29 @@
-//! Storage: the sled database under a validated data directory, the keyspace layout, durability
-//! modes and the group-commit flusher. Knows nothing of queues' semantics.
+//! Storage under a validated data directory: the message log (messages, high-water marks, dedup
+//! entries), sled for the small catalog (format, queue declarations, id counters), durability
+//! modes, the group-commit flusher and the log compactor. Knows nothing of queues' semantics.
 //!
 //! Invariants:
-//! - A [`Store`] is the only handle to its directory (sled holds an exclusive file lock).
-//! - [`Store::apply`] either applies the whole batch or nothing; after any failed write or flush
-//!   the store is poisoned and refuses further writes, so no caller acknowledges data that may
-//!   not be stored.
+//! - A [`Store`] is the only handle to its directory (sled holds an exclusive file lock, taken
+//!   before the log is opened).
+//! - [`Store::write`] applies its whole group of writes or nothing, also across a crash; after
+//!   any failed write or flush the store is poisoned and refuses further writes, so no caller
+//!   acknowledges data that may not be stored.
 
 mod dir;
 mod durability;
 mod error;
 mod flusher;
 pub mod keys;
+mod log;
 
 pub use dir::{FORMAT, MARKER, SLED_DIR};
 pub use durability::Durability;
 pub use error::StoreError;
 pub use flusher::{Flusher, Ticket};
+pub use log::{LogStats, MessageLog, ScanPrefix, WriteOp};
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long [`Store::open`] retries a locked database before reporting [`StoreError::Locked`].
@@ -34,6 +39,10 @@ pub struct StoreConfig {
     pub cache_capacity: u64,
     /// Longest time a relaxed write stays unflushed.
     pub relaxed_flush_interval: Duration,
+    /// Size at which a message-log segment is sealed and a new one started.
+    pub segment_bytes: u64,
+    /// How often the compactor looks for sealed segments to reclaim.
+    pub compaction_interval: Duration,
 }
 
 impl Default for StoreConfig {
@@ -42,6 +51,8 @@ impl Default for StoreConfig {
             durability: Durability::Fsync,
             cache_capacity: 32 * 1024 * 1024,
             relaxed_flush_interval: Duration::from_millis(5),
+            segment_bytes: 64 << 20,
+            compaction_interval: Duration::from_millis(500),
         }
     }
 }
@@ -51,15 +62,17 @@ impl Default for StoreConfig {
 pub struct Store {
     path: PathBuf,
     config: StoreConfig,
-    // Field order matters for Drop: the flusher thread (holding a db clone) stops first.
+    // Field order matters for Drop: the compactor and the flusher (which flushes once more)
+    // stop before the log and the database close.
+    _compactor: log::Compactor,
     flusher: Flusher,
     db: sled::Db,
     /// Small, rarely written: format marker and id counters.
     pub meta: sled::Tree,
     /// Queue declarations: name -> record.
     pub queues: sled::Tree,
-    /// Everything hot (messages, high-water marks, dedup), so one batch covers any change.
-    pub data: sled::Tree,
+    /// Everything hot (messages, high-water marks, dedup), so one frame covers any change.
+    pub data: Arc<MessageLog>,
 }
 
 impl Store {
@@ -95,7 +108,6 @@ impl Store {
         };
         let meta = db.open_tree("meta")?;
         let queues = db.open_tree("queues")?;
-        let data = db.open_tree("data")?;
         match meta.get("format")? {
             Some(v) if v.as_ref() == FORMAT.as_bytes() => {}
             Some(v) => {
@@ -114,11 +126,20 @@ impl Store {
                 })
             }
         }
-        let db_file = std::fs::File::open(sled_dir.join("db")).ok();
-        let flusher = Flusher::start(db.clone(), db_file, config.relaxed_flush_interval);
+        let log_dir = path.join(dir::LOG_DIR);
+        if !log_dir.is_dir() {
+            return Err(StoreError::Corrupt {
+                path,
+                detail: format!("the {}/ message log directory is missing", dir::LOG_DIR),
+            });
+        }
+        let data = Arc::new(MessageLog::open(&log_dir, config.segment_bytes)?);
+        let flusher = Flusher::start(data.clone(), config.relaxed_flush_interval);
+        let compactor = log::Compactor::start(data.clone(), config.compaction_interval);
         Ok(Store {
             path,
             config,
+            _compactor: compactor,
             flusher,
             db,
             meta,
@@ -143,52 +164,17 @@ impl Store {
         }
     }
 
-    /// Apply `batch` to the `data` tree atomically. On failure the store is poisoned.
-    pub fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
+    /// Apply writes to the message log, in order and atomically (one frame: all or nothing,
+    /// also across a crash). Visible to reads at once; durable after the next flush (see
+    /// [`Store::commit`]). On failure the store is poisoned.
+    pub fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         self.check()?;
-        self.data.apply_batch(batch).map_err(|e| {
+        self.data.write(ops).inspect_err(|e| {
             self.flusher.poison(e.to_string());
-            StoreError::Sled(e)
         })
     }
 
-    /// Apply staged writes to the `data` tree, in order. With `atomic` (and more than one
-    /// write) they go in one `apply_batch`, all or nothing across a crash; otherwise one by one.
-    ///
-    /// Why not always a batch: in sled 0.34.7 `apply_batch` takes the global
-    /// concurrency-control *write* lock, and `flush()` holds its *read* side for the whole disk
-    /// write, so every batch waits for any flush in progress (measured: ~4k publishes/s).
-    /// Plain inserts and removes share the read side and proceed during a flush. Writes that
-    /// need no atomicity (one message, acks, high-water marks) take that path.
-    /// On failure the store is poisoned.
-    pub fn write(
-        &self,
-        ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-        atomic: bool,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        let result = if atomic && ops.len() > 1 {
-            let mut batch = sled::Batch::default();
-            for (k, v) in ops {
-                match v {
-                    Some(v) => batch.insert(k, v),
-                    None => batch.remove(k),
-                }
-            }
-            self.data.apply_batch(batch)
-        } else {
-            ops.into_iter().try_for_each(|(k, v)| match v {
-                Some(v) => self.data.insert(k, v).map(drop),
-                None => self.data.remove(k).map(drop),
-            })
-        };
-        result.map_err(|e| {
-            self.flusher.poison(e.to_string());
-            StoreError::Sled(e)
-        })
-    }
-
-    /// After an [`apply`](Store::apply): a ticket to wait on for `Fsync`, or a dirty mark for
+    /// After a [`write`](Store::write): a ticket to wait on for `Fsync`, or a dirty mark for
     /// `Relaxed` (returns `None`).
     pub fn commit(&self, durability: Durability) -> Option<Ticket> {
         match durability {
@@ -200,16 +186,16 @@ impl Store {
         }
     }
 
-    /// Flush synchronously (used for rare metadata writes such as queue declarations).
+    /// Flush the catalog synchronously (rare metadata writes such as queue declarations).
     pub fn flush_now(&self) -> Result<(), StoreError> {
         self.check()?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// Bytes sled reports on disk.
+    /// Bytes on disk: the catalog plus the message log's segments.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.size_on_disk()? + self.data.stats().bytes)
     }
 
     /// Next value of a persistent `u32` counter in `meta` (not flushed here).
@@ -271,9 +257,8 @@ mod tests {
     async fn ticket_completes_after_flush() {
         let tmp = tempfile::tempdir().unwrap();
         let s = Store::open(tmp.path(), StoreConfig::default()).unwrap();
-        let mut b = sled::Batch::default();
-        b.insert(&keys::message(1, 1), &b"x"[..]);
-        s.apply(b).unwrap();
+        s.write(&[(keys::message(1, 1).to_vec(), Some(b"x".to_vec()))])
+            .unwrap();
         s.commit(Durability::Fsync).unwrap().wait().await.unwrap();
         assert!(s.commit(Durability::Relaxed).is_none());
     }
@@ -287,7 +272,7 @@ mod tests {
         let err = ticket.wait().await.unwrap_err();
         assert!(matches!(err, StoreError::Poisoned(_)), "{err}");
         let op = vec![(keys::message(1, 1).to_vec(), Some(b"x".to_vec()))];
-        let err = s.write(op, false).unwrap_err();
+        let err = s.write(&op).unwrap_err();
         assert!(err.to_string().contains("simulated I/O error"), "{err}");
         assert!(s.data.is_empty(), "nothing written after the failure");
     }

@@ -158,7 +158,7 @@ fn bad_data_directories_are_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join(switchyard::store::MARKER),
-        "switchyard-store/1\n",
+        format!("{}\n", switchyard::store::FORMAT),
     )
     .unwrap();
     std::fs::write(dir.path().join("stray"), b"x").unwrap();

@@ -1,0 +1,379 @@
+//! The message log: a log-structured key/value store for the hot keyspace (messages,
+//! high-water marks, dedup entries).
+//!
+//! Why not sled for messages: a message costs a key/value store an insert and a remove, and
+//! sled 0.34 spends most of its time copying 1 KiB values through its page cache and taking a
+//! global lock for batches (`docs/benchmarks.md`). Queues write once and read in order, so
+//! bodies go where Kafka and JetStream put them: appended to segment files. Memory keeps only a
+//! small index entry per live key; sled keeps the rarely written catalog (queue declarations).
+//!
+//! Invariants:
+//! - **A frame is atomic.** Every [`MessageLog::write`] is one frame with one checksum; replay
+//!   applies a frame whole or not at all, so a fan-out or a dead-letter move never half lands.
+//! - **Order.** Frames replay in (segment id, offset) order, which is the order they were
+//!   written; the index after replay equals the index before the crash, minus unflushed frames.
+//! - **Durability.** A frame is durable once a [`MessageLog::flush`] that started after it was
+//!   written has returned: the bytes are written and `fdatasync`ed (and the directory synced when
+//!   a segment was created). Nothing else fsyncs.
+//! - **Reads see writes at once**: unflushed frames are read from memory.
+//! - **Space.** Every index entry points into a segment; a sealed segment holding little live
+//!   data is compacted (its live entries re-appended) and deleted, so disk follows live data.
+
+mod compact;
+mod frame;
+mod recover;
+mod segment;
+
+pub use compact::Compactor;
+pub use frame::WriteOp;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::ops::Bound;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use smallvec::SmallVec;
+
+use super::StoreError;
+
+/// Keys are short (13 bytes for a message): stored inline, no allocation per entry.
+pub(crate) type Key = SmallVec<[u8; 16]>;
+
+/// Where a value lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    seg: u32,
+    len: u32,
+    off: u64,
+}
+
+/// Sizes of the log, for stats and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub segments: usize,
+    pub keys: usize,
+    /// Bytes of segment files (written or not yet).
+    pub bytes: u64,
+    /// Bytes of values the index points at.
+    pub live_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    file: Arc<File>,
+    /// Logical length: written bytes plus frames waiting in `pending`/`inflight`.
+    len: u64,
+    /// Bytes of values in this segment that the index points at.
+    live: u64,
+}
+
+/// Bytes appended to one segment at `off` and not yet written to its file.
+#[derive(Debug)]
+struct Chunk {
+    seg: u32,
+    off: u64,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct State {
+    index: BTreeMap<Key, Loc>,
+    segments: BTreeMap<u32, Segment>,
+    active: u32,
+    /// Frames waiting for the next flush, in order.
+    pending: Vec<Chunk>,
+    /// Frames the running flush is writing; readable until it has written them.
+    inflight: Arc<Vec<Chunk>>,
+    /// A segment file was created since the last directory sync.
+    created: bool,
+    /// Why a flush failed. Frames it was writing may be lost, so nothing may be acknowledged
+    /// after it: every later write and flush fails.
+    poisoned: Option<String>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct MessageLog {
+    dir: PathBuf,
+    segment_bytes: u64,
+    state: Mutex<State>,
+    /// One flush at a time.
+    flushing: Mutex<()>,
+    /// One compaction at a time.
+    compacting: Mutex<()>,
+}
+
+fn io(dir: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: dir.to_owned(),
+        source,
+    }
+}
+
+impl MessageLog {
+    /// Opens the log in `dir` (which must exist), replaying every segment. A torn last frame —
+    /// a write that a crash cut short, never acknowledged — is cut off; damage before
+    /// acknowledged data is [`StoreError::Corrupt`].
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<MessageLog, StoreError> {
+        let state = recover::replay(dir)?;
+        Ok(MessageLog {
+            dir: dir.to_owned(),
+            segment_bytes: segment_bytes.max(1 << 16),
+            state: Mutex::new(state),
+            flushing: Mutex::new(()),
+            compacting: Mutex::new(()),
+        })
+    }
+
+    /// Appends one frame with `ops` (applied in order, atomically) and updates the index.
+    /// The frame is in memory until the next [`flush`](MessageLog::flush).
+    pub fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.append(&mut self.state.lock(), ops)
+    }
+
+    fn append(&self, st: &mut State, ops: &[WriteOp]) -> Result<(), StoreError> {
+        if let Some(why) = &st.poisoned {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        if st.segments[&st.active].len >= self.segment_bytes {
+            self.roll(st)?;
+        }
+        let seg = st.active;
+        let base = st.segments[&seg].len;
+        if !matches!(st.pending.last(), Some(c) if c.seg == seg) {
+            st.pending.push(Chunk {
+                seg,
+                off: base,
+                buf: Vec::new(),
+            });
+        }
+        let chunk = st.pending.last_mut().expect("chunk pushed");
+        let frame_start = chunk.buf.len();
+        let offsets = frame::encode(ops, &mut chunk.buf);
+        let frame_len = (chunk.buf.len() - frame_start) as u64;
+        st.segments.get_mut(&seg).expect("active segment").len += frame_len;
+        for ((key, value), off) in ops.iter().zip(offsets) {
+            let new = match (value, off) {
+                (Some(v), Some(off)) => Some(Loc {
+                    seg,
+                    len: v.len() as u32,
+                    off: base + off as u64,
+                }),
+                _ => None,
+            };
+            st.set(key, new);
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts the next one.
+    fn roll(&self, st: &mut State) -> Result<(), StoreError> {
+        let id = st.active + 1;
+        let file = segment::create(&self.dir, id).map_err(io(&self.dir))?;
+        st.segments.insert(
+            id,
+            Segment {
+                file: Arc::new(file),
+                len: 0,
+                live: 0,
+            },
+        );
+        st.active = id;
+        st.created = true;
+        Ok(())
+    }
+
+    /// Writes every frame appended so far and makes it durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let _one = self.flushing.lock();
+        let (chunks, files, created) = {
+            let mut st = self.state.lock();
+            if let Some(why) = &st.poisoned {
+                return Err(StoreError::Poisoned(why.clone()));
+            }
+            if st.pending.is_empty() && !st.created {
+                return Ok(());
+            }
+            let chunks = Arc::new(std::mem::take(&mut st.pending));
+            st.inflight = chunks.clone();
+            let mut files: Vec<(u32, Arc<File>)> = Vec::new();
+            for c in chunks.iter() {
+                if files.last().is_none_or(|(s, _)| *s != c.seg) {
+                    files.push((c.seg, st.segments[&c.seg].file.clone()));
+                }
+            }
+            (chunks, files, std::mem::take(&mut st.created))
+        };
+        let result = (|| {
+            for c in chunks.iter() {
+                let (_, file) = files.iter().find(|(s, _)| *s == c.seg).expect("file");
+                file.write_all_at(&c.buf, c.off)?;
+            }
+            // In segment order: a later segment is never durable before an earlier one.
+            for (_, file) in &files {
+                file.sync_data()?;
+            }
+            if created {
+                segment::sync_dir(&self.dir)?;
+            }
+            Ok(())
+        })();
+        let mut st = self.state.lock();
+        st.inflight = Arc::default();
+        if let Err(e) = &result {
+            st.poisoned = Some(format!("writing the message log: {e}"));
+        }
+        drop(st);
+        result.map_err(io(&self.dir))
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
+        let st = self.state.lock();
+        match st.index.get(key.as_ref()) {
+            Some(loc) => self.read(&st, *loc).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The first key (and its value) in `from..=to`.
+    pub fn first_in(
+        &self,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let st = self.state.lock();
+        let found = st
+            .index
+            .range::<[u8], _>((Bound::Included(from), Bound::Included(to)))
+            .next()
+            .map(|(k, loc)| (k.to_vec(), *loc));
+        match found {
+            Some((k, loc)) => Ok(Some((k, self.read(&st, loc)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Keys starting with `prefix`, in order, with their values read as the iterator advances.
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> ScanPrefix<'_> {
+        ScanPrefix {
+            log: self,
+            prefix: prefix.as_ref().to_vec(),
+            after: None,
+        }
+    }
+
+    /// Keys starting with `prefix`, in order; no value is read.
+    pub fn scan_keys(&self, prefix: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let prefix = prefix.to_vec();
+        let mut after: Option<Vec<u8>> = None;
+        std::iter::from_fn(move || {
+            let st = self.state.lock();
+            let lower = match &after {
+                Some(k) => Bound::Excluded(k.as_slice()),
+                None => Bound::Included(prefix.as_slice()),
+            };
+            let key = st
+                .index
+                .range::<[u8], _>((lower, Bound::Unbounded))
+                .next()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, _)| k.to_vec())?;
+            after = Some(key.clone());
+            Some(key)
+        })
+    }
+
+    /// Number of keys starting with `prefix` (no value is read).
+    pub fn count_prefix(&self, prefix: &[u8]) -> usize {
+        let st = self.state.lock();
+        st.index
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state.lock().index.is_empty()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let st = self.state.lock();
+        LogStats {
+            segments: st.segments.len(),
+            keys: st.index.len(),
+            bytes: st.segments.values().map(|s| s.len).sum(),
+            live_bytes: st.segments.values().map(|s| s.live).sum(),
+        }
+    }
+
+    fn read(&self, st: &State, loc: Loc) -> Result<Vec<u8>, StoreError> {
+        let (start, len) = (loc.off, loc.len as usize);
+        for c in st.pending.iter().chain(st.inflight.iter()) {
+            if c.seg == loc.seg
+                && start >= c.off
+                && start + len as u64 <= c.off + c.buf.len() as u64
+            {
+                let at = (start - c.off) as usize;
+                return Ok(c.buf[at..at + len].to_vec());
+            }
+        }
+        segment::read_at(&st.segments[&loc.seg].file, start, len).map_err(io(&self.dir))
+    }
+}
+
+impl State {
+    /// Points `key` at `new` (or removes it), keeping each segment's live bytes.
+    fn set(&mut self, key: &[u8], new: Option<Loc>) {
+        let old = match new {
+            Some(loc) => {
+                self.segments.get_mut(&loc.seg).expect("segment").live += u64::from(loc.len);
+                self.index.insert(Key::from_slice(key), loc)
+            }
+            None => self.index.remove(key),
+        };
+        if let Some(old) = old {
+            if let Some(s) = self.segments.get_mut(&old.seg) {
+                s.live -= u64::from(old.len);
+            }
+        }
+    }
+}
+
+/// Iterator of [`MessageLog::scan_prefix`]. Each step looks the next key up afresh, so it holds
+/// no lock between steps and sees writes made meanwhile.
+#[derive(Debug)]
+pub struct ScanPrefix<'a> {
+    log: &'a MessageLog,
+    prefix: Vec<u8>,
+    after: Option<Vec<u8>>,
+}
+
+impl Iterator for ScanPrefix<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let st = self.log.state.lock();
+        let lower = match &self.after {
+            Some(k) => Bound::Excluded(k.as_slice()),
+            None => Bound::Included(self.prefix.as_slice()),
+        };
+        let (key, loc) = st
+            .index
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .next()
+            .filter(|(k, _)| k.starts_with(&self.prefix))
+            .map(|(k, loc)| (k.to_vec(), *loc))?;
+        self.after = Some(key.clone());
+        Some(self.log.read(&st, loc).map(|v| (key, v)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

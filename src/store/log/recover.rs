@@ -1,0 +1,117 @@
+//! Replay at open: rebuild the index from the segments, cutting off a torn tail.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::frame::{self, Decoded, Op};
+use super::{io, segment, Loc, Segment, State};
+use crate::store::StoreError;
+
+/// Reads every segment in order and returns the state they describe. An empty directory gets
+/// its first segment.
+///
+/// A bad frame (cut short, checksum mismatch) is a *torn tail* when no later segment holds an
+/// intact frame: the crash interrupted a write that was never acknowledged (a segment is only
+/// synced after every earlier one), so it is cut off and later, empty segments are removed.
+/// Otherwise acknowledged data follows the damage, and the log is reported corrupt, untouched.
+pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
+    let ids = segment::list(dir).map_err(io(dir))?;
+    let mut st = State {
+        index: BTreeMap::new(),
+        segments: BTreeMap::new(),
+        active: 0,
+        pending: Vec::new(),
+        inflight: Arc::default(),
+        created: false,
+        poisoned: None,
+    };
+    for (i, &id) in ids.iter().enumerate() {
+        let file = segment::open(dir, id).map_err(io(dir))?;
+        let bytes = fs::read(segment::path(dir, id)).map_err(io(dir))?;
+        st.segments.insert(
+            id,
+            Segment {
+                file: Arc::new(file),
+                len: 0,
+                live: 0,
+            },
+        );
+        st.active = id;
+        let mut at = 0;
+        while at < bytes.len() {
+            match frame::decode(&bytes[at..]) {
+                Decoded::Frame { len, ops } => {
+                    for op in ops {
+                        match op {
+                            Op::Put {
+                                key,
+                                value_off,
+                                value_len,
+                            } => st.set(
+                                key,
+                                Some(Loc {
+                                    seg: id,
+                                    len: value_len as u32,
+                                    off: (at + value_off) as u64,
+                                }),
+                            ),
+                            Op::Del { key } => st.set(key, None),
+                        }
+                    }
+                    at += len;
+                }
+                Decoded::Bad(why) => {
+                    let later = &ids[i + 1..];
+                    if later.iter().any(|&l| holds_a_frame(dir, l)) {
+                        return Err(StoreError::Corrupt {
+                            path: dir.to_owned(),
+                            detail: format!(
+                                "message log segment {id} is damaged at byte {at} ({why}) and later \
+                                 segments hold data; restore the directory from a backup"
+                            ),
+                        });
+                    }
+                    tracing::warn!(
+                        segment = id,
+                        offset = at,
+                        reason = why,
+                        discarded = bytes.len() - at,
+                        "cutting off a torn write at the end of the message log"
+                    );
+                    let f = &st.segments[&id].file;
+                    f.set_len(at as u64)
+                        .and_then(|_| f.sync_all())
+                        .map_err(io(dir))?;
+                    for &l in later {
+                        fs::remove_file(segment::path(dir, l)).map_err(io(dir))?;
+                    }
+                    segment::sync_dir(dir).map_err(io(dir))?;
+                    st.segments.get_mut(&id).expect("segment").len = at as u64;
+                    return Ok(st);
+                }
+            }
+        }
+        st.segments.get_mut(&id).expect("segment").len = at as u64;
+    }
+    if st.segments.is_empty() {
+        let file = segment::create(dir, 1).map_err(io(dir))?;
+        segment::sync_dir(dir).map_err(io(dir))?;
+        st.segments.insert(
+            1,
+            Segment {
+                file: Arc::new(file),
+                len: 0,
+                live: 0,
+            },
+        );
+        st.active = 1;
+    }
+    Ok(st)
+}
+
+fn holds_a_frame(dir: &Path, id: u32) -> bool {
+    fs::read(segment::path(dir, id))
+        .is_ok_and(|b| matches!(frame::decode(&b), Decoded::Frame { .. }))
+}
