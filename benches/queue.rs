@@ -152,8 +152,9 @@ async fn backlog(n: usize) {
     let filled = rss_mib();
     peak = peak.max(filled);
     println!(
-        "backlog: {n} x 1 KiB published in {:.1}s; RSS before open {before:.0} MiB, after fill {filled:.0} MiB, peak {peak:.0} MiB",
-        start.elapsed().as_secs_f64()
+        "backlog: {n} x 1 KiB published in {:.1}s; RSS before open {before:.0} MiB, after fill {filled:.0} MiB, peak {peak:.0} MiB; disk {:.0} MiB",
+        start.elapsed().as_secs_f64(),
+        q.disk_bytes().unwrap() as f64 / (1 << 20) as f64
     );
     drop(q);
     let t = Instant::now();
@@ -186,6 +187,12 @@ async fn backlog(n: usize) {
         "backlog: drained in {:.1}s; RSS after drain {:.0} MiB, peak overall {peak:.0} MiB",
         t.elapsed().as_secs_f64(),
         rss_mib()
+    );
+    // The compactor runs every 500 ms; give it a few rounds to return the drained segments.
+    std::thread::sleep(Duration::from_secs(3));
+    println!(
+        "backlog: disk 3 s after the drain {:.0} MiB",
+        q.disk_bytes().unwrap() as f64 / (1 << 20) as f64
     );
 }
 

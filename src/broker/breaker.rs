@@ -27,10 +27,12 @@ impl Breakers {
 
     /// Whether calls to this version are currently refused.
     pub fn is_open(&self, plugin: &str, version: &str) -> bool {
-        self.failures
-            .lock()
-            .get(&(plugin.to_owned(), version.to_owned()))
-            .is_some_and(|n| *n >= self.threshold)
+        let map = self.failures.lock();
+        // The common case (nothing failing) allocates no lookup key.
+        !map.is_empty()
+            && map
+                .get(&(plugin.to_owned(), version.to_owned()))
+                .is_some_and(|n| *n >= self.threshold)
     }
 
     pub fn record_success(&self, plugin: &str, version: &str) {

@@ -10,7 +10,9 @@
 //! A `LoadedPlugin` is immutable apart from its idle list; a hot swap replaces the whole
 //! `Arc<LoadedPlugin>`, so calls that already hold the old one finish on it.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -219,28 +221,38 @@ impl LoadedPlugin {
             data.message_id.push_str(msg.id.as_str());
         }
         worker.store.set_epoch_deadline(1);
-        let Worker { store, bound } = &mut worker;
-        let call = async {
-            match bound {
-                Bound::Filter(b) => b
-                    .call_filter(&mut *store, &wit_msg, &wit_ctx)
-                    .await
-                    .map(|r| r.map(Raw::Filter)),
-                Bound::Transform(b) => b
-                    .call_transform(&mut *store, &wit_msg, &wit_ctx)
-                    .await
-                    .map(|r| r.map(Raw::Transform)),
-                Bound::Router(b) => b
-                    .call_route(&mut *store, &wit_msg, &wit_ctx)
-                    .await
-                    .map(|r| r.map(Raw::Router)),
+        let result = {
+            let Worker { store, bound } = &mut worker;
+            let call = async {
+                match bound {
+                    Bound::Filter(b) => b
+                        .call_filter(&mut *store, &wit_msg, &wit_ctx)
+                        .await
+                        .map(|r| r.map(Raw::Filter)),
+                    Bound::Transform(b) => b
+                        .call_transform(&mut *store, &wit_msg, &wit_ctx)
+                        .await
+                        .map(|r| r.map(Raw::Transform)),
+                    Bound::Router(b) => b
+                        .call_route(&mut *store, &wit_msg, &wit_ctx)
+                        .await
+                        .map(|r| r.map(Raw::Router)),
+                }
+            };
+            // The tick budget bounds guest computation; a timer bounds time blocked in WASI (a
+            // guest that sleeps or polls), which no epoch tick interrupts. Most calls complete in
+            // their first poll and need no timer: it is armed only for a call that suspends.
+            let mut call = std::pin::pin!(call);
+            let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+            match first {
+                Poll::Ready(result) => result,
+                Poll::Pending => {
+                    match tokio::time::timeout(wall_clock_cap(self.limits.timeout), call).await {
+                        Ok(result) => result,
+                        Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
+                    }
+                }
             }
-        };
-        // The tick budget bounds guest computation; this bounds time blocked in WASI (a guest
-        // that sleeps or polls), which no epoch tick interrupts.
-        let result = match tokio::time::timeout(wall_clock_cap(self.limits.timeout), call).await {
-            Ok(result) => result,
-            Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
         };
         let elapsed = started.elapsed();
         match result {

@@ -164,6 +164,11 @@ impl Queues {
         Ok(n)
     }
 
+    /// Bytes the store holds on disk (catalog and message log).
+    pub fn disk_bytes(&self) -> Result<u64, QueueError> {
+        Ok(self.inner.store.size_on_disk()?)
+    }
+
     /// Names of all queues.
     pub fn list(&self) -> Vec<QueueName> {
         let mut v: Vec<_> = self.inner.engine.lock().by_name.keys().cloned().collect();
