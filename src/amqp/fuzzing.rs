@@ -78,14 +78,43 @@ impl Harness {
     }
 
     /// Run one fuzz input: its first byte picks a [`prelude`] of valid frames, the rest is
-    /// sent as is, then the client half-closes. Returns what the server wrote.
+    /// sent as is, then the client half-closes. Returns what the server wrote. The broker is
+    /// then emptied (see [`Harness::reset`]), so an input does the same whatever ran before.
     ///
     /// Panics when the server panicked or had not finished [`DEADLINE`] after the input.
     pub fn run(&self, input: &[u8]) -> Vec<u8> {
         let (first, rest) = input.split_first().unwrap_or((&0, &[]));
         let mut bytes = prelude(*first);
         bytes.extend_from_slice(rest);
-        self.connection(&bytes)
+        let out = self.connection(&bytes);
+        self.reset();
+        out
+    }
+
+    /// Delete every queue and every exchange the inputs declared (the special queues are
+    /// declared again, empty). Why: state left by earlier inputs makes crashes hard to
+    /// reproduce, and a growing backlog slows every later input.
+    pub fn reset(&self) {
+        let broker = &self.shared.broker;
+        let exchanges: Vec<String> = broker
+            .topology()
+            .exchanges()
+            .map(|e| e.name.clone())
+            .filter(|n| !n.is_empty() && !n.starts_with("amq."))
+            .collect();
+        for name in exchanges {
+            let _ = broker.delete_exchange(&name, false);
+        }
+        for queue in broker.queues().list() {
+            let _ = broker.delete_queue(&queue);
+            self.shared.forget_queue(&queue);
+        }
+        let special = broker.special_queues();
+        for name in [&special.dead_letter, &special.quarantine] {
+            if let Ok(q) = crate::queue::QueueName::new(name.clone()) {
+                let _ = broker.declare_queue(&q, crate::queue::QueueConfig::default());
+            }
+        }
     }
 
     /// Feed `bytes` to a fresh connection and half-close; returns what the server wrote.

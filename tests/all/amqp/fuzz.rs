@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use amq_protocol::frame::{parse_frame, AMQPFrame};
 use amq_protocol::protocol::{basic, channel, connection, queue, AMQPClass};
-use switchyard::amqp::fuzzing::{decode_frames, Harness};
+use switchyard::amqp::fuzzing::{decode_frames, prelude, Harness};
 
 fn saved(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -53,7 +53,7 @@ fn saved_fuzz_inputs_replay_cleanly() {
     }
     // Afterwards the broker still serves a well-behaved client: the richest prelude gets every
     // reply it asks for (the server's own output decodes frame by frame, too).
-    let out = harness.run(&[3]);
+    let out = harness.connection(&prelude(3));
     decode_frames(&out);
     let got = frames(&out);
     let has = |want: &dyn Fn(&AMQPFrame) -> bool| got.iter().any(want);
@@ -74,15 +74,18 @@ fn saved_fuzz_inputs_replay_cleanly() {
         f,
         AMQPFrame::Method(1, C::Basic(basic::AMQPMethod::ConsumeOk(_)))
     )));
-    assert!(
+    let has_queue = || {
         harness
             .broker()
             .queues()
             .list()
             .iter()
-            .any(|q| q.as_str() == "fuzz"),
-        "the prelude's queue exists"
-    );
+            .any(|q| q.as_str() == "fuzz")
+    };
+    assert!(has_queue(), "the prelude's queue exists");
+    // Between inputs the harness empties the broker, so each input runs the same way.
+    harness.reset();
+    assert!(!has_queue(), "reset left the prelude's queue");
 }
 
 #[test]
