@@ -22,8 +22,8 @@ export CARGO_BUILD_JOBS="${FUZZ_BUILD_JOBS:-2}"
 for target in amqp_frames amqp_connection; do
     corpus="$root/fuzz/corpus/$target"
     mkdir -p "$corpus" "$root/fuzz/artifacts/$target"
-    # Seed with the saved regressions: they start deep in the protocol.
-    cp -n "$root/fuzz/regressions/$target/"* "$corpus/" 2>/dev/null || true
+    # Seed with the saved inputs: they start deep in the protocol.
+    cp -n "$root/fuzz/regressions/$target/"* "$root/fuzz/seeds/$target/"* "$corpus/" 2>/dev/null || true
     echo "== $target: ${seconds}s"
     # -s none: our code has no unsafe, so ASan would only slow the build and the runs;
     # libFuzzer still catches every panic (its hook aborts) and every hang (-timeout).

@@ -1,6 +1,7 @@
-//! Replays the saved fuzz inputs (`fuzz/regressions/<target>/`) through the same harness as
-//! the cargo-fuzz targets, so `cargo test` guards every input the fuzzer once broke us with,
-//! without cargo-fuzz. The harness panics if the server panics or hangs on an input.
+//! Replays the saved fuzz inputs through the same harness as the cargo-fuzz targets, so
+//! `cargo test` guards them without cargo-fuzz: `fuzz/regressions/<target>/` (inputs that once
+//! crashed or hung a target) and `fuzz/seeds/<target>/` (a sample of the corpus reaching deep
+//! into the protocol). The harness panics if the server panics or hangs on an input.
 
 use std::path::PathBuf;
 
@@ -9,11 +10,13 @@ use amq_protocol::protocol::{basic, channel, connection, queue, AMQPClass};
 use switchyard::amqp::fuzzing::{decode_frames, prelude, Harness};
 
 fn saved(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/regressions")
-        .join(target);
-    let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut out: Vec<(PathBuf, Vec<u8>)> = ["regressions", "seeds"]
+        .iter()
+        .flat_map(|kind| {
+            let dir = root.join(kind).join(target);
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        })
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
@@ -43,6 +46,7 @@ fn saved_fuzz_inputs_replay_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let harness = Harness::open(dir.path()).unwrap();
     let inputs = saved("amqp_connection");
+    assert!(inputs.len() >= 10, "the fuzz seeds are missing");
     for (path, input) in &inputs {
         println!("replaying {}", path.display());
         harness.run(input);
