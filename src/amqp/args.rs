@@ -11,8 +11,10 @@
 //!   dead-letters into a *queue*, so the exchange is resolved at declare time by a dry run of
 //!   routing through it; it must lead to exactly one queue (e.g. a direct or fanout DLX with one
 //!   bound queue). Otherwise the declare fails with 406.
-//! - `x-expires` is refused with 406 (not supported yet); other arguments are kept but ignored,
-//!   as RabbitMQ does with unknown ones.
+//! - `x-dead-letter-exchange`/`-routing-key` are also kept as the labels a dead letter is
+//!   delivered with (`dead_letter_exchange`/`_routing_key`), as RabbitMQ reports them;
+//! - `x-expires` (ms, positive) → `expires_ms`: the broker deletes the queue once unused that
+//!   long; other arguments are kept but ignored, as RabbitMQ does with unknown ones.
 
 use crate::broker::{Broker, BrokerError};
 use crate::message::{FieldValue, Headers, Message};
@@ -50,14 +52,16 @@ pub fn string_arg(args: &Headers, name: &str) -> Result<Option<String>, AmqpErro
 
 /// The queue configuration the arguments of `queue.declare` ask for.
 pub async fn queue_config(broker: &Broker, args: &Headers) -> Result<QueueConfig, AmqpError> {
-    if args.contains_key("x-expires") {
+    let expires_ms = int_arg(args, "x-expires")?;
+    if expires_ms == Some(0) {
         return Err(AmqpError::precondition_failed(
-            "x-expires is not supported by Switchyard yet",
+            "invalid arg 'x-expires': must be positive",
         ));
     }
     let mut config = QueueConfig {
         message_ttl_ms: int_arg(args, "x-message-ttl")?,
         max_length: int_arg(args, "x-max-length")?,
+        expires_ms,
         ..QueueConfig::default()
     };
     config.overflow = match str_arg(args, "x-overflow")? {
@@ -93,8 +97,12 @@ pub async fn queue_config(broker: &Broker, args: &Headers) -> Result<QueueConfig
         }
     }
     if let Some(dlx) = str_arg(args, "x-dead-letter-exchange")? {
-        let key = str_arg(args, "x-dead-letter-routing-key")?.unwrap_or("");
-        config.dead_letter = Some(resolve_dead_letter(broker, dlx, key).await?);
+        let dlrk = str_arg(args, "x-dead-letter-routing-key")?;
+        config.dead_letter = Some(resolve_dead_letter(broker, dlx, dlrk.unwrap_or("")).await?);
+        // What RabbitMQ reports for a dead letter: the DLX, and the dead-letter routing key
+        // when one is set (else the message's own keys).
+        config.dead_letter_exchange = Some(dlx.to_owned());
+        config.dead_letter_routing_key = dlrk.map(str::to_owned);
     }
     Ok(config)
 }

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amq_protocol::frame::AMQPFrame;
-use amq_protocol::protocol::{connection, AMQPClass};
+use amq_protocol::protocol::{basic, connection, AMQPClass};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use super::channel::{Channel, Next};
 use super::codec::{FrameReader, ReadError, PROTOCOL_HEADER};
@@ -41,7 +42,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_io<R, W>(
+pub(crate) async fn serve_io<R, W>(
     read: R,
     mut write: W,
     peer: SocketAddr,
@@ -74,19 +75,34 @@ where
     let (out, rx) = Outbound::new(tuned.frame_max);
     let writer = tokio::spawn(write_loop(write, rx, heartbeat));
     let id = shared.next_connection();
+    let alarm = shared.broker.alarm().subscribe();
+    let notifier = tuned
+        .blocked_capable
+        .then(|| tokio::spawn(notify_blocked(alarm.clone(), out.clone())));
     let mut conn = Connection {
         id,
         shared: shared.clone(),
         out,
         tuned,
         channels: HashMap::new(),
+        alarm,
     };
     let result = conn.run(&mut reader, heartbeat).await;
-    // Channels first: their consumers requeue unacked messages; then let the writer drain.
+    // Channels first: their consumers requeue unacked messages; then let the writer drain
+    // (it ends once every `Outbound` clone, the notifier's too, is gone).
     conn.close_channels().await;
     drop(conn);
+    if let Some(n) = notifier {
+        n.abort();
+        let _ = n.await;
+    }
     shared.release_connection(id);
-    let _ = writer.await;
+    // A panic in the writer is a bug: surface it as this task's (the fuzz harness sees it).
+    if let Err(e) = writer.await {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
     result
 }
 
@@ -96,6 +112,8 @@ struct Connection {
     out: Outbound,
     tuned: Tuned,
     channels: HashMap<u16, Channel>,
+    /// The broker's resource alarm: while raised, publishes are not read.
+    alarm: watch::Receiver<Option<String>>,
 }
 
 impl Connection {
@@ -184,6 +202,12 @@ impl Connection {
                 Ok(Flow::Continue)
             }
             frame => {
+                if is_publish(&frame) && self.alarm.borrow().is_some() {
+                    // RabbitMQ's blocking: stop reading this connection at its next publish
+                    // until the alarm clears; the client's unread frames wait in the socket.
+                    tracing::debug!(connection = self.id, "blocked by a resource alarm");
+                    let _ = self.alarm.wait_for(Option::is_none).await;
+                }
                 let Some(ch) = self.channels.get_mut(&id) else {
                     return Err(AmqpError::channel_error(format!(
                         "channel {id} is not open"
@@ -248,6 +272,38 @@ impl Connection {
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
         Ok(())
+    }
+}
+
+fn is_publish(frame: &AMQPFrame) -> bool {
+    matches!(
+        frame,
+        AMQPFrame::Method(_, AMQPClass::Basic(basic::AMQPMethod::Publish(_)))
+    )
+}
+
+/// Tell a client that announced the capability when the resource alarm blocks and unblocks
+/// it (`connection.blocked` with the alarm's reason, then `connection.unblocked`).
+async fn notify_blocked(mut alarm: watch::Receiver<Option<String>>, out: Outbound) {
+    let mut blocked = false;
+    loop {
+        let reason = alarm.borrow_and_update().clone();
+        let method = match (reason, blocked) {
+            (Some(reason), false) => connection::AMQPMethod::Blocked(connection::Blocked {
+                reason: short(reason),
+            }),
+            (None, true) => connection::AMQPMethod::Unblocked(connection::Unblocked {}),
+            _ => {
+                if alarm.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if out.method(0, AMQPClass::Connection(method)).await.is_err() {
+            return;
+        }
+        blocked = !blocked;
     }
 }
 

@@ -10,7 +10,6 @@
 //! applies settlements sent to it by the connection task. Dropping the task drops the consumer,
 //! which returns its unacknowledged messages to the queue.
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use amq_protocol::protocol::{basic, AMQPClass};
@@ -24,47 +23,8 @@ use super::convert::{properties_to_amqp, short};
 use super::declare::ready;
 use super::error::AmqpError;
 use super::outbound::Outbound;
-use crate::queue::{Consumer, ConsumerOptions, Delivery, QueueName};
-
-/// Where a channel delivery tag came from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Source {
-    Consumer(String),
-    Get(QueueName),
-}
-
-/// Channel-wide delivery tags.
-#[derive(Debug, Default)]
-pub(crate) struct Tags {
-    next: u64,
-    unacked: BTreeMap<u64, (Source, u64)>,
-    /// Tags of cancelled consumers: their messages went back to the queue; a late ack of one
-    /// is ignored instead of being a 406 (RabbitMQ would still accept it).
-    dead: HashSet<u64>,
-}
-
-impl Tags {
-    fn assign(&mut self, source: Source, consumer_tag: Option<u64>) -> u64 {
-        self.next += 1;
-        if let Some(t) = consumer_tag {
-            self.unacked.insert(self.next, (source, t));
-        }
-        self.next
-    }
-
-    fn kill(&mut self, source: &Source) {
-        let dead: Vec<u64> = self
-            .unacked
-            .iter()
-            .filter(|(_, (s, _))| s == source)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in dead {
-            self.unacked.remove(&t);
-            self.dead.insert(t);
-        }
-    }
-}
+pub(crate) use super::tags::{Source, Tags};
+use crate::queue::{Consumer, ConsumerOptions, Delivery, QueueError, QueueName};
 
 /// A settlement for a consumer task.
 #[derive(Debug, Clone, Copy)]
@@ -224,16 +184,27 @@ impl Channel {
         let queue = self.queue_name(g.queue.as_str())?;
         self.check_owner(&queue)?;
         let queues = self.shared.broker.queues();
+        let pull = ConsumerOptions {
+            prefetch: 0,
+            push: false,
+        };
+        let mut fresh = false;
         if !self.getters.contains_key(&queue) {
-            let pull = ConsumerOptions {
-                prefetch: 0,
-                push: false,
-            };
             let consumer = queues.consume(&queue, pull).map_err(queue_error)?;
             self.getters.insert(queue.clone(), consumer);
+            fresh = true;
         }
+        let delivery = match self.getters[&queue].get() {
+            // The queue was deleted (and maybe declared again) since this getter was made.
+            Err(QueueError::Deleted) if !fresh => {
+                self.getters.remove(&queue);
+                let consumer = queues.consume(&queue, pull).map_err(queue_error)?;
+                self.getters.insert(queue.clone(), consumer);
+                self.getters[&queue].get().map_err(queue_error)?
+            }
+            other => other.map_err(queue_error)?,
+        };
         let getter = &self.getters[&queue];
-        let delivery = getter.get().map_err(queue_error)?;
         let Some(d) = delivery else {
             let empty = basic::AMQPMethod::GetEmpty(basic::GetEmpty {});
             return self.send(AMQPClass::Basic(empty)).await;
@@ -250,8 +221,8 @@ impl Channel {
         let ok = basic::GetOk {
             delivery_tag: tag,
             redelivered: d.redelivered,
-            exchange: short(""),
-            routing_key: short(queue.as_str()),
+            exchange: short(d.exchange.as_str()),
+            routing_key: short(routing_key(&d)),
             message_count: ready(&stats),
         };
         let frames = self.out.content_frames(
@@ -368,8 +339,8 @@ async fn deliver(
         consumer_tag: short(tag),
         delivery_tag: channel_tag,
         redelivered: d.redelivered,
-        exchange: short(""),
-        routing_key: short(d.queue.as_str()),
+        exchange: short(d.exchange.as_str()),
+        routing_key: short(routing_key(&d)),
     };
     let frames = out.content_frames(
         channel,
@@ -385,6 +356,12 @@ async fn deliver(
         let _ = consumer.ack(d.tag, false);
     }
     true
+}
+
+/// The routing key a delivery reports: the one it was published with (RabbitMQ reports the
+/// first of its keys; a dead letter carries its dead-letter key or its original keys).
+fn routing_key(d: &Delivery) -> &str {
+    d.routing_keys.first().map_or("", String::as_str)
 }
 
 impl ConsumerHandle {

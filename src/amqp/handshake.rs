@@ -28,6 +28,8 @@ pub struct Tuned {
     pub channel_max: u16,
     pub heartbeat: u16,
     pub user: String,
+    /// The client announced the `connection.blocked` capability.
+    pub blocked_capable: bool,
 }
 
 pub(crate) async fn write_direct<W: AsyncWrite + Unpin>(
@@ -111,6 +113,7 @@ where
             .on(10, 11),
         ));
     }
+    let blocked_capable = has_capability(&start_ok.client_properties, "connection.blocked");
     let user = config
         .authenticate(start_ok.response.as_bytes(), peer.ip())
         .map_err(|e| refuse(e.as_connection().on(10, 11)))?;
@@ -164,7 +167,18 @@ where
         channel_max,
         heartbeat: ok.heartbeat,
         user,
+        blocked_capable,
     })
+}
+
+/// `client-properties.capabilities.<name>` is `true`.
+fn has_capability(props: &FieldTable, name: &str) -> bool {
+    match props.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(caps)) => {
+            matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true)))
+        }
+        _ => false,
+    }
 }
 
 fn server_properties() -> FieldTable {
@@ -175,6 +189,7 @@ fn server_properties() -> FieldTable {
         "consumer_cancel_notify",
         "per_consumer_qos",
         "authentication_failure_close",
+        "connection.blocked",
     ] {
         caps.insert(short(cap), AMQPValue::Boolean(true));
     }

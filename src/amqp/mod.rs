@@ -8,9 +8,10 @@
 //! - `handshake`: start/tune/open with PLAIN authentication;
 //! - [`connection`]: the frame loop and connection exceptions;
 //! - [`channel`]: channel state, content assembly, dispatch;
-//! - `ops`, `declare`, `publish`, `consume`, `args`: the channel methods that call the
+//! - `ops`, `declare`, `publish`, `consume`, `tags`, `args`: the channel methods that call the
 //!   broker, and the mapping of AMQP arguments and errors;
-//! - [`server`]: the listener.
+//! - [`server`]: the listener and its housekeeping (queue expiry, resource alarm);
+//! - `fuzzing`: entry points for the fuzz targets in `fuzz/` and their regression test.
 
 mod args;
 pub mod channel;
@@ -20,11 +21,14 @@ mod consume;
 pub mod convert;
 mod declare;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod ops;
 pub mod outbound;
 mod publish;
 pub mod server;
+mod tags;
 
 pub use error::{code, AmqpError};
 pub use server::{run, ServerConfig, Shared, User};

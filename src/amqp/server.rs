@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -44,6 +45,9 @@ pub struct ServerConfig {
     /// reading that connection when the limit is reached.
     pub max_inflight_publishes: usize,
     pub max_connections: usize,
+    /// How often the listener deletes expired queues (`x-expires`) and re-evaluates the
+    /// broker's resource alarm (`connection.blocked`).
+    pub housekeeping_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
             default_prefetch: 1000,
             max_inflight_publishes: 1024,
             max_connections: 4096,
+            housekeeping_interval: Duration::from_millis(100),
         }
     }
 }
@@ -181,6 +186,7 @@ pub async fn run(
 ) {
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let shared = Arc::new(Shared::new(broker, config));
+    let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&shared)));
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -192,7 +198,7 @@ pub async fn run(
             Err(e) => {
                 // Usually EMFILE: back off instead of spinning.
                 tracing::warn!(error = %e, "amqp accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -205,5 +211,32 @@ pub async fn run(
             connection::serve(stream, peer, shared).await;
             drop(permit);
         });
+    }
+    housekeeping.abort();
+}
+
+/// Periodic work on behalf of AMQP clients: delete queues whose `x-expires` passed, and keep
+/// the resource alarm current. Runs while the listener (or any connection) lives.
+async fn housekeeping(shared: Weak<Shared>) {
+    let Some(every) = shared.upgrade().map(|s| s.config.housekeeping_interval) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match shared.broker.delete_expired_queues() {
+            Ok(gone) => {
+                for queue in gone {
+                    tracing::debug!(%queue, "queue expired (x-expires)");
+                    shared.forget_queue(&queue);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "deleting expired queues failed"),
+        }
+        shared.broker.check_resources();
     }
 }

@@ -6,12 +6,14 @@
 //! leaves a partial fan-out. The broker knows no sockets and no wasmtime types: protocol front
 //! ends call it, and plugins are reached through [`PluginHost`]'s plain-Rust API.
 
+mod alarm;
 mod breaker;
 mod decision;
 mod error;
 mod route;
 mod topology_file;
 
+pub use alarm::{ResourceAlarm, DEFAULT_DISK_FREE_LIMIT};
 pub use breaker::Breakers;
 pub use decision::{Decision, Output, Step};
 pub use error::BrokerError;
@@ -45,6 +47,8 @@ pub struct BrokerConfig {
     pub breaker_threshold: u32,
     pub dead_letter_queue: String,
     pub quarantine_queue: String,
+    /// Free bytes under the data directory below which the resource alarm is raised.
+    pub disk_free_limit: u64,
 }
 
 impl Default for BrokerConfig {
@@ -55,6 +59,7 @@ impl Default for BrokerConfig {
             breaker_threshold: 5,
             dead_letter_queue: "switchyard.dead-letter".into(),
             quarantine_queue: "switchyard.quarantine".into(),
+            disk_free_limit: DEFAULT_DISK_FREE_LIMIT,
         }
     }
 }
@@ -160,6 +165,7 @@ pub struct Broker {
     counters: BrokerCounters,
     /// Serialises replays so two redrives of one queue do not interleave.
     replay_lock: tokio::sync::Mutex<()>,
+    alarm: ResourceAlarm,
 }
 
 impl Broker {
@@ -191,6 +197,7 @@ impl Broker {
             breakers: Breakers::new(config.breaker_threshold),
             special,
         };
+        let alarm = ResourceAlarm::new(dir.clone(), config.disk_free_limit);
         Ok(Broker {
             dir,
             core: Arc::new(core),
@@ -198,6 +205,7 @@ impl Broker {
             topology_file,
             counters: BrokerCounters::default(),
             replay_lock: tokio::sync::Mutex::new(()),
+            alarm,
         })
     }
 
@@ -219,6 +227,24 @@ impl Broker {
 
     pub fn counters(&self) -> &BrokerCounters {
         &self.counters
+    }
+
+    /// The resource alarm (see [`Broker::check_resources`]).
+    pub fn alarm(&self) -> &ResourceAlarm {
+        &self.alarm
+    }
+
+    /// Re-evaluate the resource alarm (free disk space, store health); `Some(reason)` while
+    /// publishes should be held back. Front ends call this periodically.
+    pub fn check_resources(&self) -> Option<String> {
+        let store = self.queues().health().err().map(|e| e.to_string());
+        self.alarm.evaluate(store)
+    }
+
+    /// Set the alarm's free-disk threshold (bytes) and re-evaluate at once.
+    pub fn set_disk_free_limit(&self, bytes: u64) -> Option<String> {
+        self.alarm.set_disk_free_limit(bytes);
+        self.check_resources()
     }
 
     pub fn special_queues(&self) -> &SpecialQueues {
@@ -265,6 +291,22 @@ impl Broker {
             Ok(())
         })?;
         Ok(n)
+    }
+
+    /// Delete the queues whose `expires_ms` has passed unused (see
+    /// [`Queues::delete_expired`]), with their bindings; returns their names. Nothing calls
+    /// this on its own: a front end that offers expiring queues calls it periodically.
+    pub fn delete_expired_queues(&self) -> Result<Vec<QueueName>, BrokerError> {
+        let names = self.queues().delete_expired()?;
+        if !names.is_empty() {
+            self.change_topology(|t| {
+                for name in &names {
+                    t.unbind_queue(name.as_str());
+                }
+                Ok(())
+            })?;
+        }
+        Ok(names)
     }
 
     fn change_topology<T>(

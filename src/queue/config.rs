@@ -33,6 +33,19 @@ pub struct QueueConfig {
     pub overflow: Overflow,
     /// Drop a publish whose message id this queue accepted within the window.
     pub dedup_window_ms: Option<u64>,
+    /// The exchange a message dead-lettered from this queue is recorded as published to
+    /// (what deliveries and later `x-death` entries report); `None` keeps its original one.
+    /// Why a label: the engine dead-letters into a queue, but AMQP clients expect to see the
+    /// dead-letter exchange through which RabbitMQ would have routed it.
+    #[serde(default)]
+    pub dead_letter_exchange: Option<String>,
+    /// The routing key recorded with such a message; `None` keeps its original keys.
+    #[serde(default)]
+    pub dead_letter_routing_key: Option<String>,
+    /// Delete the queue once it has gone this long unused: no push consumer, no `get`, no
+    /// redeclaration. The clock starts afresh when the engine opens (not persisted).
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
 }
 
 impl QueueConfig {
@@ -40,6 +53,9 @@ impl QueueConfig {
         self.retry.validate()?;
         if self.dead_letter.as_ref() == Some(own) {
             return Err(format!("queue {own} cannot dead-letter into itself"));
+        }
+        if self.expires_ms == Some(0) {
+            return Err("expires_ms must be at least 1".into());
         }
         if self.max_deliveries == Some(0) {
             return Err("max_deliveries must be at least 1".into());

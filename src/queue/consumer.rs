@@ -25,6 +25,10 @@ pub struct Delivery {
     pub redelivered: bool,
     /// Which delivery this is: 1 for the first.
     pub delivery_count: u32,
+    /// The exchange and routing keys the message was published with (for a dead letter: the
+    /// labels of its source queue's `dead_letter_exchange`/`_routing_key`, when set).
+    pub exchange: String,
+    pub routing_keys: Vec<String>,
     pub message: Message,
 }
 

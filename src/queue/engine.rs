@@ -121,6 +121,23 @@ impl Inner {
 }
 
 impl Engine {
+    /// Queues whose `expires_ms` has passed since their last use with no push consumer.
+    pub fn expired(&self, now: u64) -> Vec<QueueName> {
+        self.queues
+            .values()
+            .filter(|q| {
+                q.config
+                    .expires_ms
+                    .is_some_and(|e| now >= q.last_used_ms.saturating_add(e))
+                    && !q
+                        .consumers
+                        .iter()
+                        .any(|c| self.consumers.get(c).is_some_and(|c| c.opts.push))
+            })
+            .map(|q| q.name.clone())
+            .collect()
+    }
+
     pub fn queue(&self, name: &QueueName) -> Result<u32, QueueError> {
         self.by_name
             .get(name)
@@ -159,6 +176,7 @@ impl Engine {
     fn get(&mut self, cid: ConsumerId, cx: &mut Cx<'_>) -> Result<Option<Delivery>, QueueError> {
         let c = self.consumers.get_mut(&cid).ok_or(QueueError::Deleted)?;
         let q = self.queues.get_mut(&c.queue).ok_or(QueueError::Deleted)?;
+        q.last_used_ms = cx.now;
         match q.next_ready(cx)? {
             Some(r) => deliver(q, c, cid, r, cx).map(Some),
             None => Ok(None),
@@ -224,6 +242,9 @@ impl Engine {
         };
         q.consumers.retain(|&x| x != cid);
         q.rr = 0;
+        if c.opts.push {
+            q.last_used_ms = cx.now;
+        }
         for (seq, count) in c.unacked.into_values() {
             q.inflight.remove(&seq);
             q.requeue(seq, count, 0, cx)?;
@@ -252,6 +273,7 @@ impl Engine {
         );
         if let Some(q) = self.queues.get_mut(&qid) {
             q.consumers.push(cid);
+            q.last_used_ms = cx.now;
         }
         cx.touched.insert(qid);
         cid
@@ -296,7 +318,7 @@ fn deliver(
     ready: Ready,
     cx: &mut Cx<'_>,
 ) -> Result<Delivery, QueueError> {
-    let (_, message) = envelope::decode(&ready.value)?;
+    let (header, message) = envelope::decode(&ready.value)?;
     let tag = c.next_tag;
     c.next_tag += 1;
     let count = ready.deliveries + 1;
@@ -312,6 +334,8 @@ fn deliver(
         seq: ready.seq,
         redelivered: ready.deliveries > 0 || ready.seq <= q.restored_hwm,
         delivery_count: count,
+        exchange: header.exchange,
+        routing_keys: header.routing_keys,
         message,
     })
 }

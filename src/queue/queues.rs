@@ -9,6 +9,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use super::cx::Cx;
 use super::engine::{Engine, Inner};
 use super::envelope::{self, EnvelopeHeader};
 use super::publish::{Pending, PublishItem, PublishOutcome, PublishReceipt};
@@ -83,7 +84,8 @@ impl Queues {
         let store = Store::open(path, options.store)?;
         let now = options.clock.now_ms();
         let mut engine = Engine::default();
-        for q in recovery::load(&store, now)? {
+        for mut q in recovery::load(&store, now)? {
+            q.last_used_ms = now; // x-expires: the clock starts afresh at open
             engine.by_name.insert(q.name.clone(), q.id);
             engine.queues.insert(q.id, q);
         }
@@ -120,9 +122,12 @@ impl Queues {
         config.validate(name).map_err(QueueError::InvalidConfig)?;
         let store = &self.inner.store;
         store.check()?;
+        let now = self.inner.clock.now_ms();
         let mut eng = self.inner.engine.lock();
-        if let Some(id) = eng.by_name.get(name) {
-            return if eng.queues[id].config == config {
+        if let Some(&id) = eng.by_name.get(name) {
+            let q = eng.queues.get_mut(&id).expect("indexed queue");
+            return if q.config == config {
+                q.last_used_ms = now; // a redeclaration counts as use
                 Ok(())
             } else {
                 Err(QueueError::ConfigMismatch(name.to_string()))
@@ -136,37 +141,43 @@ impl Queues {
         store.queues.insert(name.as_str(), rec.encode()?)?;
         store.flush_now()?;
         eng.by_name.insert(name.clone(), id);
-        eng.queues
-            .insert(id, super::state::QueueState::new(id, name.clone(), config));
+        let mut q = super::state::QueueState::new(id, name.clone(), config);
+        q.last_used_ms = now;
+        eng.queues.insert(id, q);
         Ok(())
     }
 
     /// Delete a queue and its messages; its consumers' `recv` returns `None`. Returns the
     /// number of messages deleted.
     pub fn delete(&self, name: &QueueName) -> Result<u64, QueueError> {
-        let (n, _) = self.inner.op(None, |eng, cx| {
-            let id = eng.queue(name)?;
-            // Declaration first: a crash halfway leaves unreachable keys, never a half queue.
-            cx.store.queues.remove(name.as_str())?;
-            cx.store.flush_now()?;
-            eng.by_name.remove(name);
-            let q = eng.queues.remove(&id).expect("indexed queue");
-            for cid in &q.consumers {
-                eng.consumers.remove(cid);
-            }
-            for kind in [keys::MSG, keys::HWM, keys::DEDUP] {
-                for k in cx.store.data.scan_keys(&keys::queue_prefix(kind, id)) {
-                    cx.remove(&k);
-                }
-            }
-            Ok(q.len)
-        })?;
+        let (n, _) = self.inner.op(None, |eng, cx| delete_in(eng, cx, name))?;
         Ok(n)
+    }
+
+    /// Delete every queue whose [`QueueConfig::expires_ms`] has passed since it was last used
+    /// (declared, consumed from, read with `get`) and that has no push consumer now; returns
+    /// their names. Checked and deleted under one lock, so a consumer arriving meanwhile
+    /// either keeps its queue or finds it gone — never a half-deleted one. Callers (the
+    /// broker) remove what else refers to these queues.
+    pub fn delete_expired(&self) -> Result<Vec<QueueName>, QueueError> {
+        let (names, _) = self.inner.op(None, |eng, cx| {
+            let names = eng.expired(cx.now);
+            for name in &names {
+                delete_in(eng, cx, name)?;
+            }
+            Ok(names)
+        })?;
+        Ok(names)
     }
 
     /// Bytes the store holds on disk (catalog and message log).
     pub fn disk_bytes(&self) -> Result<u64, QueueError> {
         Ok(self.inner.store.size_on_disk()?)
+    }
+
+    /// `Err` once the store refuses writes (after a failed write or flush).
+    pub fn health(&self) -> Result<(), QueueError> {
+        Ok(self.inner.store.check()?)
     }
 
     /// Names of all queues.
@@ -326,6 +337,24 @@ impl Queues {
     pub fn process_due(&self) -> Result<(), QueueError> {
         process_due(&self.inner)
     }
+}
+
+fn delete_in(eng: &mut Engine, cx: &mut Cx<'_>, name: &QueueName) -> Result<u64, QueueError> {
+    let id = eng.queue(name)?;
+    // Declaration first: a crash halfway leaves unreachable keys, never a half queue.
+    cx.store.queues.remove(name.as_str())?;
+    cx.store.flush_now()?;
+    eng.by_name.remove(name);
+    let q = eng.queues.remove(&id).expect("indexed queue");
+    for cid in &q.consumers {
+        eng.consumers.remove(cid);
+    }
+    for kind in [keys::MSG, keys::HWM, keys::DEDUP] {
+        for k in cx.store.data.scan_keys(&keys::queue_prefix(kind, id)) {
+            cx.remove(&k);
+        }
+    }
+    Ok(q.len)
 }
 
 fn process_due(inner: &Inner) -> Result<(), QueueError> {

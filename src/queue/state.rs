@@ -53,6 +53,9 @@ pub(crate) struct QueueState {
     pub rr: usize,
     pub dedup: HashMap<String, u64>,
     pub dedup_order: VecDeque<(u64, String)>,
+    /// Last declaration, push-consumer change or `get` (ms); `config.expires_ms` counts from
+    /// here. In memory only: after a restart it is the open time.
+    pub last_used_ms: u64,
 }
 
 impl QueueState {
@@ -73,6 +76,7 @@ impl QueueState {
             rr: 0,
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
+            last_used_ms: 0,
         }
     }
 
@@ -209,11 +213,20 @@ impl QueueState {
                 deliveries,
             },
         );
+        let exchange = self
+            .config
+            .dead_letter_exchange
+            .clone()
+            .unwrap_or(h.exchange);
+        let routing_keys = match &self.config.dead_letter_routing_key {
+            Some(key) => vec![key.clone()],
+            None => h.routing_keys,
+        };
         cx.deaths.push(PendingDeath {
             target: target.as_str().to_owned(),
             message,
-            exchange: h.exchange,
-            routing_keys: h.routing_keys,
+            exchange,
+            routing_keys,
         });
         Ok(())
     }

@@ -1,11 +1,15 @@
 //! The AMQP front end: raw frames, real clients (lapin, pika) and RabbitMQ as the oracle.
 //! Every server binds port 0.
 
+mod blocked;
 mod clients;
 mod differential;
+mod expiry;
+mod fuzz;
 mod pika;
 mod policies;
 mod raw;
+mod raw_limits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +34,32 @@ impl Server {
     }
 
     pub async fn with(config: ServerConfig) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Server::in_dir(tempfile::tempdir().unwrap(), config).await
+    }
+
+    /// Stop the listener, wait until every connection has let go of the broker, close it,
+    /// and start again on the same data directory (a restart).
+    pub async fn restart(self) -> Server {
+        let Server {
+            broker,
+            _dir,
+            _stop,
+            ..
+        } = self;
+        drop(_stop);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&broker) > 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker is still in use 10 s after the listener stopped"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        drop(broker);
+        Server::in_dir(_dir, ServerConfig::default()).await
+    }
+
+    async fn in_dir(dir: tempfile::TempDir, config: ServerConfig) -> Server {
         let cfg = BrokerConfig {
             queues: QueuesOptions {
                 store: StoreConfig {

@@ -12,24 +12,29 @@ use tokio::net::TcpStream;
 
 use super::Server;
 
-struct Raw {
-    reader: FrameReader<OwnedReadHalf>,
-    write: OwnedWriteHalf,
+pub(super) struct Raw {
+    pub(super) reader: FrameReader<OwnedReadHalf>,
+    pub(super) write: OwnedWriteHalf,
 }
 
-fn bytes(frame: &AMQPFrame) -> Vec<u8> {
+pub(super) fn bytes(frame: &AMQPFrame) -> Vec<u8> {
     let mut buf = Vec::new();
     encode(frame, &mut buf).unwrap();
     buf
 }
 
-fn conn(m: connection::AMQPMethod) -> AMQPFrame {
+pub(super) fn conn(m: connection::AMQPMethod) -> AMQPFrame {
     AMQPFrame::Method(0, AMQPClass::Connection(m))
 }
 
 impl Raw {
     /// Connected, authenticated, tuned (frame-max 4096) and opened.
-    async fn open(server: &Server) -> Raw {
+    pub(super) async fn open(server: &Server) -> Raw {
+        Raw::open_with(server, FieldTable::default()).await
+    }
+
+    /// [`Raw::open`] announcing `client_properties` (capabilities) in start-ok.
+    pub(super) async fn open_with(server: &Server, client_properties: FieldTable) -> Raw {
         let stream = TcpStream::connect(server.addr).await.unwrap();
         let (read, mut write) = stream.into_split();
         write.write_all(&PROTOCOL_HEADER).await.unwrap();
@@ -46,7 +51,7 @@ impl Raw {
             "{start:?}"
         );
         raw.send(conn(connection::AMQPMethod::StartOk(connection::StartOk {
-            client_properties: FieldTable::default(),
+            client_properties,
             mechanism: "PLAIN".into(),
             response: LongString::from("\0guest\0guest"),
             locale: "en_US".into(),
@@ -79,15 +84,15 @@ impl Raw {
         raw
     }
 
-    async fn send(&mut self, frame: AMQPFrame) {
+    pub(super) async fn send(&mut self, frame: AMQPFrame) {
         self.write.write_all(&bytes(&frame)).await.unwrap();
     }
 
-    async fn send_bytes(&mut self, b: &[u8]) {
+    pub(super) async fn send_bytes(&mut self, b: &[u8]) {
         self.write.write_all(b).await.unwrap();
     }
 
-    async fn next(&mut self) -> AMQPFrame {
+    pub(super) async fn next(&mut self) -> AMQPFrame {
         tokio::time::timeout(std::time::Duration::from_secs(5), self.reader.read_frame())
             .await
             .expect("a frame within 5s")
@@ -95,7 +100,7 @@ impl Raw {
     }
 
     /// The next frame must be `connection.close` with `code`; then the server closes.
-    async fn expect_connection_close(&mut self, code: u16) -> String {
+    pub(super) async fn expect_connection_close(&mut self, code: u16) -> String {
         let frame = self.next().await;
         let AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(c))) = frame
         else {
@@ -115,7 +120,7 @@ impl Raw {
         c.reply_text.to_string()
     }
 
-    async fn open_channel(&mut self, id: u16) {
+    pub(super) async fn open_channel(&mut self, id: u16) {
         self.send(AMQPFrame::Method(
             id,
             AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
