@@ -74,6 +74,14 @@ where
     let (out, rx) = Outbound::new(tuned.frame_max);
     let writer = tokio::spawn(write_loop(write, rx, heartbeat));
     let id = shared.next_connection();
+    let _registered = shared
+        .registry
+        .add_connection(super::registry::ConnectionInfo {
+            id,
+            peer,
+            user: tuned.user.clone(),
+            connected_at_ms: super::registry::now_ms(),
+        });
     let mut conn = Connection {
         id,
         shared: shared.clone(),

@@ -10,7 +10,7 @@
 //! - [`channel`]: channel state, content assembly, dispatch;
 //! - `ops`, `declare`, `publish`, `consume`, `args`: the channel methods that call the
 //!   broker, and the mapping of AMQP arguments and errors;
-//! - [`server`]: the listener.
+//! - [`server`]: the listener; [`registry`]: a read-only view of connections and consumers.
 
 mod args;
 pub mod channel;
@@ -24,7 +24,9 @@ mod handshake;
 mod ops;
 pub mod outbound;
 mod publish;
+pub mod registry;
 pub mod server;
 
 pub use error::{code, AmqpError};
-pub use server::{run, ServerConfig, Shared, User};
+pub use registry::{ConnectionInfo, ConsumerInfo, Registry};
+pub use server::{run, run_shared, ServerConfig, Shared, User};

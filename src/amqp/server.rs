@@ -102,6 +102,8 @@ pub struct Shared {
     pub(crate) exclusive_consumers: Mutex<HashSet<QueueName>>,
     /// Queues declared auto-delete (deleted when their last consumer here goes).
     pub(crate) auto_delete: Mutex<HashSet<QueueName>>,
+    /// Who is connected and consuming (read by the admin API).
+    pub registry: Arc<super::Registry>,
     next_connection: AtomicU64,
     next_consumer_tag: AtomicU64,
 }
@@ -114,6 +116,7 @@ impl Shared {
             exclusive: Mutex::default(),
             exclusive_consumers: Mutex::default(),
             auto_delete: Mutex::default(),
+            registry: Arc::default(),
             next_connection: AtomicU64::new(1),
             next_consumer_tag: AtomicU64::new(1),
         }
@@ -179,8 +182,12 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future,
 ) {
-    let limit = Arc::new(Semaphore::new(config.max_connections));
-    let shared = Arc::new(Shared::new(broker, config));
+    run_shared(listener, Arc::new(Shared::new(broker, config)), shutdown).await;
+}
+
+/// [`run`] with state the caller keeps, e.g. to read [`Shared::registry`].
+pub async fn run_shared(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future) {
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {

@@ -11,6 +11,7 @@ mod decision;
 mod error;
 mod route;
 mod topology_file;
+mod verdicts;
 
 pub use breaker::Breakers;
 pub use decision::{Decision, Output, Step};
@@ -18,6 +19,7 @@ pub use error::BrokerError;
 pub use route::{
     SpecialQueues, EXCHANGE_HEADER, LINEAGE_HEADER, MAX_HOPS, REASON_HEADER, ROUTING_KEY_HEADER,
 };
+pub use verdicts::VersionVerdicts;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use tracing::Instrument;
 
 use crate::message::Message;
 use crate::plugin::{HostConfig, PluginHost};
@@ -132,6 +135,7 @@ pub struct Broker {
     topology: RwLock<Arc<Topology>>,
     topology_file: TopologyFile,
     counters: BrokerCounters,
+    verdicts: verdicts::VerdictCounts,
     /// Serialises replays so two redrives of one queue do not interleave.
     replay_lock: tokio::sync::Mutex<()>,
 }
@@ -171,6 +175,7 @@ impl Broker {
             topology: RwLock::new(Arc::new(topology)),
             topology_file,
             counters: BrokerCounters::default(),
+            verdicts: verdicts::VerdictCounts::default(),
             replay_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -193,6 +198,11 @@ impl Broker {
 
     pub fn counters(&self) -> &BrokerCounters {
         &self.counters
+    }
+
+    /// What each version of `plugin` answered in committed publishes since the broker opened.
+    pub fn plugin_verdicts(&self, plugin: &str) -> VersionVerdicts {
+        self.verdicts.get(plugin)
     }
 
     pub fn special_queues(&self) -> &SpecialQueues {
@@ -273,10 +283,33 @@ impl Broker {
         message: Message,
         mandatory: bool,
     ) -> Result<Published, BrokerError> {
-        let decision = self
-            .decide(exchange, routing_key, message, mandatory, false)
-            .await?;
-        self.commit(decision, exchange, routing_key).await
+        // One span per message, at debug level so it costs nothing unless asked for
+        // (`RUST_LOG=switchyard::broker=debug`).
+        let span = tracing::debug_span!(
+            "publish",
+            message_id = %message.id.as_str(),
+            exchange,
+            routing_key,
+        );
+        async {
+            let decision = self
+                .decide(exchange, routing_key, message, mandatory, false)
+                .await?;
+            tracing::debug!(
+                verdicts = ?decision
+                    .steps
+                    .iter()
+                    .map(|s| format!("{}@{}: {}", s.plugin, s.version, s.outcome))
+                    .collect::<Vec<_>>(),
+                destinations = ?decision.queues().collect::<Vec<_>>(),
+                dropped = ?decision.dropped,
+                rejected = ?decision.rejected,
+                "routed"
+            );
+            self.commit(decision, exchange, routing_key).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Routes that may call plugins run on tokio's blocking threads, for two reasons: a plugin
@@ -327,6 +360,7 @@ impl Broker {
     ) -> Result<Published, BrokerError> {
         let c = &self.counters;
         c.published.fetch_add(1, Ordering::Relaxed);
+        self.verdicts.record(&decision);
         if let Some(reason) = &decision.rejected {
             c.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(BrokerError::Rejected(reason.clone()));

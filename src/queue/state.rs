@@ -53,6 +53,16 @@ pub(crate) struct QueueState {
     pub rr: usize,
     pub dedup: HashMap<String, u64>,
     pub dedup_order: VecDeque<(u64, String)>,
+    /// Messages in, deliveries out, dead-letterings out since the engine opened (for rates).
+    pub totals: Totals,
+}
+
+/// Per-queue event counts since open. In memory only: a restart starts them at zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub published: u64,
+    pub delivered: u64,
+    pub dead_lettered: u64,
 }
 
 impl QueueState {
@@ -73,6 +83,7 @@ impl QueueState {
             rr: 0,
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
+            totals: Totals::default(),
         }
     }
 
@@ -195,6 +206,7 @@ impl QueueState {
     ) -> Result<(), QueueError> {
         cx.remove(&keys::message(self.id, seq));
         self.len = self.len.saturating_sub(1);
+        self.totals.dead_lettered += 1;
         tracing::debug!(queue = %self.name, seq, reason = reason.code(), "dead-lettering");
         let Some(target) = self.config.dead_letter.clone() else {
             return Ok(());
