@@ -47,7 +47,11 @@ fn upload_route_dead_letter_redrive_rollback_and_stats() {
         "/api/exchanges/orders/publish",
         json!({"id": "o2", "json": {"id": "o2", "region": "us", "amount": 5}}),
     );
-    assert_eq!(r["queues"], json!(["switchyard.dead-letter"]), "{r}");
+    assert_eq!(
+        r["queues"],
+        json!(["switchyard.dead-letter", "analytics"]),
+        "{r}"
+    );
     let dl = s.get("/api/dead-letters");
     assert_eq!(dl["total"], 1);
     assert_eq!(ids(&dl["messages"]), ["o2"]);
