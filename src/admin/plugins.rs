@@ -149,21 +149,36 @@ pub fn stats_json(s: &StatsSnapshot) -> Value {
     })
 }
 
-/// Counters of the plugin's calls (all versions since the broker started) and the routing
-/// verdicts each version gave.
+/// The plugin host's counters (all versions since the broker started: calls, errors, traps,
+/// timeouts, latency) and, per version, what the broker saw it answer in committed publishes.
 pub async fn stats(
     State(state): State<AdminState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let broker = state.broker();
     let info = broker.plugins().show(&name)?;
-    let verdicts = broker.plugin_verdicts(&name);
+    let versions: serde_json::Map<String, Value> = broker
+        .plugin_verdicts(&name)
+        .into_iter()
+        .map(|(version, v)| {
+            let b = &v.latency_buckets;
+            let entry = json!({
+                "calls": v.calls,
+                "verdicts": v.verdicts,
+                "p50_us_at_most": percentile_us(b, 0.50),
+                "p90_us_at_most": percentile_us(b, 0.90),
+                "p99_us_at_most": percentile_us(b, 0.99),
+                "latency_buckets": b,
+            });
+            (version, entry)
+        })
+        .collect();
     Ok(Json(json!({
         "plugin": name,
         "kind": info.kind,
         "current_version": info.current.version,
         "calls": stats_json(&info.stats),
-        "verdicts_by_version": verdicts,
+        "versions": versions,
         "last_load_error": info.last_load_error,
     })))
 }

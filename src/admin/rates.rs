@@ -28,6 +28,9 @@ struct Sample {
 #[derive(Debug, Default)]
 pub struct Rates {
     samples: Mutex<HashMap<String, Sample>>,
+    /// When the previous round of samples was taken. A queue first seen in this round was
+    /// declared since then, with totals starting at zero, so that round is its baseline.
+    last_round: Mutex<Option<Instant>>,
 }
 
 impl Rates {
@@ -41,7 +44,14 @@ impl Rates {
 
     fn record(&self, queue: &str, published: u64, delivered: u64, now: Instant) {
         let mut samples = self.samples.lock();
-        let rates = match samples.get(queue) {
+        let last_round = *self.last_round.lock();
+        let baseline = last_round.map(|at| Sample {
+            at,
+            published: 0,
+            delivered: 0,
+            rates: QueueRates::default(),
+        });
+        let rates = match samples.get(queue).copied().or(baseline) {
             Some(prev) => {
                 let dt = now.duration_since(prev.at).as_secs_f64().max(1e-3);
                 QueueRates {
@@ -79,6 +89,7 @@ pub async fn sample_forever(state: AdminState) {
                     .record(name.as_str(), s.published_total, s.delivered_total, now);
             }
         }
+        *state.inner.rates.last_round.lock() = Some(now);
         let live: std::collections::HashSet<&str> = names.iter().map(|n| n.as_str()).collect();
         state
             .inner

@@ -19,7 +19,7 @@ pub use error::BrokerError;
 pub use route::{
     SpecialQueues, EXCHANGE_HEADER, LINEAGE_HEADER, MAX_HOPS, REASON_HEADER, ROUTING_KEY_HEADER,
 };
-pub use verdicts::VersionVerdicts;
+pub use verdicts::{VersionStats, VersionVerdicts};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -200,7 +200,8 @@ impl Broker {
         &self.counters
     }
 
-    /// What each version of `plugin` answered in committed publishes since the broker opened.
+    /// Calls, verdicts and latency of each version of `plugin` in committed publishes since the
+    /// broker opened.
     pub fn plugin_verdicts(&self, plugin: &str) -> VersionVerdicts {
         self.verdicts.get(plugin)
     }

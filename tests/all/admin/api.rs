@@ -226,6 +226,18 @@ fn metrics_overview_health_and_unknown_routes() {
         "{text}"
     );
     assert!(text.contains("switchyard_storage_bytes "), "{text}");
+    // Rates come from sampling the engine's totals every 2 s: within two samples, the
+    // publish above shows as a positive publish rate.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    loop {
+        let q = s.get("/api/queues/m1");
+        if q["publish_rate"].as_f64().unwrap() > 0.0 {
+            assert_eq!(q["deliver_rate"].as_f64(), Some(0.0), "{q}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no publish rate: {q}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let o = s.get("/api/overview");
     assert_eq!(o["messages"], 1);
     assert_eq!(o["publishes"]["total"], 1);

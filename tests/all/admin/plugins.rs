@@ -87,8 +87,10 @@ fn upload_route_dead_letter_redrive_rollback_and_stats() {
         stats["calls"]["p99_us_at_most"].as_u64().is_some(),
         "{stats}"
     );
-    let verdicts = &stats["verdicts_by_version"][first.as_str()];
-    assert_eq!(verdicts["deliver"], 3, "{stats}");
+    let v1 = &stats["versions"][first.as_str()];
+    assert_eq!(v1["verdicts"]["deliver"], 3, "{stats}");
+    assert_eq!(v1["calls"], 3, "{stats}");
+    assert!(v1["p50_us_at_most"].as_u64().is_some(), "{stats}");
     let list = s.get("/api/plugins");
     assert_eq!(list[0]["name"], "orders");
 

@@ -87,18 +87,33 @@ fn serve_refuses_a_taken_port_and_an_open_remote_admin_api() {
 #[test]
 fn sigterm_stops_gracefully_and_logs_can_be_json() {
     let dir = tempfile::tempdir().unwrap();
-    let mut b = Broker::start(dir.path(), &["--log-format", "json"], &[]);
+    let mut b = Broker::start(
+        dir.path(),
+        &["--log-format", "json"],
+        &[("SWITCHYARD_LOG", "info,switchyard::broker=debug")],
+    );
     let log = b.log();
     assert!(log.contains("plugins directory not found"), "{log}");
     let (ok, _, err) = b.cli(&["queue", "declare", "q"]);
     assert!(ok, "{err}");
+    let (ok, _, err) = b.cli(&["publish", "", "q", "--body", "x", "--id", "span-1"]);
+    assert!(ok, "{err}");
     assert!(b.terminate(), "exit status after SIGTERM:\n{}", b.log());
     let log = b.log();
     assert!(log.contains("store flushed"), "{log}");
-    for line in log.lines() {
-        serde_json::from_str::<serde_json::Value>(line)
-            .unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
-    }
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}")))
+        .collect();
+    // The per-message span: message id and exchange on the span, destinations on the event.
+    let routed = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "routed")
+        .unwrap_or_else(|| panic!("no routed event in:\n{log}"));
+    assert_eq!(routed["span"]["message_id"], "span-1", "{routed}");
+    assert_eq!(routed["span"]["exchange"], "", "{routed}");
+    let destinations = routed["fields"]["destinations"].as_str().unwrap();
+    assert!(destinations.contains("\"q\""), "{routed}");
     assert!(
         dir.path().join("switchyard-data").is_dir(),
         "default data dir in the working directory"
