@@ -53,6 +53,24 @@ fn publish_consume_queue_exchange_and_definitions() {
     let defs: Value = serde_json::from_str(&ok(&b, &["definitions", "export"])).unwrap();
     assert_eq!(defs["bindings"][0]["destination"], "jobs");
 
+    let file = dir.path().join("defs.json");
+    let out = ok(&b, &["definitions", "export", "-o", file.to_str().unwrap()]);
+    assert!(out.starts_with("definitions written to"), "{out}");
+    let applied: Value =
+        serde_json::from_str(&ok(&b, &["definitions", "import", file.to_str().unwrap()])).unwrap();
+    assert_eq!(applied["applied"]["bindings"], 1, "{applied}");
+
+    ok(&b, &["publish", "work", "j", "--body", "again"]);
+    let purged: Value = serde_json::from_str(&ok(&b, &["queue", "purge", "jobs"])).unwrap();
+    assert_eq!(purged["purged"], 1);
+    ok(&b, &["exchange", "unbind", "work", "jobs", "--key", "j"]);
+    assert_eq!(
+        ok(&b, &["exchange", "bindings"]).lines().count(),
+        1,
+        "header only"
+    );
+    ok(&b, &["queue", "delete", "jobs"]);
+
     let (success, _, err) = b.cli(&["queue", "show", "nope"]);
     assert!(!success);
     assert!(err.contains("404") && err.contains("nope"), "{err}");
@@ -124,4 +142,12 @@ fn plugin_deploy_stats_and_dlq_redrive() {
     assert_eq!(stats["calls"]["calls"], 2, "{stats}");
     let versions = ok(&b, &["plugin", "versions", "tenants"]);
     assert_eq!(versions.lines().count(), 2, "{versions}");
+    let (success, _, err) = b.cli(&["plugin", "rollback", "tenants"]);
+    assert!(!success);
+    assert!(
+        err.contains("409") && err.contains("no previous version"),
+        "{err}"
+    );
+    ok(&b, &["plugin", "remove", "tenants"]);
+    assert_eq!(ok(&b, &["plugin", "list", "--json"]).trim(), "[]");
 }
