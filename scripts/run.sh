@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the example plugins and runs the broker with embedded defaults: data in
-# ./switchyard-data, AMQP on 127.0.0.1:5673, the example plugins deployed and watched for hot
-# reload (rebuild one in plugins/ and the running broker picks it up).
+# ./switchyard-data, AMQP on 127.0.0.1:5673, the HTTP admin API on 127.0.0.1:15673, the example
+# plugins deployed and watched for hot reload (rebuild one in plugins/ and the running broker
+# picks it up). Extra arguments go to `switchyard serve` (see `switchyard serve --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

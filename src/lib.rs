@@ -17,13 +17,25 @@
 //! - [`broker`]: routing decisions over exchanges and plugins, committed atomically into the
 //!   queues; failure policies, circuit breakers, dry runs, replay of dead letters.
 //! - [`amqp`]: the AMQP 0-9-1 front end — sockets and framing (amq-protocol), calling the broker.
+//! - [`admin`]: the HTTP admin API (axum, JSON) and `/metrics` — calls the broker; reads only
+//!   the AMQP layer's connection/consumer registry.
+//! - [`definitions`]: topology as a JSON document (exchanges, queues, bindings, plugins,
+//!   users): applied at start, exported from a running broker.
+//! - [`config`]: the effective configuration (defaults < TOML file < `SWITCHYARD_*` < flags).
+//! - [`server`]: `switchyard serve` as a library — listeners, startup, graceful shutdown.
+//! - [`cli`]: the command-line client of the admin API (blocking HTTP, tables or JSON).
 //!
 //! See `ARCHITECTURE.md` for a message's path from publish to ack.
 
+pub mod admin;
 pub mod amqp;
 pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod definitions;
 pub mod message;
 pub mod plugin;
 pub mod queue;
 pub mod routing;
+pub mod server;
 pub mod store;

@@ -79,6 +79,14 @@ where
     let notifier = tuned
         .blocked_capable
         .then(|| tokio::spawn(notify_blocked(alarm.clone(), out.clone())));
+    let _registered = shared
+        .registry
+        .add_connection(super::registry::ConnectionInfo {
+            id,
+            peer,
+            user: tuned.user.clone(),
+            connected_at_ms: super::registry::now_ms(),
+        });
     let mut conn = Connection {
         id,
         shared: shared.clone(),

@@ -46,6 +46,7 @@ pub(crate) struct ConsumerHandle {
     pub queue: QueueName,
     settle: mpsc::UnboundedSender<Settle>,
     task: JoinHandle<()>,
+    _registered: super::registry::Registered,
 }
 
 fn apply(consumer: &Consumer, s: &Settle) {
@@ -155,12 +156,24 @@ impl Channel {
         if c.exclusive {
             self.exclusive_consumers.insert(queue.clone());
         }
+        let registered = self
+            .shared
+            .registry
+            .add_consumer(super::registry::ConsumerInfo {
+                connection: self.conn,
+                channel: self.id,
+                tag: tag.clone(),
+                queue: queue.to_string(),
+                prefetch: self.prefetch,
+                no_ack: c.no_ack,
+            });
         self.consumers.insert(
             tag,
             ConsumerHandle {
                 queue,
                 settle: settle_tx,
                 task,
+                _registered: registered,
             },
         );
         Ok(())

@@ -11,6 +11,7 @@
 //! - `ops`, `declare`, `publish`, `consume`, `tags`, `args`: the channel methods that call the
 //!   broker, and the mapping of AMQP arguments and errors;
 //! - [`server`]: the listener and its housekeeping (queue expiry, resource alarm);
+//!   [`registry`]: a read-only view of connections and consumers;
 //! - `fuzzing`: entry points for the fuzz targets in `fuzz/` and their regression test.
 
 mod args;
@@ -27,8 +28,10 @@ mod handshake;
 mod ops;
 pub mod outbound;
 mod publish;
+pub mod registry;
 pub mod server;
 mod tags;
 
 pub use error::{code, AmqpError};
-pub use server::{run, ServerConfig, Shared, User};
+pub use registry::{ConnectionInfo, ConsumerInfo, Registry};
+pub use server::{run, run_shared, ServerConfig, Shared, User};

@@ -107,6 +107,8 @@ pub struct Shared {
     pub(crate) exclusive_consumers: Mutex<HashSet<QueueName>>,
     /// Queues declared auto-delete (deleted when their last consumer here goes).
     pub(crate) auto_delete: Mutex<HashSet<QueueName>>,
+    /// Who is connected and consuming (read by the admin API).
+    pub registry: Arc<super::Registry>,
     next_connection: AtomicU64,
     next_consumer_tag: AtomicU64,
 }
@@ -119,6 +121,7 @@ impl Shared {
             exclusive: Mutex::default(),
             exclusive_consumers: Mutex::default(),
             auto_delete: Mutex::default(),
+            registry: Arc::default(),
             next_connection: AtomicU64::new(1),
             next_consumer_tag: AtomicU64::new(1),
         }
@@ -184,8 +187,12 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future,
 ) {
-    let limit = Arc::new(Semaphore::new(config.max_connections));
-    let shared = Arc::new(Shared::new(broker, config));
+    run_shared(listener, Arc::new(Shared::new(broker, config)), shutdown).await;
+}
+
+/// [`run`] with state the caller keeps, e.g. to read [`Shared::registry`].
+pub async fn run_shared(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future) {
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&shared)));
     tokio::pin!(shutdown);
     loop {

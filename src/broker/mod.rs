@@ -12,6 +12,7 @@ mod decision;
 mod error;
 mod route;
 mod topology_file;
+mod verdicts;
 
 pub use alarm::{ResourceAlarm, DEFAULT_DISK_FREE_LIMIT};
 pub use breaker::Breakers;
@@ -20,6 +21,7 @@ pub use error::BrokerError;
 pub use route::{
     SpecialQueues, EXCHANGE_HEADER, LINEAGE_HEADER, MAX_HOPS, REASON_HEADER, ROUTING_KEY_HEADER,
 };
+pub use verdicts::{VersionStats, VersionVerdicts};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use tracing::Instrument;
 
 use crate::message::Message;
 use crate::plugin::{HostConfig, PluginHost};
@@ -163,6 +166,7 @@ pub struct Broker {
     topology: RwLock<Arc<Topology>>,
     topology_file: TopologyFile,
     counters: BrokerCounters,
+    verdicts: verdicts::VerdictCounts,
     /// Serialises replays so two redrives of one queue do not interleave.
     replay_lock: tokio::sync::Mutex<()>,
     alarm: ResourceAlarm,
@@ -204,6 +208,7 @@ impl Broker {
             topology: RwLock::new(Arc::new(topology)),
             topology_file,
             counters: BrokerCounters::default(),
+            verdicts: verdicts::VerdictCounts::default(),
             replay_lock: tokio::sync::Mutex::new(()),
             alarm,
         })
@@ -245,6 +250,12 @@ impl Broker {
     pub fn set_disk_free_limit(&self, bytes: u64) -> Option<String> {
         self.alarm.set_disk_free_limit(bytes);
         self.check_resources()
+    }
+
+    /// Calls, verdicts and latency of each version of `plugin` in committed publishes since the
+    /// broker opened.
+    pub fn plugin_verdicts(&self, plugin: &str) -> VersionVerdicts {
+        self.verdicts.get(plugin)
     }
 
     pub fn special_queues(&self) -> &SpecialQueues {
@@ -341,10 +352,22 @@ impl Broker {
         message: Message,
         mandatory: bool,
     ) -> Result<Published, BrokerError> {
-        self.submit(exchange, routing_key, message, mandatory)
-            .await?
-            .durable()
-            .await
+        // One span per message, at debug level so it costs nothing unless asked for
+        // (`RUST_LOG=switchyard::broker=debug`).
+        let span = tracing::debug_span!(
+            "publish",
+            message_id = %message.id.as_str(),
+            exchange,
+            routing_key,
+        );
+        async {
+            self.submit(exchange, routing_key, message, mandatory)
+                .await?
+                .durable()
+                .await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Route and apply, without waiting for durability: when this returns, the publish's
@@ -361,6 +384,17 @@ impl Broker {
         let decision = self
             .decide(exchange, routing_key, message, mandatory, false)
             .await?;
+        tracing::debug!(
+            verdicts = ?decision
+                .steps
+                .iter()
+                .map(|s| format!("{}@{}: {}", s.plugin, s.version, s.outcome))
+                .collect::<Vec<_>>(),
+            destinations = ?decision.queues().collect::<Vec<_>>(),
+            dropped = ?decision.dropped,
+            rejected = ?decision.rejected,
+            "routed"
+        );
         self.apply(decision, exchange, routing_key)
     }
 
@@ -396,6 +430,7 @@ impl Broker {
     ) -> Result<Submitted, BrokerError> {
         let c = &self.counters;
         c.published.fetch_add(1, Ordering::Relaxed);
+        self.verdicts.record(&decision);
         if let Some(reason) = &decision.rejected {
             c.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(BrokerError::Rejected(reason.clone()));

@@ -72,7 +72,8 @@ struct InputLine {
     json: Option<Value>,
 }
 
-fn json_to_field(v: Value) -> FieldValue {
+/// A JSON value as a header value (integers as `I64`/`U64`, objects as tables).
+pub fn json_to_field(v: Value) -> FieldValue {
     match v {
         Value::Null => FieldValue::Void,
         Value::Bool(b) => FieldValue::Bool(b),
@@ -89,7 +90,8 @@ fn json_to_field(v: Value) -> FieldValue {
     }
 }
 
-fn field_to_json(v: &FieldValue) -> Value {
+/// A header value as JSON (the inverse of [`json_to_field`] up to integer widths).
+pub fn field_to_json(v: &FieldValue) -> Value {
     match v {
         FieldValue::Void => Value::Null,
         FieldValue::Bool(b) => json!(b),

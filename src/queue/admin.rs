@@ -24,6 +24,33 @@ impl Queues {
         Ok(out)
     }
 
+    /// Write everything to disk now (fsync), e.g. at shutdown, whatever the durability mode.
+    pub fn flush(&self) -> Result<(), QueueError> {
+        Ok(self.inner.store.flush_now()?)
+    }
+
+    /// Bytes the store occupies on disk (for metrics).
+    pub fn size_on_disk(&self) -> Result<u64, QueueError> {
+        Ok(self.inner.store.size_on_disk()?)
+    }
+
+    /// When the oldest stored message of `name` was enqueued (ms since the Unix epoch), or
+    /// `None` when the queue is empty. Requeued messages keep their position, so the first key
+    /// is the oldest message. Reads one record.
+    pub fn oldest_enqueued_ms(&self, name: &QueueName) -> Result<Option<u64>, QueueError> {
+        let id = self.inner.engine.lock().queue(name)?;
+        let first = self
+            .inner
+            .store
+            .data
+            .scan_prefix(keys::queue_prefix(keys::MSG, id))
+            .next();
+        match first {
+            Some(item) => Ok(Some(envelope::decode_header(&item?.1)?.0.enqueued_ms)),
+            None => Ok(None),
+        }
+    }
+
     /// Move dead-lettered messages from `dead_letter_queue` back to the queue each last died
     /// in (its `x-last-death-queue` header), oldest first, at most `limit` (all when `None`).
     /// Messages in flight, or whose source queue no longer exists, stay. Returns how many moved.

@@ -304,6 +304,7 @@ impl Engine {
             let value = envelope::encode(&header, &t.message.encode()?)?;
             cx.insert(&keys::message(q.id, seq), value);
             q.len += 1;
+            q.totals.published += 1;
             cx.touched.insert(q.id);
         }
         Ok(())
@@ -324,6 +325,7 @@ fn deliver(
     let count = ready.deliveries + 1;
     c.unacked.insert(tag, (ready.seq, count));
     q.inflight.insert(ready.seq, (cid, tag));
+    q.totals.delivered += 1;
     if ready.seq > q.hwm {
         q.hwm = ready.seq;
         cx.hwm.insert(q.id, ready.seq);

@@ -50,6 +50,12 @@ pub struct QueueStats {
     /// reached by the cursor are not counted here).
     pub delayed: u64,
     pub consumers: u64,
+    /// Messages stored into the queue since the engine opened (publishes, dead-letterings in).
+    pub published_total: u64,
+    /// Deliveries (first and repeated) since the engine opened.
+    pub delivered_total: u64,
+    /// Messages this queue dead-lettered (or discarded for want of a target) since open.
+    pub dead_lettered_total: u64,
 }
 
 /// The durable queue engine. Cheap to clone; all clones share one store.
@@ -202,6 +208,9 @@ impl Queues {
             unacked: q.inflight.len() as u64,
             delayed: q.delayed.len() as u64,
             consumers: q.consumers.len() as u64,
+            published_total: q.totals.published,
+            delivered_total: q.totals.delivered,
+            dead_lettered_total: q.totals.dead_lettered,
         })
     }
 
@@ -269,6 +278,7 @@ impl Queues {
                 q.next_seq += 1;
                 cx.insert(&keys::message(id, seq), envelope::encode(&header, bytes)?);
                 q.len += 1;
+                q.totals.published += 1;
                 cx.touched.insert(id);
                 outcomes.push(PublishOutcome::Enqueued { seq });
             }

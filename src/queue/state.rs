@@ -56,6 +56,16 @@ pub(crate) struct QueueState {
     /// Last declaration, push-consumer change or `get` (ms); `config.expires_ms` counts from
     /// here. In memory only: after a restart it is the open time.
     pub last_used_ms: u64,
+    /// Messages in, deliveries out, dead-letterings out since the engine opened (for rates).
+    pub totals: Totals,
+}
+
+/// Per-queue event counts since open. In memory only: a restart starts them at zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub published: u64,
+    pub delivered: u64,
+    pub dead_lettered: u64,
 }
 
 impl QueueState {
@@ -77,6 +87,7 @@ impl QueueState {
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
             last_used_ms: 0,
+            totals: Totals::default(),
         }
     }
 
@@ -197,6 +208,7 @@ impl QueueState {
     ) -> Result<(), QueueError> {
         cx.remove(&keys::message(self.id, seq));
         self.len = self.len.saturating_sub(1);
+        self.totals.dead_lettered += 1;
         tracing::debug!(queue = %self.name, seq, reason = reason.code(), "dead-lettering");
         let Some(target) = self.config.dead_letter.clone() else {
             return Ok(());

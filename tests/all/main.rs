@@ -2,7 +2,9 @@
 
 mod support;
 
+mod admin;
 mod amqp;
 mod broker;
+mod cli;
 mod plugin;
 mod queue;

@@ -1,0 +1,102 @@
+//! `switchyard serve` and `switchyard config print`: flags → `Config` → `server::run`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use switchyard::broker::Broker;
+use switchyard::config::{Config, LogFormat};
+use switchyard::server::{self, Listeners, Settings};
+
+/// Settings flags. Each also comes from `SWITCHYARD_<NAME>` or the config file; a flag wins.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// A TOML config file (keys as in `switchyard config print`).
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory [default: ./switchyard-data].
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Plugins deployed at start and watched for hot reload [default: ./plugins].
+    #[arg(long)]
+    plugins_dir: Option<String>,
+    /// AMQP listen address [default: 127.0.0.1:5673].
+    #[arg(long)]
+    amqp_listen: Option<String>,
+    /// HTTP admin API listen address [default: 127.0.0.1:15673].
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// Bearer token for the admin API (required when it listens beyond loopback).
+    #[arg(long)]
+    admin_token: Option<String>,
+    /// A definitions file applied at start.
+    #[arg(long)]
+    definitions: Option<String>,
+    /// text or json.
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+pub fn resolve(args: &ConfigArgs) -> anyhow::Result<Config> {
+    let flags: Vec<(&str, String)> = [
+        ("data_dir", &args.data_dir),
+        ("plugins_dir", &args.plugins_dir),
+        ("amqp_listen", &args.amqp_listen),
+        ("http_listen", &args.http_listen),
+        ("admin_token", &args.admin_token),
+        ("definitions", &args.definitions),
+        ("log_format", &args.log_format),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+    .collect();
+    Ok(Config::resolve(
+        args.config.as_deref(),
+        std::env::vars(),
+        &flags,
+    )?)
+}
+
+/// Logs to stderr; `RUST_LOG` (or `SWITCHYARD_LOG`) filters, default `info`.
+pub fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = std::env::var("SWITCHYARD_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::new(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = resolve(&args.config)?;
+    init_logs(config.log_format);
+    config.validate()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listeners = Listeners::bind(&config).await?;
+        let broker = Arc::new(Broker::open(&config.data_dir, config.broker_config())?);
+        tracing::info!(data_dir = %config.data_dir.display(), "broker opened");
+        server::run(
+            listeners,
+            broker,
+            Settings::from_config(&config),
+            server::signal(),
+        )
+        .await?;
+        Ok(())
+    })
+}

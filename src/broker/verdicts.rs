@@ -1,0 +1,101 @@
+//! Per plugin *version*: calls made while routing committed publishes (dry runs excluded),
+//! what each answered, and how long it took — for the admin API. The plugin host's own counters
+//! are per plugin (all versions together); the broker sees each step's version, so it can tell
+//! a new version's behaviour apart from the old one's during and after a hot reload.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::Decision;
+use crate::plugin::LATENCY_BUCKETS;
+
+/// One version's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VersionStats {
+    pub calls: u64,
+    /// Verdict class (`deliver`, `drop`, `keep`, `rewrite`, `dead-letter`, `quarantined`,
+    /// `error:<kind>` such as `error:trap` or `error:timeout`) → count.
+    pub verdicts: BTreeMap<String, u64>,
+    /// Bucket `i`: calls under `2^i` µs (as in the plugin host's histogram).
+    pub latency_buckets: [u64; LATENCY_BUCKETS],
+}
+
+/// version → its record.
+pub type VersionVerdicts = BTreeMap<String, VersionStats>;
+
+#[derive(Debug, Default)]
+pub struct VerdictCounts {
+    by_plugin: Mutex<BTreeMap<String, VersionVerdicts>>,
+}
+
+/// The class of a step outcome: `error:<kind>` for failures (`error (trap): ...`), else the
+/// first word (`deliver to 2` → `deliver`).
+fn class(outcome: &str) -> String {
+    if let Some(kind) = outcome
+        .strip_prefix("error (")
+        .and_then(|rest| rest.split(')').next())
+    {
+        return format!("error:{kind}");
+    }
+    let word = outcome.split_whitespace().next().unwrap_or("none");
+    word.trim_end_matches(':').to_owned()
+}
+
+fn bucket(elapsed: Duration) -> usize {
+    let micros = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
+    (64 - micros.leading_zeros() as usize).min(LATENCY_BUCKETS - 1)
+}
+
+impl VerdictCounts {
+    pub fn record(&self, decision: &Decision) {
+        if decision.steps.is_empty() {
+            return;
+        }
+        let mut map = self.by_plugin.lock();
+        for step in &decision.steps {
+            let version = if step.version.is_empty() {
+                "unknown"
+            } else {
+                &step.version
+            };
+            let stats = map
+                .entry(step.plugin.clone())
+                .or_default()
+                .entry(version.to_owned())
+                .or_default();
+            stats.calls += 1;
+            *stats.verdicts.entry(class(&step.outcome)).or_default() += 1;
+            stats.latency_buckets[bucket(step.elapsed)] += 1;
+        }
+    }
+
+    pub fn get(&self, plugin: &str) -> VersionVerdicts {
+        self.by_plugin
+            .lock()
+            .get(plugin)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn classes_and_buckets() {
+        assert_eq!(super::class("deliver to 2"), "deliver");
+        assert_eq!(super::class("dead-letter: bad json"), "dead-letter");
+        assert_eq!(super::class("error (trap): boom"), "error:trap");
+        assert_eq!(super::class(""), "none");
+        assert_eq!(super::bucket(Duration::from_nanos(500)), 0);
+        assert_eq!(super::bucket(Duration::from_micros(3)), 2);
+        assert_eq!(
+            super::bucket(Duration::from_secs(100)),
+            super::LATENCY_BUCKETS - 1
+        );
+    }
+}

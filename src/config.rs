@@ -1,0 +1,317 @@
+//! The broker's configuration: embedded defaults, a TOML file, `SWITCHYARD_*` environment
+//! variables and command-line flags, merged in that order (a later source wins).
+//!
+//! Every setting has one name used everywhere: `data_dir` in the file, `SWITCHYARD_DATA_DIR` in
+//! the environment, `--data-dir` on the command line. Sources are applied as strings through
+//! [`Config::set`], so a value means the same whichever source gave it, and an error names the
+//! source and the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that configure the broker.
+pub const ENV_PREFIX: &str = "SWITCHYARD_";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The effective configuration of `switchyard serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// Deployed at start and watched for hot reload; a missing directory turns watching off.
+    pub plugins_dir: PathBuf,
+    pub amqp_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    /// Bearer token the admin API requires. Mandatory when `http_listen` is not loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+    /// A definitions file (exchanges, queues, bindings, plugins) applied at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// Largest request body the admin API accepts, except plugin uploads.
+    pub max_request_bytes: usize,
+    /// Largest plugin component the admin API accepts.
+    pub max_plugin_bytes: usize,
+    /// How long shutdown waits for in-flight work before closing anyway.
+    pub shutdown_timeout_ms: u64,
+    /// Default per-call deadline of plugins (a deployment may set its own).
+    pub plugin_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: "./switchyard-data".into(),
+            plugins_dir: "./plugins".into(),
+            amqp_listen: SocketAddr::from(([127, 0, 0, 1], 5673)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 15673)),
+            admin_token: None,
+            definitions: None,
+            log_format: LogFormat::Text,
+            max_request_bytes: 16 << 20,
+            max_plugin_bytes: 64 << 20,
+            shutdown_timeout_ms: 10_000,
+            plugin_timeout_ms: 100,
+        }
+    }
+}
+
+/// Where a setting came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Env,
+    Flag,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "config file {}", p.display()),
+            Source::Env => f.write_str("environment"),
+            Source::Flag => f.write_str("command line"),
+        }
+    }
+}
+
+/// Why the configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {cause}")]
+    Read { path: String, cause: String },
+    #[error("config file {path}: {cause}")]
+    Parse { path: String, cause: String },
+    #[error("{origin}: unknown setting {key:?}; known settings: {known}")]
+    Unknown {
+        origin: Source,
+        key: String,
+        known: String,
+    },
+    #[error("{origin}: {key} = {value:?}: {cause}")]
+    Invalid {
+        origin: Source,
+        key: String,
+        value: String,
+        cause: String,
+    },
+    #[error(
+        "the admin API would listen on {addr} without authentication: set admin_token \
+         (--admin-token, SWITCHYARD_ADMIN_TOKEN) or listen on a loopback address \
+         (--http-listen 127.0.0.1:15673)"
+    )]
+    UnauthenticatedRemote { addr: SocketAddr },
+}
+
+/// `SWITCHYARD_*` variables that are not settings: the config file's path, the log filter,
+/// and the CLI's broker URL.
+const NOT_SETTINGS: &[&str] = &["config", "log", "url"];
+
+/// Setting names, in the order `config print` shows them.
+pub const KEYS: &[&str] = &[
+    "data_dir",
+    "plugins_dir",
+    "amqp_listen",
+    "http_listen",
+    "admin_token",
+    "definitions",
+    "log_format",
+    "max_request_bytes",
+    "max_plugin_bytes",
+    "shutdown_timeout_ms",
+    "plugin_timeout_ms",
+];
+
+impl Config {
+    /// Build the effective configuration: defaults, then `file` (if any), then every
+    /// `SWITCHYARD_<KEY>` in `env`, then `flags` (setting name, value). `SWITCHYARD_CONFIG`
+    /// is the file's own variable and is not a setting.
+    pub fn resolve(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&str, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if NOT_SETTINGS.contains(&key.as_str()) {
+                continue;
+            }
+            config.set(&key, &value, Source::Env)?;
+        }
+        for (key, value) in flags {
+            config.set(key, value, Source::Flag)?;
+        }
+        Ok(config)
+    }
+
+    /// A TOML file; missing settings keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            cause: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            cause: e.to_string(),
+        })
+    }
+
+    /// Set one setting from its string form.
+    pub fn set(&mut self, key: &str, value: &str, source: Source) -> Result<(), ConfigError> {
+        let invalid = |cause: String| ConfigError::Invalid {
+            origin: source.clone(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+            cause,
+        };
+        let addr = |v: &str| {
+            v.parse::<SocketAddr>()
+                .map_err(|e| invalid(format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:5673)")))
+        };
+        let number = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|e| invalid(format!("{e} (expected a whole number)")))
+        };
+        match key {
+            "data_dir" => self.data_dir = value.into(),
+            "plugins_dir" => self.plugins_dir = value.into(),
+            "amqp_listen" => self.amqp_listen = addr(value)?,
+            "http_listen" => self.http_listen = addr(value)?,
+            "admin_token" => self.admin_token = Some(value.to_owned()).filter(|t| !t.is_empty()),
+            "definitions" => self.definitions = Some(value.into()).filter(|_| !value.is_empty()),
+            "log_format" => {
+                self.log_format = match value {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(invalid("expected text or json".into())),
+                }
+            }
+            "max_request_bytes" => self.max_request_bytes = number(value)? as usize,
+            "max_plugin_bytes" => self.max_plugin_bytes = number(value)? as usize,
+            "shutdown_timeout_ms" => self.shutdown_timeout_ms = number(value)?,
+            "plugin_timeout_ms" => self.plugin_timeout_ms = number(value)?,
+            _ => {
+                return Err(ConfigError::Unknown {
+                    origin: source,
+                    key: key.to_owned(),
+                    known: KEYS.join(", "),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse settings that are individually valid but unsafe together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.http_listen.ip().is_loopback() && self.admin_token.is_none() {
+            return Err(ConfigError::UnauthenticatedRemote {
+                addr: self.http_listen,
+            });
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, the token masked (it is a secret; its presence is what
+    /// matters when checking a deployment).
+    /// How to open the broker with these settings.
+    pub fn broker_config(&self) -> crate::broker::BrokerConfig {
+        let mut c = crate::broker::BrokerConfig::default();
+        c.plugins.default_limits.timeout = std::time::Duration::from_millis(self.plugin_timeout_ms);
+        c
+    }
+
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        if shown.admin_token.is_some() {
+            shown.admin_token = Some("********".into());
+        }
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("switchyard.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\namqp_listen = \"127.0.0.1:1001\"\nhttp_listen = \"127.0.0.1:1002\"\n",
+        )
+        .unwrap();
+        let env = env(&[
+            ("SWITCHYARD_AMQP_LISTEN", "127.0.0.1:2001"),
+            ("SWITCHYARD_HTTP_LISTEN", "127.0.0.1:2002"),
+            ("SWITCHYARD_CONFIG", "ignored"),
+            ("PATH", "/bin"),
+        ]);
+        let flags = [("http_listen", "127.0.0.1:3002".to_string())];
+        let c = Config::resolve(Some(&file), env, &flags).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.amqp_listen.port(), 2001);
+        assert_eq!(c.http_listen.port(), 3002);
+        assert_eq!(c.plugins_dir, PathBuf::from("./plugins"));
+    }
+
+    #[test]
+    fn errors_name_the_source_and_setting() {
+        let e = Config::resolve(None, env(&[("SWITCHYARD_AMQP_LISTEN", "nope")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("environment") && e.contains("amqp_listen"),
+            "{e}"
+        );
+        let e = Config::resolve(None, env(&[("SWITCHYARD_COLOUR", "red")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown setting \"colour\""), "{e}");
+    }
+
+    #[test]
+    fn remote_admin_needs_a_token() {
+        let mut c = Config::default();
+        c.set("http_listen", "0.0.0.0:15673", Source::Flag).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("admin_token"), "{e}");
+        c.set("admin_token", "s3cret", Source::Env).unwrap();
+        c.validate().unwrap();
+        assert!(!c.to_toml().contains("s3cret"));
+    }
+
+    #[test]
+    fn printed_config_reads_back() {
+        let c = Config::default();
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,264 @@
+//! `switchyard serve` as a library: bind the listeners, apply definitions, deploy and watch the
+//! plugin directory, serve AMQP and the admin API, and shut down gracefully.
+//!
+//! [`run`] takes bound listeners (the mini-redis shape), so tests bind port 0 and read the
+//! addresses back; the binary binds the configured addresses with [`Listeners::bind`], whose
+//! errors name the setting to change.
+//!
+//! Shutdown order: `/readyz` turns 503; both listeners stop accepting; the admin API finishes
+//! the requests in flight (bounded by `shutdown_timeout`); the store is flushed. AMQP
+//! connections already open keep their own tasks until the process exits; every publish they
+//! had confirmed is already durable.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::admin::{self, AdminConfig, AdminState};
+use crate::amqp::{self, ServerConfig, Shared, User};
+use crate::broker::{Broker, BrokerError};
+use crate::config::{Config, ConfigError};
+use crate::definitions::{Definitions, DefinitionsError};
+use crate::queue::QueueError;
+
+/// How often the plugin directory is polled for changes.
+pub const PLUGIN_POLL: Duration = Duration::from_secs(1);
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "cannot listen for {what} on {addr}: {cause}; choose another address with {flag} \
+         (or {env}, or `{key}` in the config file)"
+    )]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        flag: &'static str,
+        env: &'static str,
+        key: &'static str,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("applying definitions: {0}")]
+    Definitions(#[from] DefinitionsError),
+    #[error("plugins directory {dir}: {cause}")]
+    PluginsDir { dir: String, cause: std::io::Error },
+    #[error("admin API: {0}")]
+    Http(std::io::Error),
+    #[error("flushing the store at shutdown: {0}")]
+    Flush(#[from] QueueError),
+    #[error("startup task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// The bound sockets.
+#[derive(Debug)]
+pub struct Listeners {
+    pub amqp: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Bind both configured addresses. The error names the flag, variable and key to change.
+    pub async fn bind(config: &Config) -> Result<Listeners, ServeError> {
+        let amqp = TcpListener::bind(config.amqp_listen)
+            .await
+            .map_err(|cause| ServeError::Bind {
+                what: "AMQP",
+                addr: config.amqp_listen,
+                flag: "--amqp-listen",
+                env: "SWITCHYARD_AMQP_LISTEN",
+                key: "amqp_listen",
+                cause,
+            })?;
+        let http = TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|cause| ServeError::Bind {
+                what: "the HTTP admin API",
+                addr: config.http_listen,
+                flag: "--http-listen",
+                env: "SWITCHYARD_HTTP_LISTEN",
+                key: "http_listen",
+                cause,
+            })?;
+        Ok(Listeners { amqp, http })
+    }
+}
+
+/// What [`run`] needs besides the listeners and the broker.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub amqp: ServerConfig,
+    pub admin: AdminConfig,
+    /// Deployed at start and watched; `None` or a missing directory: no hot reload.
+    pub plugins_dir: Option<PathBuf>,
+    pub definitions: Option<PathBuf>,
+    pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            amqp: ServerConfig::default(),
+            admin: AdminConfig {
+                token: config.admin_token.clone(),
+                max_request_bytes: config.max_request_bytes,
+                max_plugin_bytes: config.max_plugin_bytes,
+            },
+            plugins_dir: Some(config.plugins_dir.clone()),
+            definitions: config.definitions.clone(),
+            shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+        }
+    }
+}
+
+/// Apply the definitions file: topology and plugins into the broker, users into `amqp`.
+async fn apply_definitions(
+    broker: &Arc<Broker>,
+    path: PathBuf,
+    amqp: &mut ServerConfig,
+) -> Result<(), ServeError> {
+    let defs = Definitions::from_file(&path)?;
+    for u in &defs.users {
+        let Some(password) = &u.password else {
+            return Err(DefinitionsError::Invalid {
+                what: format!("user {}", u.name),
+                cause: "no password".into(),
+            }
+            .into());
+        };
+        amqp.users.retain(|existing| existing.name != u.name);
+        amqp.users.push(User {
+            name: u.name.clone(),
+            password: password.clone(),
+            remote: u.remote,
+        });
+    }
+    let base = path
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || defs.apply(&b, &base)).await??;
+    tracing::info!(file = %path.display(), "definitions applied");
+    Ok(())
+}
+
+/// Deploy every plugin in `dir` and watch it. A missing directory is not an error.
+async fn start_plugins(
+    broker: &Arc<Broker>,
+    dir: Option<PathBuf>,
+) -> Result<Option<crate::plugin::DirWatcher>, ServeError> {
+    let Some(dir) = dir else { return Ok(None) };
+    if !dir.is_dir() {
+        tracing::info!(
+            dir = %dir.display(),
+            "plugins directory not found: hot reload is off (create it, or set --plugins-dir)"
+        );
+        return Ok(None);
+    }
+    let host = broker.plugins().clone();
+    let scan_dir = dir.clone();
+    let results = tokio::task::spawn_blocking(move || host.scan_dir(&scan_dir)).await?;
+    for (name, result) in results {
+        match result {
+            Ok(version) => tracing::info!(plugin = %name, %version, "plugin deployed"),
+            Err(e) => tracing::warn!(plugin = %name, error = %e, "plugin not loaded"),
+        }
+    }
+    let watcher = broker
+        .plugins()
+        .watch_dir(&dir, PLUGIN_POLL)
+        .map_err(|cause| ServeError::PluginsDir {
+            dir: dir.display().to_string(),
+            cause,
+        })?;
+    tracing::info!(dir = %dir.display(), "watching the plugins directory for hot reload");
+    Ok(Some(watcher))
+}
+
+/// Serve until `shutdown` completes, then stop gracefully (see the module docs).
+pub async fn run(
+    listeners: Listeners,
+    broker: Arc<Broker>,
+    mut settings: Settings,
+    shutdown: impl Future,
+) -> Result<(), ServeError> {
+    let amqp_addr = listeners.amqp.local_addr().ok();
+    let http_addr = listeners.http.local_addr().ok();
+    if let Some(path) = settings.definitions.clone() {
+        apply_definitions(&broker, path, &mut settings.amqp).await?;
+    }
+    let _watcher = start_plugins(&broker, settings.plugins_dir.clone()).await?;
+
+    let shared = Arc::new(Shared::new(broker.clone(), settings.amqp.clone()));
+    let state = AdminState::new(
+        broker.clone(),
+        Some(shared.registry.clone()),
+        settings.admin.clone(),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let amqp_task = tokio::spawn(amqp::run_shared(listeners.amqp, shared, stopped()));
+    let http_task = tokio::spawn(admin::serve(listeners.http, state.clone(), stopped()));
+    state.set_ready(true);
+    if let (Some(a), Some(h)) = (amqp_addr, http_addr) {
+        tracing::info!("AMQP on amqp://{a}/ ; HTTP admin API on http://{h}/ ; ready");
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
+    state.set_ready(false);
+    let _ = stop_tx.send(true);
+    let finish = async {
+        let _ = amqp_task.await;
+        http_task.await
+    };
+    let http_result = match tokio::time::timeout(settings.shutdown_timeout, finish).await {
+        Ok(Ok(r)) => r.map_err(ServeError::Http),
+        Ok(Err(join)) => Err(join.into()),
+        Err(_) => {
+            tracing::warn!("requests still running after the shutdown timeout; stopping anyway");
+            Ok(())
+        }
+    };
+    broker.queues().flush()?;
+    tracing::info!("store flushed; bye");
+    http_result
+}
+
+/// Completes on Ctrl-C or SIGTERM (Unix).
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
