@@ -32,4 +32,6 @@ pub enum StoreError {
     Poisoned(String),
     #[error("the store is shut down")]
     Closed,
+    #[error("a single write of {bytes} bytes is larger than the message log accepts (1 GiB); publish smaller messages or fan out to fewer queues")]
+    TooLarge { bytes: u64 },
 }

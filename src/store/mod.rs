@@ -170,7 +170,10 @@ impl Store {
     pub fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         self.check()?;
         self.data.write(ops).inspect_err(|e| {
-            self.flusher.poison(e.to_string());
+            // A refused oversize write stored nothing; anything else may have lost data.
+            if !matches!(e, StoreError::TooLarge { .. }) {
+                self.flusher.poison(e.to_string());
+            }
         })
     }
 

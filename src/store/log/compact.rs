@@ -65,14 +65,14 @@ impl MessageLog {
                             let here = Loc {
                                 seg: victim,
                                 len: value_len as u32,
-                                off: (frame_at + value_off) as u64,
+                                off: (frame_at + value_off) as u32,
                             };
-                            (st.index.get(key) == Some(&here)).then(|| {
+                            (st.index.get(key) == Some(here)).then(|| {
                                 let v = &bytes[here.off as usize..][..value_len];
                                 (key.to_vec(), Some(v.to_vec()))
                             })
                         }
-                        Op::Del { key } => (!is_oldest && !st.index.contains_key(key))
+                        Op::Del { key } => (!is_oldest && st.index.get(key).is_none())
                             .then(|| (key.to_vec(), None)),
                     })
                     .collect();

@@ -62,6 +62,16 @@ pub fn encode(ops: &[WriteOp], out: &mut Vec<u8>) -> Vec<Option<usize>> {
     offsets
 }
 
+/// Bytes [`encode`] writes for `ops`.
+pub fn size(ops: &[WriteOp]) -> usize {
+    HEADER
+        + 1
+        + ops
+            .iter()
+            .map(|(k, v)| 3 + k.len() + v.as_ref().map_or(0, |v| 4 + v.len()))
+            .sum::<usize>()
+}
+
 /// What [`decode`] found at the start of `buf`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded<'a> {
@@ -135,6 +145,7 @@ mod tests {
         ];
         let mut buf = b"prefix".to_vec();
         let offsets = encode(&ops, &mut buf);
+        assert_eq!(buf.len() - 6, size(&ops));
         let frame = &buf[6..];
         let Decoded::Frame { len, ops: decoded } = decode(frame) else {
             panic!("intact frame")

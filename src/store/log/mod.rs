@@ -21,6 +21,7 @@
 
 mod compact;
 mod frame;
+mod index;
 mod recover;
 mod segment;
 
@@ -35,20 +36,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use smallvec::SmallVec;
 
 use super::StoreError;
+use index::{Index, Loc};
 
-/// Keys are short (13 bytes for a message): stored inline, no allocation per entry.
-pub(crate) type Key = SmallVec<[u8; 16]>;
-
-/// Where a value lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Loc {
-    seg: u32,
-    len: u32,
-    off: u64,
-}
+/// Largest frame: segment offsets are 32-bit (see `index::Loc`).
+const MAX_FRAME: u64 = 1 << 30;
 
 /// Sizes of the log, for stats and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,7 +73,7 @@ struct Chunk {
 
 #[derive(Debug)]
 struct State {
-    index: BTreeMap<Key, Loc>,
+    index: Index,
     segments: BTreeMap<u32, Segment>,
     active: u32,
     /// Frames waiting for the next flush, in order.
@@ -141,7 +134,12 @@ impl MessageLog {
         if let Some(why) = &st.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
         }
-        if st.segments[&st.active].len >= self.segment_bytes {
+        let size = frame::size(ops) as u64;
+        if size > MAX_FRAME {
+            return Err(StoreError::TooLarge { bytes: size });
+        }
+        let active = st.segments[&st.active].len;
+        if active >= self.segment_bytes || active + size > u64::from(u32::MAX) {
             self.roll(st)?;
         }
         let seg = st.active;
@@ -163,7 +161,7 @@ impl MessageLog {
                 (Some(v), Some(off)) => Some(Loc {
                     seg,
                     len: v.len() as u32,
-                    off: base + off as u64,
+                    off: (base + off as u64) as u32,
                 }),
                 _ => None,
             };
@@ -237,7 +235,7 @@ impl MessageLog {
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
         let st = self.state.lock();
         match st.index.get(key.as_ref()) {
-            Some(loc) => self.read(&st, *loc).map(Some),
+            Some(loc) => self.read(&st, loc).map(Some),
             None => Ok(None),
         }
     }
@@ -249,12 +247,7 @@ impl MessageLog {
         to: &[u8],
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
         let st = self.state.lock();
-        let found = st
-            .index
-            .range::<[u8], _>((Bound::Included(from), Bound::Included(to)))
-            .next()
-            .map(|(k, loc)| (k.to_vec(), *loc));
-        match found {
+        match st.index.first_in(from, to) {
             Some((k, loc)) => Ok(Some((k, self.read(&st, loc)?))),
             None => Ok(None),
         }
@@ -275,28 +268,10 @@ impl MessageLog {
         let mut after: Option<Vec<u8>> = None;
         std::iter::from_fn(move || {
             let st = self.state.lock();
-            let lower = match &after {
-                Some(k) => Bound::Excluded(k.as_slice()),
-                None => Bound::Included(prefix.as_slice()),
-            };
-            let key = st
-                .index
-                .range::<[u8], _>((lower, Bound::Unbounded))
-                .next()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, _)| k.to_vec())?;
+            let (key, _) = st.index.next_with_prefix(&prefix, after.as_deref())?;
             after = Some(key.clone());
             Some(key)
         })
-    }
-
-    /// Number of keys starting with `prefix` (no value is read).
-    pub fn count_prefix(&self, prefix: &[u8]) -> usize {
-        let st = self.state.lock();
-        st.index
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -314,7 +289,7 @@ impl MessageLog {
     }
 
     fn read(&self, st: &State, loc: Loc) -> Result<Vec<u8>, StoreError> {
-        let (start, len) = (loc.off, loc.len as usize);
+        let (start, len) = (u64::from(loc.off), loc.len as usize);
         for c in st.pending.iter().chain(st.inflight.iter()) {
             if c.seg == loc.seg
                 && start >= c.off
@@ -334,7 +309,7 @@ impl State {
         let old = match new {
             Some(loc) => {
                 self.segments.get_mut(&loc.seg).expect("segment").live += u64::from(loc.len);
-                self.index.insert(Key::from_slice(key), loc)
+                self.index.insert(key, loc)
             }
             None => self.index.remove(key),
         };
@@ -360,16 +335,9 @@ impl Iterator for ScanPrefix<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let st = self.log.state.lock();
-        let lower = match &self.after {
-            Some(k) => Bound::Excluded(k.as_slice()),
-            None => Bound::Included(self.prefix.as_slice()),
-        };
         let (key, loc) = st
             .index
-            .range::<[u8], _>((lower, Bound::Unbounded))
-            .next()
-            .filter(|(k, _)| k.starts_with(&self.prefix))
-            .map(|(k, loc)| (k.to_vec(), *loc))?;
+            .next_with_prefix(&self.prefix, self.after.as_deref())?;
         self.after = Some(key.clone());
         Some(self.log.read(&st, loc).map(|v| (key, v)))
     }

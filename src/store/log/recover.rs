@@ -1,6 +1,8 @@
 //! Replay at open: rebuild the index from the segments, cutting off a torn tail.
 
 use std::collections::BTreeMap;
+
+use super::index::Index;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use crate::store::StoreError;
 pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
     let ids = segment::list(dir).map_err(io(dir))?;
     let mut st = State {
-        index: BTreeMap::new(),
+        index: Index::default(),
         segments: BTreeMap::new(),
         active: 0,
         pending: Vec::new(),
@@ -54,7 +56,7 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
                                 Some(Loc {
                                     seg: id,
                                     len: value_len as u32,
-                                    off: (at + value_off) as u64,
+                                    off: (at + value_off) as u32,
                                 }),
                             ),
                             Op::Del { key } => st.set(key, None),

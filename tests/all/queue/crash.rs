@@ -82,6 +82,14 @@ fn sigkill_never_loses_an_acknowledged_publish() {
     let mut rng = rand::rng();
     let mut acked: Vec<(String, bool)> = Vec::new();
     let started = Instant::now();
+    // Declared up front: a child killed before its own (idempotent) declarations finish must
+    // not leave the parent without the queues it checks.
+    {
+        let q = open(dir.path());
+        q.declare(&name("crash"), QueueConfig::default()).unwrap();
+        q.declare(&name("crash-fan"), QueueConfig::default())
+            .unwrap();
+    }
     for cycle in 0..CYCLES {
         let mut child = Command::new(&exe)
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
