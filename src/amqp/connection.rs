@@ -138,16 +138,28 @@ impl Connection {
     ) -> Result<(), ReadError> {
         // The spec allows closing after two missed heartbeats.
         let idle = heartbeat.map(|h| h * 2 + Duration::from_millis(500));
+        let mut shutdown = self.shared.on_shutdown();
         loop {
-            let frame = match idle {
-                None => reader.read_frame().await,
-                Some(limit) => match tokio::time::timeout(limit, reader.read_frame()).await {
-                    Ok(f) => f,
-                    Err(_) => {
-                        tracing::debug!("amqp heartbeat timeout");
-                        return Ok(());
-                    }
-                },
+            let next = async {
+                match idle {
+                    None => Some(reader.read_frame().await),
+                    Some(limit) => tokio::time::timeout(limit, reader.read_frame()).await.ok(),
+                }
+            };
+            let next = tokio::select! {
+                _ = shutdown.wait_for(|down| *down) => Err(()),
+                next = next => Ok(next),
+            };
+            let frame = match next {
+                Err(()) => {
+                    let bye = AmqpError::connection_forced("broker shutdown");
+                    return self.fail(reader, bye).await;
+                }
+                Ok(None) => {
+                    tracing::debug!("amqp heartbeat timeout");
+                    return Ok(());
+                }
+                Ok(Some(frame)) => frame,
             };
             let frame = match frame {
                 Ok(f) => f,

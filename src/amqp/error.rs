@@ -11,6 +11,7 @@ use std::fmt;
 pub mod code {
     pub const REPLY_SUCCESS: u16 = 200;
     pub const NO_ROUTE: u16 = 312;
+    pub const CONNECTION_FORCED: u16 = 320;
     pub const ACCESS_REFUSED: u16 = 403;
     pub const NOT_FOUND: u16 = 404;
     pub const RESOURCE_LOCKED: u16 = 405;
@@ -135,6 +136,10 @@ impl AmqpError {
     }
     pub fn not_implemented(text: impl Into<String>) -> Self {
         Self::new(Scope::Connection, code::NOT_IMPLEMENTED, text)
+    }
+    /// The broker closes the connection (shutdown).
+    pub fn connection_forced(text: impl Into<String>) -> Self {
+        Self::new(Scope::Connection, code::CONNECTION_FORCED, text)
     }
     pub fn internal(text: impl Into<String>) -> Self {
         Self::new(Scope::Connection, code::INTERNAL_ERROR, text)

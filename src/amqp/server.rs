@@ -109,11 +109,18 @@ pub struct Shared {
     pub(crate) auto_delete: Mutex<HashSet<QueueName>>,
     /// Who is connected and consuming (read by the admin API).
     pub registry: Arc<super::Registry>,
+    /// Becomes `true` when the listener stops: connections then close with 320.
+    shutdown: tokio::sync::watch::Sender<bool>,
     next_connection: AtomicU64,
     next_consumer_tag: AtomicU64,
 }
 
 impl Shared {
+    /// Watches the listener's shutdown (see `run_shared`).
+    pub(crate) fn on_shutdown(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
     pub fn new(broker: Arc<Broker>, config: ServerConfig) -> Shared {
         Shared {
             config,
@@ -122,6 +129,7 @@ impl Shared {
             exclusive_consumers: Mutex::default(),
             auto_delete: Mutex::default(),
             registry: Arc::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
             next_connection: AtomicU64::new(1),
             next_consumer_tag: AtomicU64::new(1),
         }
@@ -219,8 +227,16 @@ pub async fn run_shared(listener: TcpListener, shared: Arc<Shared>, shutdown: im
             drop(permit);
         });
     }
+    // Close every connection properly (`connection.close` 320, wait for close-ok) and wait,
+    // bounded, until they have let go: their consumers' unacked messages are requeued.
+    shared.shutdown.send_replace(true);
+    let all = u32::try_from(shared.config.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, limit.acquire_many(all)).await;
     housekeeping.abort();
 }
+
+/// How long a stopping listener waits for its connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Periodic work on behalf of AMQP clients: delete queues whose `x-expires` passed, and keep
 /// the resource alarm current. Runs while the listener (or any connection) lives.

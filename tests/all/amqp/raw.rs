@@ -408,3 +408,30 @@ async fn random_garbage_never_takes_the_server_down() {
     let mut raw = Raw::open(&server).await;
     raw.open_channel(1).await;
 }
+
+#[tokio::test]
+async fn stopping_the_listener_closes_connections_with_320() {
+    let server = Server::start().await;
+    let mut raw = Raw::open(&server).await;
+    raw.open_channel(1).await;
+    let Server {
+        addr, _stop, _dir, ..
+    } = server;
+    drop(_stop); // the listener's shutdown future completes
+    let close = raw.next().await;
+    let AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(c))) = close
+    else {
+        panic!("expected connection.close, got {close:?}");
+    };
+    assert_eq!(c.reply_code, code::CONNECTION_FORCED, "{c:?}");
+    raw.send(conn(connection::AMQPMethod::CloseOk(
+        connection::CloseOk {},
+    )))
+    .await;
+    // The listener is gone once the server has finished: new connections are refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
