@@ -30,7 +30,6 @@ pub use frame::WriteOp;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,6 +60,16 @@ struct Segment {
     len: u64,
     /// Bytes of values in this segment that the index points at.
     live: u64,
+}
+
+impl Segment {
+    fn new(file: File) -> Segment {
+        Segment {
+            file: Arc::new(file),
+            len: 0,
+            live: 0,
+        }
+    }
 }
 
 /// Bytes appended to one segment at `off` and not yet written to its file.
@@ -174,14 +183,7 @@ impl MessageLog {
     fn roll(&self, st: &mut State) -> Result<(), StoreError> {
         let id = st.active + 1;
         let file = segment::create(&self.dir, id).map_err(io(&self.dir))?;
-        st.segments.insert(
-            id,
-            Segment {
-                file: Arc::new(file),
-                len: 0,
-                live: 0,
-            },
-        );
+        st.segments.insert(id, Segment::new(file));
         st.active = id;
         st.created = true;
         Ok(())

@@ -32,14 +32,7 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
     for (i, &id) in ids.iter().enumerate() {
         let file = segment::open(dir, id).map_err(io(dir))?;
         let bytes = fs::read(segment::path(dir, id)).map_err(io(dir))?;
-        st.segments.insert(
-            id,
-            Segment {
-                file: Arc::new(file),
-                len: 0,
-                live: 0,
-            },
-        );
+        st.segments.insert(id, Segment::new(file));
         st.active = id;
         let mut at = 0;
         while at < bytes.len() {
@@ -100,14 +93,7 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
     if st.segments.is_empty() {
         let file = segment::create(dir, 1).map_err(io(dir))?;
         segment::sync_dir(dir).map_err(io(dir))?;
-        st.segments.insert(
-            1,
-            Segment {
-                file: Arc::new(file),
-                len: 0,
-                live: 0,
-            },
-        );
+        st.segments.insert(1, Segment::new(file));
         st.active = 1;
     }
     Ok(st)
