@@ -10,6 +10,8 @@ mod alarm;
 mod breaker;
 mod decision;
 mod error;
+mod publish;
+mod replay;
 mod route;
 mod topology_file;
 mod verdicts;
@@ -18,6 +20,7 @@ pub use alarm::{ResourceAlarm, DEFAULT_DISK_FREE_LIMIT};
 pub use breaker::Breakers;
 pub use decision::{Decision, Output, Step};
 pub use error::BrokerError;
+pub use publish::{BrokerCounters, Published, Submitted};
 pub use route::{
     SpecialQueues, EXCHANGE_HEADER, LINEAGE_HEADER, MAX_HOPS, REASON_HEADER, ROUTING_KEY_HEADER,
 };
@@ -25,18 +28,13 @@ pub use verdicts::{VersionStats, VersionVerdicts};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use tracing::Instrument;
 
 use crate::message::Message;
 use crate::plugin::{HostConfig, PluginHost};
-use crate::queue::{
-    self, ConsumerOptions, EnqueueOptions, PublishItem, PublishOutcome, QueueConfig, QueueName,
-    Queues, QueuesOptions,
-};
+use crate::queue::{QueueConfig, QueueName, Queues, QueuesOptions};
 use crate::routing::{Binding, BindingTarget, Exchange, Topology};
 use route::Router;
 use topology_file::TopologyFile;
@@ -65,57 +63,6 @@ impl Default for BrokerConfig {
             disk_free_limit: DEFAULT_DISK_FREE_LIMIT,
         }
     }
-}
-
-/// What a committed publish did.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub decision: Decision,
-    /// Per output, what its queue did with it (stored, duplicate, refused as full).
-    pub outcomes: Vec<PublishOutcome>,
-}
-
-impl Published {
-    /// A queue refused its copy because it is full (`reject-publish` overflow): an AMQP
-    /// publisher with confirms gets a nack.
-    pub fn any_refused(&self) -> bool {
-        self.outcomes.contains(&PublishOutcome::RejectedMaxLength)
-    }
-}
-
-/// A publish that is routed and applied, not yet known to be durable.
-#[derive(Debug)]
-pub struct Submitted {
-    decision: Decision,
-    pending: Option<queue::Pending>,
-}
-
-impl Submitted {
-    pub fn decision(&self) -> &Decision {
-        &self.decision
-    }
-
-    /// Waits until every output is durable (group commit).
-    pub async fn durable(self) -> Result<Published, BrokerError> {
-        let outcomes = match self.pending {
-            Some(pending) => pending.durable().await?.outcomes,
-            None => Vec::new(),
-        };
-        Ok(Published {
-            decision: self.decision,
-            outcomes,
-        })
-    }
-}
-
-/// Counters for the admin API and metrics.
-#[derive(Debug, Default)]
-pub struct BrokerCounters {
-    pub published: AtomicU64,
-    pub unroutable: AtomicU64,
-    pub returned: AtomicU64,
-    pub dropped: AtomicU64,
-    pub rejected: AtomicU64,
 }
 
 /// What routing needs.
@@ -330,197 +277,5 @@ impl Broker {
         self.topology_file.save(&next)?;
         *topology = Arc::new(next);
         Ok(out)
-    }
-
-    /// Route without side effects: the full decision, nothing stored, breakers untouched.
-    pub async fn dry_run(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        message: Message,
-    ) -> Result<Decision, BrokerError> {
-        self.decide(exchange, routing_key, message, false, true)
-            .await
-    }
-
-    /// Route and commit. Returns once every output is durable; an error means nothing was
-    /// stored. A decision that rejects the publish is [`BrokerError::Rejected`].
-    pub async fn publish(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        message: Message,
-        mandatory: bool,
-    ) -> Result<Published, BrokerError> {
-        // One span per message, at debug level so it costs nothing unless asked for
-        // (`RUST_LOG=switchyard::broker=debug`).
-        let span = tracing::debug_span!(
-            "publish",
-            message_id = %message.id.as_str(),
-            exchange,
-            routing_key,
-        );
-        async {
-            self.submit(exchange, routing_key, message, mandatory)
-                .await?
-                .durable()
-                .await
-        }
-        .instrument(span)
-        .await
-    }
-
-    /// Route and apply, without waiting for durability: when this returns, the publish's
-    /// outputs are in their queues (in the order of `submit` calls that were awaited one after
-    /// the other) and [`Submitted::durable`] resolves once they are on disk. Publishers that
-    /// keep many publishes in flight (AMQP confirms) use it so that they share flushes.
-    pub async fn submit(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        message: Message,
-        mandatory: bool,
-    ) -> Result<Submitted, BrokerError> {
-        let decision = self
-            .decide(exchange, routing_key, message, mandatory, false)
-            .await?;
-        tracing::debug!(
-            verdicts = ?decision
-                .steps
-                .iter()
-                .map(|s| format!("{}@{}: {}", s.plugin, s.version, s.outcome))
-                .collect::<Vec<_>>(),
-            destinations = ?decision.queues().collect::<Vec<_>>(),
-            dropped = ?decision.dropped,
-            rejected = ?decision.rejected,
-            "routed"
-        );
-        self.apply(decision, exchange, routing_key)
-    }
-
-    /// Plugin calls run here, on the caller's task: a warm call takes microseconds and
-    /// completes within one poll, and a long one yields to the executor at every epoch tick
-    /// (see `plugin::PluginHost`), so no route needs a hop to another thread.
-    async fn decide(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        message: Message,
-        mandatory: bool,
-        dry_run: bool,
-    ) -> Result<Decision, BrokerError> {
-        let topology = self.topology();
-        self.core
-            .decide(
-                &topology,
-                exchange,
-                routing_key,
-                message,
-                mandatory,
-                dry_run,
-            )
-            .await
-    }
-
-    fn apply(
-        &self,
-        decision: Decision,
-        exchange: &str,
-        routing_key: &str,
-    ) -> Result<Submitted, BrokerError> {
-        let c = &self.counters;
-        c.published.fetch_add(1, Ordering::Relaxed);
-        self.verdicts.record(&decision);
-        if let Some(reason) = &decision.rejected {
-            c.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(BrokerError::Rejected(reason.clone()));
-        }
-        if decision.unroutable {
-            c.unroutable.fetch_add(1, Ordering::Relaxed);
-        }
-        if decision.returned {
-            c.returned.fetch_add(1, Ordering::Relaxed);
-        }
-        if decision.dropped.is_some() {
-            c.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut items = Vec::with_capacity(decision.outputs.len());
-        for out in &decision.outputs {
-            items.push(PublishItem {
-                queue: QueueName::new(out.queue.clone())?,
-                message: out.message.clone(),
-                options: EnqueueOptions {
-                    delay_ms: out.delay_ms,
-                    exchange: exchange.to_owned(),
-                    routing_keys: vec![routing_key.to_owned()],
-                    ..EnqueueOptions::default()
-                },
-            });
-        }
-        let pending = if items.is_empty() {
-            None
-        } else {
-            Some(self.queues().enqueue(items)?)
-        };
-        Ok(Submitted { decision, pending })
-    }
-
-    /// Send up to `limit` messages of `queue` (a dead-letter or quarantine queue) through
-    /// routing again, from the exchange and routing key they were first published with — so a
-    /// fixed or rolled-back plugin decides anew. Each message is acknowledged in `queue` only
-    /// after its new routing is durable. Messages with no recorded origin stay where they are.
-    /// Returns how many were replayed.
-    pub async fn replay(
-        &self,
-        queue: &QueueName,
-        limit: Option<usize>,
-    ) -> Result<usize, BrokerError> {
-        let _one_at_a_time = self.replay_lock.lock().await;
-        // Bound the pass by what the queue holds now: a message that routes back into this
-        // queue (a breaker still open) must not be replayed again in the same pass.
-        let held = usize::try_from(self.queues().stats(queue)?.messages).unwrap_or(usize::MAX);
-        let budget = limit.map_or(held, |l| l.min(held));
-        let consumer = self.queues().consume(
-            queue,
-            ConsumerOptions {
-                prefetch: 0,
-                push: false,
-            },
-        )?;
-        let mut done = 0;
-        let mut skipped = Vec::new();
-        while done + skipped.len() < budget {
-            let Some(delivery) = consumer.get()? else {
-                break;
-            };
-            let mut message = delivery.message;
-            let origin = (
-                message.headers.remove(EXCHANGE_HEADER),
-                message.headers.remove(ROUTING_KEY_HEADER),
-            );
-            let (Some(ex), Some(key)) = origin else {
-                skipped.push(delivery.tag);
-                continue;
-            };
-            message.headers.remove(REASON_HEADER);
-            let (ex, key) = (
-                ex.as_str().unwrap_or("").to_owned(),
-                key.as_str().unwrap_or("").to_owned(),
-            );
-            self.publish(&ex, &key, message, false).await?;
-            consumer.ack(delivery.tag, false)?;
-            done += 1;
-        }
-        for tag in skipped {
-            consumer.nack(tag, false, true)?;
-        }
-        Ok(done)
-    }
-
-    /// Close every circuit breaker of `plugin` and replay the quarantine queue.
-    pub async fn release_quarantine(&self, plugin: &str) -> Result<usize, BrokerError> {
-        self.core.breakers.reset(plugin);
-        let q = QueueName::new(self.core.special.quarantine.clone())?;
-        self.replay(&q, None).await
     }
 }

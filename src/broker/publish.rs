@@ -1,0 +1,196 @@
+//! The publish path: route (plugins included) and apply in one step, then wait for
+//! durability; dry runs share the routing code and store nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing::Instrument;
+
+use super::{Broker, BrokerError, Decision};
+use crate::message::Message;
+use crate::queue::{self, EnqueueOptions, PublishItem, PublishOutcome, QueueName};
+
+/// What a committed publish did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub decision: Decision,
+    /// Per output, what its queue did with it (stored, duplicate, refused as full).
+    pub outcomes: Vec<PublishOutcome>,
+}
+
+impl Published {
+    /// A queue refused its copy because it is full (`reject-publish` overflow): an AMQP
+    /// publisher with confirms gets a nack.
+    pub fn any_refused(&self) -> bool {
+        self.outcomes.contains(&PublishOutcome::RejectedMaxLength)
+    }
+}
+
+/// A publish that is routed and applied, not yet known to be durable.
+#[derive(Debug)]
+pub struct Submitted {
+    decision: Decision,
+    pending: Option<queue::Pending>,
+}
+
+impl Submitted {
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// Waits until every output is durable (group commit).
+    pub async fn durable(self) -> Result<Published, BrokerError> {
+        let outcomes = match self.pending {
+            Some(pending) => pending.durable().await?.outcomes,
+            None => Vec::new(),
+        };
+        Ok(Published {
+            decision: self.decision,
+            outcomes,
+        })
+    }
+}
+
+/// Counters for the admin API and metrics.
+#[derive(Debug, Default)]
+pub struct BrokerCounters {
+    pub published: AtomicU64,
+    pub unroutable: AtomicU64,
+    pub returned: AtomicU64,
+    pub dropped: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+impl Broker {
+    /// Route without side effects: the full decision, nothing stored, breakers untouched.
+    pub async fn dry_run(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+    ) -> Result<Decision, BrokerError> {
+        self.decide(exchange, routing_key, message, false, true)
+            .await
+    }
+
+    /// Route and commit. Returns once every output is durable; an error means nothing was
+    /// stored. A decision that rejects the publish is [`BrokerError::Rejected`].
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+        mandatory: bool,
+    ) -> Result<Published, BrokerError> {
+        // One span per message, at debug level so it costs nothing unless asked for
+        // (`RUST_LOG=switchyard::broker=debug`).
+        let span = tracing::debug_span!(
+            "publish",
+            message_id = %message.id.as_str(),
+            exchange,
+            routing_key,
+        );
+        async {
+            self.submit(exchange, routing_key, message, mandatory)
+                .await?
+                .durable()
+                .await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Route and apply, without waiting for durability: when this returns, the publish's
+    /// outputs are in their queues (in the order of `submit` calls that were awaited one after
+    /// the other) and [`Submitted::durable`] resolves once they are on disk. Publishers that
+    /// keep many publishes in flight (AMQP confirms) use it so that they share flushes.
+    pub async fn submit(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+        mandatory: bool,
+    ) -> Result<Submitted, BrokerError> {
+        let decision = self
+            .decide(exchange, routing_key, message, mandatory, false)
+            .await?;
+        tracing::debug!(
+            verdicts = ?decision
+                .steps
+                .iter()
+                .map(|s| format!("{}@{}: {}", s.plugin, s.version, s.outcome))
+                .collect::<Vec<_>>(),
+            destinations = ?decision.queues().collect::<Vec<_>>(),
+            dropped = ?decision.dropped,
+            rejected = ?decision.rejected,
+            "routed"
+        );
+        self.apply(decision, exchange, routing_key)
+    }
+
+    /// Plugin calls run here, on the caller's task: a warm call takes microseconds and
+    /// completes within one poll, and a long one yields to the executor at every epoch tick
+    /// (see `plugin::PluginHost`), so no route needs a hop to another thread.
+    async fn decide(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+        mandatory: bool,
+        dry_run: bool,
+    ) -> Result<Decision, BrokerError> {
+        let topology = self.topology();
+        self.core
+            .decide(
+                &topology,
+                exchange,
+                routing_key,
+                message,
+                mandatory,
+                dry_run,
+            )
+            .await
+    }
+
+    fn apply(
+        &self,
+        decision: Decision,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<Submitted, BrokerError> {
+        let c = &self.counters;
+        c.published.fetch_add(1, Ordering::Relaxed);
+        self.verdicts.record(&decision);
+        if let Some(reason) = &decision.rejected {
+            c.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(BrokerError::Rejected(reason.clone()));
+        }
+        if decision.unroutable {
+            c.unroutable.fetch_add(1, Ordering::Relaxed);
+        }
+        if decision.returned {
+            c.returned.fetch_add(1, Ordering::Relaxed);
+        }
+        if decision.dropped.is_some() {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut items = Vec::with_capacity(decision.outputs.len());
+        for out in &decision.outputs {
+            items.push(PublishItem {
+                queue: QueueName::new(out.queue.clone())?,
+                message: out.message.clone(),
+                options: EnqueueOptions {
+                    delay_ms: out.delay_ms,
+                    exchange: exchange.to_owned(),
+                    routing_keys: vec![routing_key.to_owned()],
+                    ..EnqueueOptions::default()
+                },
+            });
+        }
+        let pending = if items.is_empty() {
+            None
+        } else {
+            Some(self.queues().enqueue(items)?)
+        };
+        Ok(Submitted { decision, pending })
+    }
+}
