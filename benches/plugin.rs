@@ -98,6 +98,7 @@ fn main() {
         ("route.eu", "orders.eu"),
         ("default", "other"),
     ]);
+    let hr_config_fibers = hr_config.clone();
     let read = |p: Option<std::path::PathBuf>| p.map(|p| std::fs::read(p).unwrap());
     let cases = vec![
         Case {
@@ -166,7 +167,7 @@ fn main() {
         },
         ..HostConfig::default()
     };
-    let host = PluginHost::open(data.path(), config_5s).unwrap();
+    let host = PluginHost::open(data.path(), config_5s.clone()).unwrap();
 
     println!("| plugin | size | warm call mean | warm call p99 | instantiate | compile + load | cached load |");
     println!("|---|---|---|---|---|---|---|");
@@ -241,6 +242,39 @@ fn main() {
         us(mean),
         us(p99)
     );
+
+    // The same router with direct calls off (every call on a fiber), to show what the direct
+    // path saves.
+    let fibers = PluginHost::in_memory(HostConfig {
+        direct_calls: false,
+        ..config_5s
+    })
+    .unwrap();
+    fibers
+        .deploy(
+            "hr",
+            &plugins::rust_plugin_bytes("header_router"),
+            DeployOptions {
+                config: hr_config_fibers,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    for (label, msg) in [
+        ("1 KiB, 5 headers", message(order_body())),
+        ("empty", empty),
+    ] {
+        let (mean, p99) = rt.block_on(time_calls(200_000 / scale, async || {
+            drop(std::hint::black_box(
+                fibers.route("hr", &msg, &ctx).await.unwrap(),
+            ))
+        }));
+        println!(
+            "Rust header-router on fibers (direct calls off), {label}: {} mean, {} p99.",
+            us(mean),
+            us(p99)
+        );
+    }
 
     // Reload: deploy new versions (distinct bytes → real compiles) while a thread calls.
     let base = plugins::rust_plugin_bytes("test_echo_version");

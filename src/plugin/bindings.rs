@@ -4,19 +4,19 @@
 //! `router` generates the shared interfaces; `filter` and `transform` reuse them through `with`,
 //! so a `types::Message` is one Rust type whichever world a plugin implements.
 //!
-//! Exports are called asynchronously (on a wasmtime fiber) and WASI is linked with its async
-//! implementation: a call then runs on the async task that needs it — no hop to another thread —
-//! and a guest that computes for long yields back to the executor at every epoch tick, while a
-//! guest blocked in WASI (a sleep, a poll) waits on a timer instead of holding a thread. Our own
-//! imports (`log`, `config`, `clock`) never block and stay synchronous.
+//! Exports are generated async (fiber calls, with WASI linked async); direct calls type the same
+//! exports themselves (`worker.rs`) against a second linker whose WASI cannot block
+//! (`nonblocking.rs`). Our own imports (`log`, `config`, `clock`) never block, so both linkers
+//! share them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::MemoryLimiter;
+use super::nonblocking;
 
 pub(crate) mod router {
     wasmtime::component::bindgen!({ world: "router", path: "wit", exports: { default: async } });
@@ -138,16 +138,27 @@ impl clock::Host for StoreState {
 
 impl wit::Host for StoreState {}
 
-/// A linker with WASI (empty context) and our three host interfaces. The imports are the same
-/// for every world, so one linker serves all.
-pub(crate) fn linker(
-    engine: &wasmtime::Engine,
-) -> wasmtime::Result<wasmtime::component::Linker<StoreState>> {
-    let mut linker = wasmtime::component::Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    router::Router::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(
-        &mut linker,
-        |s| s,
-    )?;
-    Ok(linker)
+/// The two linkers, with the same imports: WASI (empty context) and our three host
+/// interfaces, which are the same for every world.
+pub(crate) struct Linkers {
+    /// WASI linked async, for calls on a fiber.
+    pub fiber: Linker<StoreState>,
+    /// WASI linked sync without its blocking functions, for direct calls.
+    pub direct: Linker<StoreState>,
+}
+
+impl Linkers {
+    pub fn new(engine: &wasmtime::Engine) -> wasmtime::Result<Linkers> {
+        let mut fiber = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut fiber)?;
+        add_host_interfaces(&mut fiber)?;
+        let mut direct = Linker::new(engine);
+        nonblocking::add_to_linker(&mut direct)?;
+        add_host_interfaces(&mut direct)?;
+        Ok(Linkers { fiber, direct })
+    }
+}
+
+fn add_host_interfaces(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    router::Router::add_to_linker::<_, HasSelf<StoreState>>(linker, |s| s)
 }

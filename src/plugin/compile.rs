@@ -7,13 +7,13 @@
 //! 4. resolve imports against the linker (`InstancePre`) and type-check the export against the
 //!    world's signature (`RouterPre::new` etc.).
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use super::bindings::StoreState;
+use super::bindings::Linkers;
 use super::cache::ArtifactCache;
-use super::instance::Pre;
 use super::types::PluginKind;
+use super::worker::{FiberPre, Pres};
 use super::PluginError;
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -96,11 +96,11 @@ pub(crate) fn infer_kind(engine: &Engine, component: &Component) -> Option<Plugi
 /// Resolves imports and type-checks exports against `kind`'s world (or the inferred one).
 pub(crate) fn prepare(
     engine: &Engine,
-    linker: &Linker<StoreState>,
+    linkers: &Linkers,
     plugin: &str,
     component: &Component,
     kind: Option<PluginKind>,
-) -> Result<(PluginKind, Pre), PluginError> {
+) -> Result<(PluginKind, Pres), PluginError> {
     let wrong = |expected: &str, cause: String| PluginError::WrongWorld {
         plugin: plugin.to_string(),
         expected: expected.to_string(),
@@ -116,10 +116,14 @@ pub(crate) fn prepare(
         }
     };
     let expected = format!("switchyard:plugin/{}@0.1.0", kind.world());
-    let instance_pre = linker
+    let instance_pre = linkers
+        .fiber
         .instantiate_pre(component)
         .map_err(|e| wrong(&expected, format!("imports: {e:#}")))?;
-    let pre =
-        Pre::new(kind, instance_pre).map_err(|e| wrong(&expected, format!("exports: {e:#}")))?;
-    Ok((kind, pre))
+    let fiber = FiberPre::new(kind, instance_pre)
+        .map_err(|e| wrong(&expected, format!("exports: {e:#}")))?;
+    // Same imports, non-blocking WASI. The fiber pre-instance above has type-checked the
+    // export; `Worker::direct` types it again when it makes an instance.
+    let direct = linkers.direct.instantiate_pre(component).ok();
+    Ok((kind, Pres { fiber, direct }))
 }

@@ -25,10 +25,9 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
-use wasmtime::component::Linker;
 use wasmtime::Engine;
 
-use super::bindings::{self, Identity, StoreState};
+use super::bindings::{Identity, Linkers};
 use super::cache::ArtifactCache;
 use super::compile;
 use super::engine::{build_engine, EpochTicker};
@@ -68,7 +67,7 @@ impl std::fmt::Debug for PluginHost {
 pub(crate) struct Inner {
     pub(super) root: Option<PathBuf>,
     pub(super) engine: Engine,
-    pub(super) linker: Linker<StoreState>,
+    pub(super) linkers: Linkers,
     pub(super) config: HostConfig,
     pub(super) cache: Option<ArtifactCache>,
     /// Serializes deploy/rollback/remove, and so bounds compilation to one at a time.
@@ -109,7 +108,7 @@ impl PluginHost {
     fn build(root: Option<PathBuf>, config: HostConfig) -> Result<Self, PluginError> {
         let setup = |e: wasmtime::Error| PluginError::Storage(format!("engine setup: {e:#}"));
         let engine = build_engine(&config).map_err(setup)?;
-        let linker = bindings::linker(&engine).map_err(setup)?;
+        let linkers = Linkers::new(&engine).map_err(setup)?;
         let registry = Registry::open(root.as_deref())?;
         let cache = match &root {
             Some(root) => Some(ArtifactCache::new(root.join("cache"), &engine)?),
@@ -120,7 +119,7 @@ impl PluginHost {
             inner: Arc::new(Inner {
                 root,
                 engine,
-                linker,
+                linkers,
                 config,
                 cache,
                 admin: Mutex::new(()),
@@ -200,7 +199,7 @@ impl PluginHost {
             &inner.compiles
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let (kind, pre) = compile::prepare(&inner.engine, &inner.linker, name, &component, kind)?;
+        let (kind, pre) = compile::prepare(&inner.engine, &inner.linkers, name, &component, kind)?;
         let identity = Arc::new(Identity {
             name: name.into(),
             version: info.version.clone().into(),
@@ -216,6 +215,9 @@ impl PluginHost {
             inner.config.max_idle_per_plugin,
             self.stats_for(name),
         );
+        if !inner.config.direct_calls {
+            plugin.stay_on_fibers();
+        }
         block_on_private(plugin.warm_up())??;
         Ok(Arc::new(plugin))
     }

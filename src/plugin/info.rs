@@ -20,6 +20,9 @@ pub struct PluginInfo {
     pub history: Vec<VersionInfo>,
     /// Why the last attempt to load a new version failed, if it did (cleared by a success).
     pub last_load_error: Option<String>,
+    /// Whether the serving version's calls run directly on the caller's stack (the fast path)
+    /// rather than on a fiber; see `ARCHITECTURE.md`, "Plugin host".
+    pub direct_calls: bool,
     pub stats: StatsSnapshot,
 }
 
@@ -58,6 +61,7 @@ impl PluginHost {
             current: record.current().clone(),
             history: record.history.clone(),
             last_load_error: self.load_error(name),
+            direct_calls: self.direct_calls(name).unwrap_or(false),
             stats: self.stats(name).unwrap_or_default(),
         })
     }
@@ -86,6 +90,11 @@ impl PluginHost {
             .read()
             .get(name)
             .map(|p| (p.kind, p.identity.version.to_string()))
+    }
+
+    /// Whether calls to the serving version of `name` go direct (`None`: not loaded).
+    pub fn direct_calls(&self, name: &str) -> Option<bool> {
+        self.inner.live.read().get(name).map(|p| p.direct())
     }
 
     /// Idle warm instances of the serving version (observability and tests).

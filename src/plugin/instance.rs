@@ -1,71 +1,58 @@
-//! A loaded plugin version and its pool of warm instances.
+//! A loaded plugin version and its pools of warm instances.
 //!
-//! Lifecycle of an instance (a `Worker`: one store plus the bindings of one instance):
-//! 1. made from the version's `InstancePre` (imports already resolved, ~7 µs pooled);
-//! 2. taken by one call at a time, returned to the idle list after the call;
-//! 3. after a trap, timeout or memory-limit failure it is **dropped**, never reused: a trapped
-//!    component instance is poisoned ("cannot enter component instance") and its memory may be
-//!    mid-update. The next call makes a fresh one.
+//! Lifecycle of an instance (a [`Worker`]):
+//! 1. made from the version's pre-instance (imports already resolved, ~7 µs pooled);
+//! 2. taken by one call at a time, returned to its idle list after the call;
+//! 3. after a trap, timeout, memory-limit failure or escape it is **dropped**, never reused: a
+//!    trapped component instance is poisoned and its memory may be mid-update. The next call
+//!    makes a fresh one.
 //!
-//! A `LoadedPlugin` is immutable apart from its idle list; a hot swap replaces the whole
-//! `Arc<LoadedPlugin>`, so calls that already hold the old one finish on it.
+//! Calls go **direct** (on the caller's stack) while the version allows it, else on a fiber
+//! (see `worker.rs`). A direct call that reaches a blocking WASI import moves the version to
+//! fibers for good; one that runs out of its short direct budget is run again on a fiber, and
+//! after [`MAX_OVERRUNS`] such calls in a row the version stays on fibers too. Either way the call that
+//! escaped is answered by its fiber run, so callers never see an escape.
+//!
+//! A `LoadedPlugin` is immutable apart from its idle lists and the direct/fiber switch; a hot
+//! swap replaces the whole `Arc<LoadedPlugin>`, so calls that already hold the old one finish
+//! on it.
 
-use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use wasmtime::component::InstancePre;
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Trap};
 
-use super::bindings::{filter, router, transform, wit, Identity, StoreState};
+use super::bindings::{Identity, StoreState};
 use super::engine::deadline_ticks;
 use super::marshal;
 use super::stats::{Outcome, PluginStats};
 use super::types::{PluginKind, PluginLimits, RouteContext, RouteVerdict};
+use super::worker::{escape_of, CallResult, Escape, Pres, Raw, Worker, DIRECT_TICKS};
 use super::PluginError;
 use crate::message::Message;
 
-/// The world-typed pre-instance: type-checked against the world when built.
-pub(crate) enum Pre {
-    Filter(filter::FilterPre<StoreState>),
-    Transform(transform::TransformPre<StoreState>),
-    Router(router::RouterPre<StoreState>),
-}
-
-impl Pre {
-    /// Checks that `pre`'s component exports what `kind`'s world requires, with the right types.
-    pub fn new(kind: PluginKind, pre: InstancePre<StoreState>) -> wasmtime::Result<Pre> {
-        Ok(match kind {
-            PluginKind::Filter => Pre::Filter(filter::FilterPre::new(pre)?),
-            PluginKind::Transform => Pre::Transform(transform::TransformPre::new(pre)?),
-            PluginKind::Router => Pre::Router(router::RouterPre::new(pre)?),
-        })
-    }
-}
-
-enum Bound {
-    Filter(filter::Filter),
-    Transform(transform::Transform),
-    Router(router::Router),
-}
-
-struct Worker {
-    store: Store<StoreState>,
-    bound: Bound,
-}
+/// Consecutive direct calls of one version that may overrun their budget before it stays on
+/// fibers. Consecutive, so that a fast plugin descheduled now and then on a loaded machine
+/// keeps the fast path, while a plugin that computes for ticks on every call leaves it.
+pub(crate) const MAX_OVERRUNS: u32 = 3;
 
 /// One deployed version, ready to serve.
 pub(crate) struct LoadedPlugin {
     pub identity: Arc<Identity>,
     pub kind: PluginKind,
     pub limits: PluginLimits,
-    pre: Pre,
+    pres: Pres,
     engine: Engine,
     tick: Duration,
     max_idle: usize,
-    idle: Mutex<Vec<Worker>>,
+    idle_direct: Mutex<Vec<Worker>>,
+    idle_fiber: Mutex<Vec<Worker>>,
+    /// Set once direct calls are off for this version (no direct pre-instance, a blocking
+    /// import, or too many overruns). Never cleared.
+    fiber_only: AtomicBool,
+    overruns: AtomicU32,
     pub stats: Arc<PluginStats>,
 }
 
@@ -75,6 +62,7 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("identity", &self.identity)
             .field("kind", &self.kind)
             .field("limits", &self.limits)
+            .field("direct", &self.direct())
             .finish_non_exhaustive()
     }
 }
@@ -85,13 +73,16 @@ fn wall_clock_cap(budget: Duration) -> Duration {
     budget * 2 + Duration::from_secs(1)
 }
 
-/// Result of running the export once, before conversion to host types.
-// Lives on the stack for one call; boxing the large variant would add an allocation per call.
+/// How a direct attempt ended.
+// Lives on the stack for one call; boxing the worker would add an allocation per call.
 #[allow(clippy::large_enum_variant)]
-enum Raw {
-    Filter(bool),
-    Transform(wit::Message),
-    Router(wit::Verdict),
+enum Attempt {
+    /// The call ran: its result and the worker it ran on.
+    Ran(CallResult, Worker, Duration),
+    /// Instantiation failed for good.
+    Failed(PluginError),
+    /// Run it again on a fiber.
+    Escaped,
 }
 
 impl LoadedPlugin {
@@ -100,21 +91,25 @@ impl LoadedPlugin {
         identity: Arc<Identity>,
         kind: PluginKind,
         limits: PluginLimits,
-        pre: Pre,
+        pres: Pres,
         engine: Engine,
         tick: Duration,
         max_idle: usize,
         stats: Arc<PluginStats>,
     ) -> Self {
+        let fiber_only = AtomicBool::new(pres.direct.is_none());
         LoadedPlugin {
             identity,
             kind,
             limits,
-            pre,
+            pres,
             engine,
             tick,
             max_idle,
-            idle: Mutex::new(Vec::new()),
+            idle_direct: Mutex::new(Vec::new()),
+            idle_fiber: Mutex::new(Vec::new()),
+            fiber_only,
+            overruns: AtomicU32::new(0),
             stats,
         }
     }
@@ -127,69 +122,147 @@ impl LoadedPlugin {
         self.identity.version.to_string()
     }
 
-    /// Makes a fresh instance. Instantiation runs guest start code, so it gets a deadline too
-    /// (at least a second: interpreters initialise on their first instantiation).
-    async fn instantiate(&self) -> Result<Worker, PluginError> {
-        let mut store = Store::new(
-            &self.engine,
-            StoreState::new(self.identity.clone(), self.limits.max_memory_bytes),
-        );
-        store.limiter(|s| &mut s.limiter);
-        // Each epoch tick the guest observes costs one tick of its budget and yields to the
-        // executor, so a long call never holds an async worker for more than a tick.
-        store.epoch_deadline_callback(|mut cx| {
-            let state = cx.data_mut();
-            if state.ticks_left == 0 {
-                return Ok(UpdateDeadline::Interrupt);
+    /// Whether calls currently go direct.
+    pub fn direct(&self) -> bool {
+        !self.fiber_only.load(Ordering::Relaxed)
+    }
+
+    /// Turns direct calls off for this version (host configuration).
+    pub fn stay_on_fibers(&self) {
+        self.fiber_only.store(true, Ordering::Relaxed);
+    }
+
+    fn state(&self) -> StoreState {
+        StoreState::new(self.identity.clone(), self.limits.max_memory_bytes)
+    }
+
+    /// Records an escape; switches the version to fibers when it says so.
+    fn escaped(&self, escape: Escape) {
+        let (plugin, version) = (&*self.identity.name, &*self.identity.version);
+        match escape {
+            Escape::Blocking(function) => {
+                self.fiber_only.store(true, Ordering::Relaxed);
+                self.idle_direct.lock().clear();
+                tracing::info!(
+                    plugin,
+                    version,
+                    function,
+                    "plugin uses a blocking WASI import; its calls run on fibers from now on"
+                );
             }
-            state.ticks_left -= 1;
-            Ok(UpdateDeadline::Yield(1))
-        });
-        let budget = self.limits.timeout.max(Duration::from_secs(1));
-        store.data_mut().ticks_left = deadline_ticks(budget, self.tick);
-        store.set_epoch_deadline(1);
-        let instantiate = async {
-            match &self.pre {
-                Pre::Filter(p) => p.instantiate_async(&mut store).await.map(Bound::Filter),
-                Pre::Transform(p) => p.instantiate_async(&mut store).await.map(Bound::Transform),
-                Pre::Router(p) => p.instantiate_async(&mut store).await.map(Bound::Router),
+            Escape::Overrun => {
+                let n = self.overruns.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::debug!(
+                    plugin,
+                    version,
+                    overruns = n,
+                    "direct call overran; rerun on a fiber"
+                );
+                if n >= MAX_OVERRUNS {
+                    self.fiber_only.store(true, Ordering::Relaxed);
+                    self.idle_direct.lock().clear();
+                    tracing::info!(
+                        plugin,
+                        version,
+                        "plugin calls often outlast a tick; its calls run on fibers from now on"
+                    );
+                }
             }
-        };
-        let bound = tokio::time::timeout(wall_clock_cap(budget), instantiate).await;
-        match bound {
-            Ok(Ok(bound)) => {
-                self.stats.instantiated();
-                Ok(Worker { store, bound })
-            }
-            Ok(Err(_)) if store.data().limiter.hit => Err(PluginError::MemoryLimit {
+        }
+    }
+
+    fn instantiate_error(
+        &self,
+        e: wasmtime::Error,
+        store_hit_memory: bool,
+        budget: Duration,
+    ) -> PluginError {
+        if store_hit_memory {
+            return PluginError::MemoryLimit {
                 plugin: self.name(),
                 version: self.version(),
                 limit: self.limits.max_memory_bytes,
-            }),
-            Ok(Err(e)) => Err(PluginError::Instantiate {
-                plugin: self.name(),
-                version: self.version(),
-                cause: format!("{e:#}"),
-            }),
-            Err(_) => Err(PluginError::Instantiate {
-                plugin: self.name(),
-                version: self.version(),
-                cause: format!("start code blocked for more than {budget:?}"),
-            }),
+            };
+        }
+        let cause = if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            format!("start code ran for more than {budget:?}")
+        } else {
+            format!("{e:#}")
+        };
+        PluginError::Instantiate {
+            plugin: self.name(),
+            version: self.version(),
+            cause,
+        }
+    }
+
+    /// A fresh fiber instance. Instantiation runs guest start code, so it gets a deadline too
+    /// (at least a second: interpreters initialise on their first instantiation).
+    async fn instantiate_fiber(&self) -> Result<Worker, PluginError> {
+        let budget = self.limits.timeout.max(Duration::from_secs(1));
+        let ticks = deadline_ticks(budget, self.tick);
+        let fiber = Worker::fiber(
+            &self.engine,
+            &self.pres.fiber,
+            self.state(),
+            ticks,
+            wall_clock_cap(budget),
+        );
+        match fiber.await {
+            Ok(worker) => {
+                self.stats.instantiated();
+                Ok(worker)
+            }
+            Err((e, memory_hit)) => Err(self.instantiate_error(e, memory_hit, budget)),
+        }
+    }
+
+    /// A fresh direct instance, or why not.
+    fn instantiate_direct(&self) -> Result<Worker, Result<Escape, PluginError>> {
+        let pre = self
+            .pres
+            .direct
+            .as_ref()
+            .ok_or(Ok(Escape::Blocking("(not linked)")))?;
+        match Worker::direct(&self.engine, pre, self.kind, self.state()) {
+            Ok(worker) => {
+                self.stats.instantiated();
+                Ok(worker)
+            }
+            Err((e, memory_hit)) => match escape_of(&e) {
+                Some(escape) if !memory_hit => Err(Ok(escape)),
+                _ => Err(Err(self.instantiate_error(e, memory_hit, self.tick))),
+            },
         }
     }
 
     /// Instantiates once and keeps the instance idle: proves the version can start before it is
     /// swapped in, and warms the pool.
     pub async fn warm_up(&self) -> Result<(), PluginError> {
-        let worker = self.instantiate().await?;
-        self.idle.lock().push(worker);
+        if self.direct() {
+            match self.instantiate_direct() {
+                Ok(worker) => {
+                    self.idle_direct.lock().push(worker);
+                    return Ok(());
+                }
+                Err(Ok(escape)) => self.escaped(escape),
+                Err(Err(e)) => return Err(e),
+            }
+        }
+        let worker = self.instantiate_fiber().await?;
+        self.idle_fiber.lock().push(worker);
         Ok(())
     }
 
     /// Makes a fresh instance and drops it (instantiation benchmarks).
     pub async fn instantiate_and_drop(&self) -> Result<(), PluginError> {
-        self.instantiate().await.map(drop)
+        if self.direct() {
+            if let Ok(worker) = self.instantiate_direct() {
+                drop(worker);
+                return Ok(());
+            }
+        }
+        self.instantiate_fiber().await.map(drop)
     }
 
     fn check_kind(&self, expected: PluginKind) -> Result<(), PluginError> {
@@ -205,56 +278,74 @@ impl LoadedPlugin {
 
     /// Runs the export once on a pooled instance; classifies failures and records stats.
     async fn run(&self, msg: &Message, ctx: &RouteContext) -> Result<Raw, PluginError> {
+        if self.direct() {
+            match self.attempt_direct(msg, ctx) {
+                Attempt::Ran(result, worker, elapsed) => {
+                    return self.settle(result, worker, elapsed, msg)
+                }
+                Attempt::Failed(e) => return Err(e),
+                Attempt::Escaped => {}
+            }
+        }
         let wit_msg = marshal::message_to_wit(msg);
         let wit_ctx = marshal::context_to_wit(ctx);
-        let popped = self.idle.lock().pop();
+        let popped = self.idle_fiber.lock().pop();
         let mut worker = match popped {
             Some(w) => w,
-            None => self.instantiate().await?,
+            None => self.instantiate_fiber().await?,
         };
         let started = Instant::now();
-        {
-            let data = worker.store.data_mut();
-            data.limiter.hit = false;
-            data.ticks_left = deadline_ticks(self.limits.timeout, self.tick);
-            data.message_id.clear();
-            data.message_id.push_str(msg.id.as_str());
-        }
-        worker.store.set_epoch_deadline(1);
-        let result = {
-            let Worker { store, bound } = &mut worker;
-            let call = async {
-                match bound {
-                    Bound::Filter(b) => b
-                        .call_filter(&mut *store, &wit_msg, &wit_ctx)
-                        .await
-                        .map(|r| r.map(Raw::Filter)),
-                    Bound::Transform(b) => b
-                        .call_transform(&mut *store, &wit_msg, &wit_ctx)
-                        .await
-                        .map(|r| r.map(Raw::Transform)),
-                    Bound::Router(b) => b
-                        .call_route(&mut *store, &wit_msg, &wit_ctx)
-                        .await
-                        .map(|r| r.map(Raw::Router)),
+        worker.prepare(
+            deadline_ticks(self.limits.timeout, self.tick),
+            msg.id.as_str(),
+        );
+        let result = worker
+            .call_fiber(&wit_msg, &wit_ctx, wall_clock_cap(self.limits.timeout))
+            .await;
+        self.settle(result, worker, started.elapsed(), msg)
+    }
+
+    /// One direct try. An escape drops the worker (it is poisoned) and says to use a fiber.
+    fn attempt_direct(&self, msg: &Message, ctx: &RouteContext) -> Attempt {
+        let popped = self.idle_direct.lock().pop();
+        let mut worker = match popped {
+            Some(w) => w,
+            None => match self.instantiate_direct() {
+                Ok(w) => w,
+                Err(Ok(escape)) => {
+                    self.escaped(escape);
+                    return Attempt::Escaped;
                 }
-            };
-            // The tick budget bounds guest computation; a timer bounds time blocked in WASI (a
-            // guest that sleeps or polls), which no epoch tick interrupts. Most calls complete in
-            // their first poll and need no timer: it is armed only for a call that suspends.
-            let mut call = std::pin::pin!(call);
-            let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-            match first {
-                Poll::Ready(result) => result,
-                Poll::Pending => {
-                    match tokio::time::timeout(wall_clock_cap(self.limits.timeout), call).await {
-                        Ok(result) => result,
-                        Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
-                    }
+                Err(Err(e)) => return Attempt::Failed(e),
+            },
+        };
+        let started = Instant::now();
+        worker.prepare(DIRECT_TICKS, msg.id.as_str());
+        let result = worker.call_direct(marshal::message_to_wit(msg), marshal::context_to_wit(ctx));
+        let elapsed = started.elapsed();
+        if let Err(e) = &result {
+            if let Some(escape) = escape_of(e) {
+                if !worker.store.data().limiter.hit {
+                    drop(worker);
+                    self.escaped(escape);
+                    return Attempt::Escaped;
                 }
             }
-        };
-        let elapsed = started.elapsed();
+        }
+        if self.overruns.load(Ordering::Relaxed) != 0 {
+            self.overruns.store(0, Ordering::Relaxed);
+        }
+        Attempt::Ran(result, worker, elapsed)
+    }
+
+    /// Returns the worker to its pool or drops it, classifies the outcome, records stats.
+    fn settle(
+        &self,
+        result: CallResult,
+        worker: Worker,
+        elapsed: Duration,
+        msg: &Message,
+    ) -> Result<Raw, PluginError> {
         match result {
             Ok(Ok(raw)) => {
                 self.release(worker);
@@ -325,7 +416,15 @@ impl LoadedPlugin {
     }
 
     fn release(&self, worker: Worker) {
-        let mut idle = self.idle.lock();
+        let pool = if worker.is_direct() {
+            if !self.direct() {
+                return;
+            }
+            &self.idle_direct
+        } else {
+            &self.idle_fiber
+        };
+        let mut idle = pool.lock();
         if idle.len() < self.max_idle {
             idle.push(worker);
         }
@@ -374,6 +473,6 @@ impl LoadedPlugin {
 
     /// Idle instances right now (for tests and the admin API).
     pub fn idle_instances(&self) -> usize {
-        self.idle.lock().len()
+        self.idle_direct.lock().len() + self.idle_fiber.lock().len()
     }
 }

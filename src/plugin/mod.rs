@@ -13,7 +13,8 @@
 //! - `limiter`: the memory cap;
 //! - `marshal`: `Message` ⇄ WIT;
 //! - `compile`: bytes → type-checked pre-instance; `cache`: compiled artifacts on disk;
-//! - `instance`: a loaded version and its pool of warm instances;
+//! - `instance`: a loaded version and its pools of warm instances; `worker`: one instance and
+//!   the two ways to call it (direct, fiber); `nonblocking`: WASI for direct calls;
 //! - `registry`: persisted names, histories and blobs; `host`: [`PluginHost`]; `info`: what
 //!   `list`/`show`/stats report;
 //! - `watch`: hot reload from a directory; `harness`: the offline JSONL runner.
@@ -31,10 +32,12 @@ mod info;
 mod instance;
 mod limiter;
 mod marshal;
+mod nonblocking;
 mod registry;
 mod stats;
 mod types;
 mod watch;
+mod worker;
 
 pub use error::PluginError;
 pub use host::{DeployOptions, PluginHost};

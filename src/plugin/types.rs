@@ -153,6 +153,9 @@ pub struct HostConfig {
     pub max_idle_per_plugin: usize,
     /// Largest `max_memory_bytes` a plugin may ask for.
     pub memory_ceiling: usize,
+    /// Call plugins directly on the caller's stack while they allow it (the fast path; see
+    /// `ARCHITECTURE.md`, "Calls and limits"). `false` runs every call on a fiber.
+    pub direct_calls: bool,
 }
 
 impl Default for HostConfig {
@@ -164,6 +167,7 @@ impl Default for HostConfig {
             max_instances: 256,
             max_idle_per_plugin: (2 * cores).max(4),
             memory_ceiling: 1 << 30,
+            direct_calls: true,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Plugin host tests: example plugins, faults, registry, hot reload, CLI.
 
 mod cli;
+mod direct;
 mod examples;
 mod faults;
 mod registry;

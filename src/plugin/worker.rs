@@ -1,0 +1,287 @@
+//! A warm instance of one plugin version (a `Worker`: one store plus the instance's export), and
+//! the two ways to call it.
+//!
+//! - **Direct**: the export runs on the caller's stack, like any function call. It is the fast
+//!   path (a fiber switch, the boxed call future and the async trampolines cost more than a
+//!   small router's whole call), and it is safe only because (a) the instance was linked with
+//!   [`nonblocking`](super::nonblocking) WASI, so no import can block, and (b) its compute budget
+//!   is short: the epoch callback interrupts it after [`DIRECT_TICKS`] ticks. A call that hits
+//!   either bound *escapes*: the instance is dropped and the caller runs the call again on a
+//!   fiber.
+//! - **Fiber**: the export runs on a wasmtime fiber (`call_async`) with WASI linked async. A
+//!   guest that computes yields to the executor at every tick until its whole budget is spent;
+//!   a guest blocked in WASI waits on a timer.
+//!
+//! Invariant: a worker that failed a call in any way other than a plugin-reported error is
+//! dropped, never reused (a trapped component instance is poisoned).
+
+use std::future::Future;
+use std::task::Poll;
+use std::time::Duration;
+
+use wasmtime::component::{InstancePre, TypedFunc};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+use super::bindings::{filter, router, transform, wit, StoreState};
+use super::nonblocking::NeedsFiber;
+use super::types::PluginKind;
+
+/// Ticks a direct call may observe before it is interrupted and moved to a fiber: one full
+/// tick at least (5 ms by default), at most two. A small plugin's call is microseconds.
+pub(crate) const DIRECT_TICKS: u64 = 1;
+
+/// The world-typed pre-instances of a version: always one for fibers; one for direct calls
+/// unless the component could not be linked with non-blocking WASI.
+pub(crate) struct Pres {
+    pub fiber: FiberPre,
+    pub direct: Option<InstancePre<StoreState>>,
+}
+
+/// Type-checked against the world when built.
+pub(crate) enum FiberPre {
+    Filter(filter::FilterPre<StoreState>),
+    Transform(transform::TransformPre<StoreState>),
+    Router(router::RouterPre<StoreState>),
+}
+
+impl FiberPre {
+    /// Checks that `pre`'s component exports what `kind`'s world requires, with the right types.
+    pub fn new(kind: PluginKind, pre: InstancePre<StoreState>) -> wasmtime::Result<FiberPre> {
+        Ok(match kind {
+            PluginKind::Filter => FiberPre::Filter(filter::FilterPre::new(pre)?),
+            PluginKind::Transform => FiberPre::Transform(transform::TransformPre::new(pre)?),
+            PluginKind::Router => FiberPre::Router(router::RouterPre::new(pre)?),
+        })
+    }
+}
+
+type Args = (wit::Message, wit::RouteContext);
+
+/// An export typed once per instance, for direct calls.
+enum DirectExport {
+    Filter(TypedFunc<Args, (Result<bool, wit::PluginError>,)>),
+    Transform(TypedFunc<Args, (Result<wit::Message, wit::PluginError>,)>),
+    Router(TypedFunc<Args, (Result<wit::Verdict, wit::PluginError>,)>),
+}
+
+enum FiberExport {
+    Filter(filter::Filter),
+    Transform(transform::Transform),
+    Router(router::Router),
+}
+
+enum Export {
+    Direct(DirectExport),
+    Fiber(FiberExport),
+}
+
+/// What a call returned, before conversion to host types.
+// Lives on the stack for one call; boxing the large variant would add an allocation per call.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Raw {
+    Filter(bool),
+    Transform(wit::Message),
+    Router(wit::Verdict),
+}
+
+/// A call's result: a trap or host error outside, the plugin's own verdict or error inside.
+pub(crate) type CallResult = wasmtime::Result<Result<Raw, wit::PluginError>>;
+
+/// Why a direct call or instantiation gave up, when it did not simply fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Escape {
+    /// Reached a blocking WASI import: this version needs fibers.
+    Blocking(&'static str),
+    /// Used its direct compute budget.
+    Overrun,
+}
+
+/// A failed instantiation, and whether it hit the memory cap (the store is gone by then).
+pub(crate) type StartError = (wasmtime::Error, bool);
+
+/// Classifies a direct call's error: an escape, or a genuine failure.
+pub(crate) fn escape_of(e: &wasmtime::Error) -> Option<Escape> {
+    if let Some(NeedsFiber(function)) = e.downcast_ref::<NeedsFiber>() {
+        return Some(Escape::Blocking(function));
+    }
+    (e.downcast_ref::<Trap>() == Some(&Trap::Interrupt)).then_some(Escape::Overrun)
+}
+
+pub(crate) struct Worker {
+    pub store: Store<StoreState>,
+    export: Export,
+}
+
+impl Worker {
+    /// A store with the memory cap; `ticks` of budget for whatever runs first.
+    fn store(engine: &Engine, state: StoreState, ticks: u64, direct: bool) -> Store<StoreState> {
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Each tick the guest observes costs one tick of its budget. On a fiber the guest also
+        // yields to the executor, so a long call never holds an async worker for more than a
+        // tick; a direct call cannot yield, so it only counts.
+        store.epoch_deadline_callback(move |mut cx| {
+            let state = cx.data_mut();
+            if state.ticks_left == 0 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(if direct {
+                UpdateDeadline::Continue(1)
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store.data_mut().ticks_left = ticks;
+        store.set_epoch_deadline(1);
+        store
+    }
+
+    /// Instantiates for direct calls: synchronous, start code bounded by [`DIRECT_TICKS`].
+    pub fn direct(
+        engine: &Engine,
+        pre: &InstancePre<StoreState>,
+        kind: PluginKind,
+        state: StoreState,
+    ) -> Result<Worker, StartError> {
+        let mut store = Self::store(engine, state, DIRECT_TICKS, true);
+        let export = (|| {
+            let instance = pre.instantiate(&mut store)?;
+            let name = kind.export();
+            wasmtime::Result::Ok(match kind {
+                PluginKind::Filter => {
+                    DirectExport::Filter(instance.get_typed_func(&mut store, name)?)
+                }
+                PluginKind::Transform => {
+                    DirectExport::Transform(instance.get_typed_func(&mut store, name)?)
+                }
+                PluginKind::Router => {
+                    DirectExport::Router(instance.get_typed_func(&mut store, name)?)
+                }
+            })
+        })();
+        match export {
+            Ok(export) => Ok(Worker {
+                store,
+                export: Export::Direct(export),
+            }),
+            Err(e) => Err((e, store.data().limiter.hit)),
+        }
+    }
+
+    /// Instantiates for fiber calls, start code bounded by `ticks` and, if it blocks in WASI,
+    /// by `wall_clock`.
+    pub async fn fiber(
+        engine: &Engine,
+        pre: &FiberPre,
+        state: StoreState,
+        ticks: u64,
+        wall_clock: Duration,
+    ) -> Result<Worker, StartError> {
+        let mut store = Self::store(engine, state, ticks, false);
+        let instantiate = async {
+            match pre {
+                FiberPre::Filter(p) => p
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(FiberExport::Filter),
+                FiberPre::Transform(p) => p
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(FiberExport::Transform),
+                FiberPre::Router(p) => p
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(FiberExport::Router),
+            }
+        };
+        let export = tokio::time::timeout(wall_clock, instantiate)
+            .await
+            .unwrap_or_else(|_| Err(wasmtime::Error::from(Trap::Interrupt)));
+        match export {
+            Ok(export) => Ok(Worker {
+                store,
+                export: Export::Fiber(export),
+            }),
+            Err(e) => Err((e, store.data().limiter.hit)),
+        }
+    }
+
+    pub fn is_direct(&self) -> bool {
+        matches!(self.export, Export::Direct(_))
+    }
+
+    /// Resets the per-call state: budget, memory-limit flag, message id for log lines.
+    pub fn prepare(&mut self, ticks: u64, message_id: &str) {
+        let data = self.store.data_mut();
+        data.limiter.hit = false;
+        data.ticks_left = ticks;
+        data.message_id.clear();
+        data.message_id.push_str(message_id);
+        self.store.set_epoch_deadline(1);
+    }
+
+    /// Calls a direct worker's export. Panics on a fiber worker (a bug in the caller).
+    pub fn call_direct(&mut self, msg: wit::Message, ctx: wit::RouteContext) -> CallResult {
+        let Export::Direct(export) = &self.export else {
+            unreachable!("call_direct on a fiber worker")
+        };
+        let store = &mut self.store;
+        let args = (msg, ctx);
+        Ok(match export {
+            DirectExport::Filter(f) => {
+                let (r,) = f.call(&mut *store, args)?;
+                r.map(Raw::Filter)
+            }
+            DirectExport::Transform(f) => {
+                let (r,) = f.call(&mut *store, args)?;
+                r.map(Raw::Transform)
+            }
+            DirectExport::Router(f) => {
+                let (r,) = f.call(&mut *store, args)?;
+                r.map(Raw::Router)
+            }
+        })
+    }
+
+    /// Calls a fiber worker's export; a call that suspends (blocked in WASI) is bounded by
+    /// `wall_clock`. Panics on a direct worker (a bug in the caller).
+    pub async fn call_fiber(
+        &mut self,
+        msg: &wit::Message,
+        ctx: &wit::RouteContext,
+        wall_clock: Duration,
+    ) -> CallResult {
+        let Worker { store, export } = self;
+        let Export::Fiber(export) = export else {
+            unreachable!("call_fiber on a direct worker")
+        };
+        let call = async {
+            match export {
+                FiberExport::Filter(b) => b
+                    .call_filter(&mut *store, msg, ctx)
+                    .await
+                    .map(|r| r.map(Raw::Filter)),
+                FiberExport::Transform(b) => b
+                    .call_transform(&mut *store, msg, ctx)
+                    .await
+                    .map(|r| r.map(Raw::Transform)),
+                FiberExport::Router(b) => b
+                    .call_route(&mut *store, msg, ctx)
+                    .await
+                    .map(|r| r.map(Raw::Router)),
+            }
+        };
+        // Most calls complete in their first poll and need no timer: it is armed only for a
+        // call that suspends.
+        let mut call = std::pin::pin!(call);
+        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+        match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => match tokio::time::timeout(wall_clock, call).await {
+                Ok(result) => result,
+                Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
+            },
+        }
+    }
+}
