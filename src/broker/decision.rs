@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::message::Message;
+use crate::plugin::PluginLog;
 
 /// One copy of the message bound for one queue.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,6 +34,9 @@ pub struct Step {
     pub outcome: String,
     #[serde(serialize_with = "micros")]
     pub elapsed: Duration,
+    /// What the plugin logged during this call; captured in dry runs only (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<PluginLog>,
 }
 
 /// The full decision for one publish.

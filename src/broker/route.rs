@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::{Breakers, BrokerError, Decision, Output, Step};
 use crate::message::{FieldValue, Message};
-use crate::plugin::{PluginError, PluginHost, RouteContext, RouteVerdict, Target};
+use crate::plugin::{Logged, PluginHost, RouteContext, RouteVerdict, Target};
 use crate::routing::{BindingTarget, Exchange, ExchangeKind, FailurePolicy, Topology};
 
 /// Exchange-to-exchange hops one publish may take; deeper (or cyclic) paths stop there.
@@ -127,7 +127,7 @@ impl<'a> Router<'a> {
         for binding in bindings {
             if let Some(filter) = &binding.filter {
                 let (plugins, ctx) = (self.plugins, context(ex, key));
-                let call = plugins.filter(filter, &message, &ctx);
+                let call = plugins.filter_logged(filter, &message, &ctx, self.dry_run);
                 match self
                     .call(ex, filter, "binding-filter", key, &message, call)
                     .await
@@ -163,7 +163,7 @@ impl<'a> Router<'a> {
             let kind = plugins.current(name).map(|(k, _)| k);
             match kind {
                 Some(crate::plugin::PluginKind::Transform) => {
-                    let call = plugins.transform(name, &message, &ctx);
+                    let call = plugins.transform_logged(name, &message, &ctx, self.dry_run);
                     match self.call(ex, name, "transform", key, &message, call).await {
                         Called::Ok(out) => message = self.stamp(out, name),
                         Called::Handled => return None,
@@ -176,7 +176,7 @@ impl<'a> Router<'a> {
                         "filter",
                         key,
                         &message,
-                        plugins.filter(name, &message, &ctx),
+                        plugins.filter_logged(name, &message, &ctx, self.dry_run),
                     )
                     .await
                 {
@@ -201,7 +201,7 @@ impl<'a> Router<'a> {
         hops: usize,
     ) {
         let (plugins, ctx) = (self.plugins, context(ex, key));
-        let call = plugins.route(plugin, &message, &ctx);
+        let call = plugins.route_logged(plugin, &message, &ctx, self.dry_run);
         let verdict = match self.call(ex, plugin, "router", key, &message, call).await {
             Called::Ok(v) => v,
             Called::Handled => return,
@@ -256,7 +256,7 @@ impl<'a> Router<'a> {
         role: &'static str,
         key: &str,
         message: &Message,
-        call: impl Future<Output = Result<T, PluginError>>,
+        call: impl Future<Output = Logged<T>>,
     ) -> Called<T>
     where
         T: Describe,
@@ -273,6 +273,7 @@ impl<'a> Router<'a> {
             role,
             outcome: String::new(),
             elapsed: Default::default(),
+            logs: Vec::new(),
         };
         if !version.is_empty() && self.breakers.is_open(plugin, &version) {
             step.outcome = "quarantined (breaker open)".into();
@@ -286,8 +287,9 @@ impl<'a> Router<'a> {
             return Called::Handled;
         }
         let start = Instant::now();
-        let result = call.await;
+        let Logged { result, logs } = call.await;
         step.elapsed = start.elapsed();
+        step.logs = logs;
         match result {
             Ok(value) => {
                 if !self.dry_run {

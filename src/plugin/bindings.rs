@@ -17,6 +17,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::MemoryLimiter;
 use super::nonblocking;
+use super::types::PluginLog;
 
 pub(crate) mod router {
     wasmtime::component::bindgen!({ world: "router", path: "wit", exports: { default: async } });
@@ -71,6 +72,8 @@ pub(crate) struct StoreState {
     /// executor is not charged for the wait.
     pub ticks_left: u64,
     pub limiter: MemoryLimiter,
+    /// Log lines of the current call, when its caller asked for them (a dry run).
+    pub captured: Option<Vec<PluginLog>>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -82,6 +85,7 @@ impl StoreState {
             message_id: String::new(),
             ticks_left: 0,
             limiter: MemoryLimiter::new(max_memory_bytes),
+            captured: None,
             // Empty: no preopens, environment, arguments or network. Every guest toolchain
             // imports WASI, so it must be linked, but it grants nothing.
             wasi: WasiCtx::builder().build(),
@@ -99,8 +103,36 @@ impl WasiView for StoreState {
     }
 }
 
+/// A capture keeps at most this many lines of a call, each cut to [`MAX_CAPTURED_LINE`] bytes,
+/// so a dry run of a chatty plugin stays small. Tracing still gets every line.
+pub(crate) const MAX_CAPTURED_LINES: usize = 100;
+pub(crate) const MAX_CAPTURED_LINE: usize = 4096;
+
 impl log::Host for StoreState {
     fn log(&mut self, level: log::Level, message: String) {
+        if let Some(lines) = &mut self.captured {
+            if lines.len() < MAX_CAPTURED_LINES {
+                let mut text = message.clone();
+                if text.len() > MAX_CAPTURED_LINE {
+                    let mut cut = MAX_CAPTURED_LINE;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    text.truncate(cut);
+                }
+                let level = match level {
+                    log::Level::Trace => "trace",
+                    log::Level::Debug => "debug",
+                    log::Level::Info => "info",
+                    log::Level::Warn => "warn",
+                    log::Level::Error => "error",
+                };
+                lines.push(PluginLog {
+                    level,
+                    message: text,
+                });
+            }
+        }
         let plugin = &*self.identity.name;
         let version = &*self.identity.version;
         let id = &self.message_id;

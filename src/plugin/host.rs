@@ -34,7 +34,7 @@ use super::engine::{build_engine, EpochTicker};
 use super::instance::LoadedPlugin;
 use super::registry::{validate_name, Registry, VersionInfo};
 use super::stats::PluginStats;
-use super::types::{HostConfig, PluginKind, PluginLimits, RouteContext, RouteVerdict};
+use super::types::{HostConfig, Logged, PluginKind, PluginLimits, RouteContext, RouteVerdict};
 use super::PluginError;
 use crate::message::Message;
 
@@ -373,7 +373,7 @@ impl PluginHost {
         msg: &Message,
         ctx: &RouteContext,
     ) -> Result<RouteVerdict, PluginError> {
-        self.live(name)?.route(msg, ctx).await
+        self.live(name)?.route(msg, ctx, None).await
     }
 
     /// Runs filter `name`: `true` keeps the message.
@@ -383,7 +383,7 @@ impl PluginHost {
         msg: &Message,
         ctx: &RouteContext,
     ) -> Result<bool, PluginError> {
-        self.live(name)?.filter(msg, ctx).await
+        self.live(name)?.filter(msg, ctx, None).await
     }
 
     /// Runs transform `name` and returns the rewritten message.
@@ -393,7 +393,55 @@ impl PluginHost {
         msg: &Message,
         ctx: &RouteContext,
     ) -> Result<Message, PluginError> {
-        self.live(name)?.transform(msg, ctx).await
+        self.live(name)?.transform(msg, ctx, None).await
+    }
+
+    /// [`PluginHost::route`], also returning the plugin's log lines when `capture` is set.
+    pub async fn route_logged(
+        &self,
+        name: &str,
+        msg: &Message,
+        ctx: &RouteContext,
+        capture: bool,
+    ) -> Logged<RouteVerdict> {
+        let mut logs = Vec::new();
+        let result = match self.live(name) {
+            Ok(p) => p.route(msg, ctx, capture.then_some(&mut logs)).await,
+            Err(e) => Err(e),
+        };
+        Logged { result, logs }
+    }
+
+    /// [`PluginHost::filter`], also returning the plugin's log lines when `capture` is set.
+    pub async fn filter_logged(
+        &self,
+        name: &str,
+        msg: &Message,
+        ctx: &RouteContext,
+        capture: bool,
+    ) -> Logged<bool> {
+        let mut logs = Vec::new();
+        let result = match self.live(name) {
+            Ok(p) => p.filter(msg, ctx, capture.then_some(&mut logs)).await,
+            Err(e) => Err(e),
+        };
+        Logged { result, logs }
+    }
+
+    /// [`PluginHost::transform`], also returning the plugin's log lines when `capture` is set.
+    pub async fn transform_logged(
+        &self,
+        name: &str,
+        msg: &Message,
+        ctx: &RouteContext,
+        capture: bool,
+    ) -> Logged<Message> {
+        let mut logs = Vec::new();
+        let result = match self.live(name) {
+            Ok(p) => p.transform(msg, ctx, capture.then_some(&mut logs)).await,
+            Err(e) => Err(e),
+        };
+        Logged { result, logs }
     }
 }
 

@@ -28,7 +28,7 @@ use super::bindings::{Identity, StoreState};
 use super::engine::deadline_ticks;
 use super::marshal;
 use super::stats::{Outcome, PluginStats};
-use super::types::{PluginKind, PluginLimits, RouteContext, RouteVerdict};
+use super::types::{PluginKind, PluginLimits, PluginLog, RouteContext, RouteVerdict};
 use super::worker::{escape_of, CallResult, Escape, Pres, Raw, Worker, DIRECT_TICKS};
 use super::PluginError;
 use crate::message::Message;
@@ -277,11 +277,20 @@ impl LoadedPlugin {
     }
 
     /// Runs the export once on a pooled instance; classifies failures and records stats.
-    async fn run(&self, msg: &Message, ctx: &RouteContext) -> Result<Raw, PluginError> {
+    ///
+    /// With `logs`, the call's log lines are captured into it. Lines of a direct attempt that
+    /// escaped are discarded: the fiber run logs them again.
+    async fn run(
+        &self,
+        msg: &Message,
+        ctx: &RouteContext,
+        logs: Option<&mut Vec<PluginLog>>,
+    ) -> Result<Raw, PluginError> {
+        let capture = logs.is_some();
         if self.direct() {
-            match self.attempt_direct(msg, ctx) {
+            match self.attempt_direct(msg, ctx, capture) {
                 Attempt::Ran(result, worker, elapsed) => {
-                    return self.settle(result, worker, elapsed, msg)
+                    return self.settle(result, worker, elapsed, msg, logs)
                 }
                 Attempt::Failed(e) => return Err(e),
                 Attempt::Escaped => {}
@@ -298,15 +307,16 @@ impl LoadedPlugin {
         worker.prepare(
             deadline_ticks(self.limits.timeout, self.tick),
             msg.id.as_str(),
+            capture,
         );
         let result = worker
             .call_fiber(&wit_msg, &wit_ctx, wall_clock_cap(self.limits.timeout))
             .await;
-        self.settle(result, worker, started.elapsed(), msg)
+        self.settle(result, worker, started.elapsed(), msg, logs)
     }
 
     /// One direct try. An escape drops the worker (it is poisoned) and says to use a fiber.
-    fn attempt_direct(&self, msg: &Message, ctx: &RouteContext) -> Attempt {
+    fn attempt_direct(&self, msg: &Message, ctx: &RouteContext, capture: bool) -> Attempt {
         let popped = self.idle_direct.lock().pop();
         let mut worker = match popped {
             Some(w) => w,
@@ -320,7 +330,7 @@ impl LoadedPlugin {
             },
         };
         let started = Instant::now();
-        worker.prepare(DIRECT_TICKS, msg.id.as_str());
+        worker.prepare(DIRECT_TICKS, msg.id.as_str(), capture);
         let result = worker.call_direct(marshal::message_to_wit(msg), marshal::context_to_wit(ctx));
         let elapsed = started.elapsed();
         if let Err(e) = &result {
@@ -342,10 +352,14 @@ impl LoadedPlugin {
     fn settle(
         &self,
         result: CallResult,
-        worker: Worker,
+        mut worker: Worker,
         elapsed: Duration,
         msg: &Message,
+        logs: Option<&mut Vec<PluginLog>>,
     ) -> Result<Raw, PluginError> {
+        if let (Some(out), Some(lines)) = (logs, worker.store.data_mut().captured.take()) {
+            out.extend(lines);
+        }
         match result {
             Ok(Ok(raw)) => {
                 self.release(worker);
@@ -439,9 +453,14 @@ impl LoadedPlugin {
         }
     }
 
-    pub async fn filter(&self, msg: &Message, ctx: &RouteContext) -> Result<bool, PluginError> {
+    pub async fn filter(
+        &self,
+        msg: &Message,
+        ctx: &RouteContext,
+        logs: Option<&mut Vec<PluginLog>>,
+    ) -> Result<bool, PluginError> {
         self.check_kind(PluginKind::Filter)?;
-        match self.run(msg, ctx).await? {
+        match self.run(msg, ctx, logs).await? {
             Raw::Filter(keep) => Ok(keep),
             _ => unreachable!("kind checked"),
         }
@@ -451,9 +470,10 @@ impl LoadedPlugin {
         &self,
         msg: &Message,
         ctx: &RouteContext,
+        logs: Option<&mut Vec<PluginLog>>,
     ) -> Result<Message, PluginError> {
         self.check_kind(PluginKind::Transform)?;
-        match self.run(msg, ctx).await? {
+        match self.run(msg, ctx, logs).await? {
             Raw::Transform(m) => marshal::message_from_wit(m).map_err(|c| self.invalid(c)),
             _ => unreachable!("kind checked"),
         }
@@ -463,9 +483,10 @@ impl LoadedPlugin {
         &self,
         msg: &Message,
         ctx: &RouteContext,
+        logs: Option<&mut Vec<PluginLog>>,
     ) -> Result<RouteVerdict, PluginError> {
         self.check_kind(PluginKind::Router)?;
-        match self.run(msg, ctx).await? {
+        match self.run(msg, ctx, logs).await? {
             Raw::Router(v) => marshal::verdict_from_wit(v).map_err(|c| self.invalid(c)),
             _ => unreachable!("kind checked"),
         }

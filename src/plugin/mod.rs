@@ -45,6 +45,7 @@ pub use info::{HostStats, PluginInfo};
 pub use registry::VersionInfo;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 pub use types::{
-    Destination, HostConfig, PluginKind, PluginLimits, RouteContext, RouteVerdict, Target,
+    Destination, HostConfig, Logged, PluginKind, PluginLimits, PluginLog, RouteContext,
+    RouteVerdict, Target,
 };
 pub use watch::DirWatcher;

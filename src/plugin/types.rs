@@ -139,6 +139,22 @@ mod millis {
     }
 }
 
+/// A line a plugin logged through the `log` import, captured for a dry run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginLog {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    pub message: String,
+}
+
+/// A call's result and, when asked for, the lines the plugin logged while computing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logged<T> {
+    pub result: Result<T, super::PluginError>,
+    /// Empty unless capture was asked for. Bounded: see `bindings::MAX_CAPTURED_LINES`.
+    pub logs: Vec<PluginLog>,
+}
+
 /// Host-wide settings, fixed for the life of a [`super::PluginHost`].
 #[derive(Debug, Clone)]
 pub struct HostConfig {

@@ -211,10 +211,12 @@ impl Worker {
         matches!(self.export, Export::Direct(_))
     }
 
-    /// Resets the per-call state: budget, memory-limit flag, message id for log lines.
-    pub fn prepare(&mut self, ticks: u64, message_id: &str) {
+    /// Resets the per-call state: budget, memory-limit flag, message id for log lines, and
+    /// whether to capture the call's log lines.
+    pub fn prepare(&mut self, ticks: u64, message_id: &str, capture: bool) {
         let data = self.store.data_mut();
         data.limiter.hit = false;
+        data.captured = capture.then(Vec::new);
         data.ticks_left = ticks;
         data.message_id.clear();
         data.message_id.push_str(message_id);

@@ -310,3 +310,29 @@ async fn dry_run_shows_the_decision_and_stores_nothing() {
         assert!(env.bodies(q).is_empty(), "dry run stored into {q}");
     }
 }
+
+#[tokio::test]
+async fn dry_run_captures_what_plugins_logged_and_a_publish_does_not() {
+    let env = Env::new();
+    env.queue("out");
+    env.deploy("small-only", "size_filter", &[("max-bytes", "100")]);
+    let mut ex = Exchange::new("small", ExchangeKind::Fanout);
+    ex.pipeline = vec!["small-only".into()];
+    env.broker.declare_exchange(ex).unwrap();
+    let big = msg(&"x".repeat(500)).with_id("m-big");
+    let d = env.broker.dry_run("small", "", big.clone()).await.unwrap();
+    assert_eq!(d.dropped.as_deref(), Some("filtered by small-only"));
+    let logs = &d.steps[0].logs;
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0].level, "debug");
+    assert_eq!(logs[0].message, "dropping m-big: 500 bytes > 100");
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["steps"][0]["logs"][0]["level"], "debug");
+    // A real publish pays nothing for capture: its steps carry no lines.
+    let p = env.publish("small", "", big).await;
+    assert_eq!(
+        p.decision.dropped.as_deref(),
+        Some("filtered by small-only")
+    );
+    assert!(p.decision.steps[0].logs.is_empty());
+}
