@@ -97,16 +97,28 @@ pub async fn publish(
     Ok(())
 }
 
-/// Consume `WORK` (prefetch 100), check and record every delivery, ack it, record the ack.
+/// How a consumer settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Prefetch 100, each delivery acked once checked.
+    Each,
+    /// Prefetch 20, nothing acked: the messages stay in flight until the connection dies.
+    Never,
+}
+
+/// Consume `WORK`, check and record every delivery and, with [`Acks::Each`], ack it and
+/// record the ack.
 pub async fn consume(
     uri: String,
     cycle: usize,
     tag: String,
+    acks: Acks,
     ledger: Arc<Mutex<Ledger>>,
 ) -> lapin::Result<()> {
     let conn = connect(&uri).await;
     let ch = conn.create_channel().await?;
-    ch.basic_qos(100, BasicQosOptions::default()).await?;
+    let prefetch = if acks == Acks::Each { 100 } else { 20 };
+    ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
     let mut consumer = ch
         .basic_consume(
             WORK.into(),
@@ -128,8 +140,10 @@ pub async fn consume(
             .lock()
             .unwrap()
             .delivered(&id, cycle, d.redelivered, intact);
-        d.ack(BasicAckOptions::default()).await?;
-        ledger.lock().unwrap().acked(&id, cycle);
+        if acks == Acks::Each {
+            d.ack(BasicAckOptions::default()).await?;
+            ledger.lock().unwrap().acked(&id, cycle);
+        }
     }
     Ok(())
 }

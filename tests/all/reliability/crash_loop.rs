@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use super::clients::{self, FAN, FAN_QUEUES, WORK};
+use super::clients::{self, Acks, FAN, FAN_QUEUES, WORK};
 use super::ledger::Ledger;
 use super::process::{self, Serve};
 
@@ -36,42 +36,47 @@ async fn sigkill_loop_loses_no_confirmed_message_and_redelivers_only_as_document
         }
         let mut tasks = Vec::new();
         for p in 0..2 {
-            tasks.push(tokio::spawn(clients::publish(
+            let publisher = clients::publish(
                 serve.amqp.clone(),
                 "",
                 WORK,
                 format!("w{cycle}.{p}"),
                 WORK_LIMIT,
                 ledger.clone(),
-            )));
+            );
+            tasks.push(("work publisher", tokio::spawn(publisher)));
         }
-        tasks.push(tokio::spawn(clients::publish(
+        let fan_publisher = clients::publish(
             serve.amqp.clone(),
             FAN,
             "",
             format!("f{cycle}"),
             FAN_LIMIT,
             fan.clone(),
-        )));
+        );
+        tasks.push(("fan-out publisher", tokio::spawn(fan_publisher)));
         for c in 0..2 {
-            tasks.push(tokio::spawn(clients::consume(
-                serve.amqp.clone(),
-                cycle,
-                format!("c{cycle}.{c}"),
-                ledger.clone(),
-            )));
+            let tag = format!("c{cycle}.{c}");
+            let consumer =
+                clients::consume(serve.amqp.clone(), cycle, tag, Acks::Each, ledger.clone());
+            tasks.push(("consumer", tokio::spawn(consumer)));
         }
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1300))).await;
+        // Holds what it gets until the kill: redeliveries whose flag the ledger can check.
+        let tag = format!("h{cycle}");
+        let holder = clients::consume(serve.amqp.clone(), cycle, tag, Acks::Never, ledger.clone());
+        tasks.push(("holder", tokio::spawn(holder)));
+        tokio::time::sleep(Duration::from_millis(rng.random_range(800..2000))).await;
         let at = Instant::now();
         serve.kill();
         ledger.lock().unwrap().killed(cycle, at);
-        for t in tasks {
-            // Every client sees its connection die; none may hang.
-            let joined = tokio::time::timeout(Duration::from_secs(20), t).await;
-            assert!(
-                joined.is_ok(),
-                "cycle {cycle}: a client hangs after the kill"
-            );
+        for (what, t) in tasks {
+            // Every client sees its connection die and ends with an error, none hangs.
+            let Ok(joined) = tokio::time::timeout(Duration::from_secs(20), t).await else {
+                panic!("cycle {cycle}: the {what} hangs after the kill");
+            };
+            if let Err(e) = joined {
+                panic!("cycle {cycle}: the {what} panicked: {e}");
+            }
         }
     }
 
@@ -83,6 +88,7 @@ async fn sigkill_loop_loses_no_confirmed_message_and_redelivers_only_as_document
                 serve.amqp.clone(),
                 CYCLES,
                 format!("final.{c}"),
+                Acks::Each,
                 ledger.clone(),
             ))
         })
@@ -155,7 +161,8 @@ async fn sigkill_loop_loses_no_confirmed_message_and_redelivers_only_as_document
     eprintln!(
         "crash loop: {CYCLES} SIGKILLs survived in {:.0?}; work queue: {} confirmed ({} nacked), \
          {} deliveries checked intact, every confirmed one delivered; {} redeliveries of \
-         unacked and {} of acked-but-lost-in-the-kill messages, {} redelivered flags checked; \
+         unacked and {} of acked-but-lost-in-the-kill messages (ack at most {:.0?} before the \
+         kill), {} redelivered flags checked; \
          fan-out: {} confirmed publishes, {} copies checked in {} queues, none partial",
         started.elapsed(),
         l.confirmed.len(),
@@ -163,6 +170,7 @@ async fn sigkill_loop_loses_no_confirmed_message_and_redelivers_only_as_document
         l.delivered_total,
         l.redelivered_unacked,
         l.redelivered_acked,
+        l.oldest_lost_ack,
         l.flags_checked,
         fan_confirmed.len(),
         fan_checked,

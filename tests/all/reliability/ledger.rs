@@ -11,6 +11,8 @@
 //!   delivery was in the last unflushed moment before the kill. The ledger checks the flag for
 //!   every redelivery whose previous delivery reached the client [`FLAG_MARGIN`] or more before
 //!   the kill: far beyond the 5 ms flush interval, so a failure is a broken promise, not timing.
+//! - by the same bound, an ack the client sent [`FLAG_MARGIN`] or more before a kill was read,
+//!   applied and flushed by then: it is never lost.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -30,7 +32,8 @@ pub struct Ledger {
     pub confirmed: HashSet<String>,
     pub nacked: u64,
     deliveries: HashMap<String, Seen>,
-    acked: HashMap<String, usize>,
+    /// The lifetime and time of each message's last ack.
+    acked: HashMap<String, (usize, Instant)>,
     /// When the broker of cycle `k` was killed.
     kills: Vec<Instant>,
     pub violations: Vec<String>,
@@ -41,6 +44,8 @@ pub struct Ledger {
     pub redelivered_acked: u64,
     /// Redeliveries whose `redelivered` flag the rules required and found set.
     pub flags_checked: u64,
+    /// The longest time between a lost ack and the kill that lost it.
+    pub oldest_lost_ack: Duration,
 }
 
 impl Ledger {
@@ -72,8 +77,15 @@ impl Ledger {
                     "{id} delivered twice in broker lifetime {cycle} (no kill in between)"
                 ));
             } else {
-                if self.acked.get(id).is_some_and(|&c| c == prev.cycle) {
+                if let Some(&(c, at)) = self.acked.get(id).filter(|(c, _)| *c == prev.cycle) {
                     self.redelivered_acked += 1;
+                    let age = self.kills[c].saturating_duration_since(at);
+                    self.oldest_lost_ack = self.oldest_lost_ack.max(age);
+                    if age >= FLAG_MARGIN {
+                        self.violations.push(format!(
+                            "{id}: an ack sent {age:?} before the kill of lifetime {c} was lost"
+                        ));
+                    }
                 } else {
                     self.redelivered_unacked += 1;
                 }
@@ -97,7 +109,7 @@ impl Ledger {
     }
 
     pub fn acked(&mut self, id: &str, cycle: usize) {
-        self.acked.insert(id.to_owned(), cycle);
+        self.acked.insert(id.to_owned(), (cycle, Instant::now()));
     }
 
     /// Confirmed messages never delivered.
