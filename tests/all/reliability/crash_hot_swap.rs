@@ -97,7 +97,7 @@ async fn publish_loop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_plugin_hot_swaps_keeps_the_registry_and_every_confirmed_publish() {
-    let wasm = Arc::new(rust_plugin_bytes("echo_version"));
+    let wasm = Arc::new(rust_plugin_bytes("test_echo_version"));
     let (_work, data) = process::data_dir();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let deploys = Arc::new(AtomicUsize::new(0));
