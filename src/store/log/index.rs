@@ -255,7 +255,7 @@ mod tests {
         }
         assert_eq!(ix.remove(&keys::message(7, 1)), None);
         assert!(
-            ix.messages.get(&7).is_none(),
+            !ix.messages.contains_key(&7),
             "empty queues and chunks are freed"
         );
         assert_eq!(ix.len(), 2);

@@ -39,6 +39,9 @@ use parking_lot::Mutex;
 use super::StoreError;
 use index::{Index, Loc};
 
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Largest frame: segment offsets are 32-bit (see `index::Loc`).
 const MAX_FRAME: u64 = 1 << 30;
 
@@ -283,11 +286,7 @@ impl MessageLog {
     }
 
     /// The first key (and its value) in `from..=to`.
-    pub fn first_in(
-        &self,
-        from: &[u8],
-        to: &[u8],
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn first_in(&self, from: &[u8], to: &[u8]) -> Result<Option<KeyValue>, StoreError> {
         let st = self.state.lock();
         match st.index.first_in(from, to) {
             Some((k, loc)) => Ok(Some((k, self.read(&st, loc)?))),

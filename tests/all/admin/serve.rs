@@ -89,9 +89,11 @@ fn a_missing_plugins_dir_is_not_fatal() {
 fn a_taken_port_names_the_setting_to_change() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut config = Config::default();
-    config.amqp_listen = "127.0.0.1:0".parse().unwrap();
-    config.http_listen = taken.local_addr().unwrap();
+    let config = Config {
+        amqp_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: taken.local_addr().unwrap(),
+        ..Config::default()
+    };
     let err = rt.block_on(Listeners::bind(&config)).unwrap_err();
     assert!(matches!(err, ServeError::Bind { .. }));
     let text = err.to_string();
