@@ -49,6 +49,20 @@ pub struct Config {
     pub shutdown_timeout_ms: u64,
     /// Default per-call deadline of plugins (a deployment may set its own).
     pub plugin_timeout_ms: u64,
+    /// Largest AMQP message body; a larger publish is 406 PRECONDITION_FAILED on its channel.
+    pub max_message_bytes: u64,
+    /// Most header entries (nested ones included) of an AMQP message; more is 406.
+    pub max_header_count: usize,
+    /// Most AMQP connections at once; one more is closed with 530 NOT_ALLOWED.
+    pub max_connections: usize,
+    /// Most channels per AMQP connection, offered in `connection.tune` (1..=65535).
+    pub channel_max: u16,
+    /// Most queues at once (the broker's dead-letter and quarantine queues count); declaring
+    /// one more is 406 over AMQP, 403 over the admin API.
+    pub max_queues: usize,
+    /// Free bytes under the data directory below which publishers are blocked (resource
+    /// alarm, `connection.blocked`); 0 turns the check off.
+    pub disk_free_limit: u64,
 }
 
 impl Default for Config {
@@ -65,6 +79,12 @@ impl Default for Config {
             max_plugin_bytes: 64 << 20,
             shutdown_timeout_ms: 10_000,
             plugin_timeout_ms: 100,
+            max_message_bytes: crate::amqp::DEFAULT_MAX_MESSAGE_BYTES,
+            max_header_count: crate::amqp::DEFAULT_MAX_HEADER_COUNT,
+            max_connections: crate::amqp::DEFAULT_MAX_CONNECTIONS,
+            channel_max: crate::amqp::DEFAULT_CHANNEL_MAX,
+            max_queues: crate::queue::DEFAULT_MAX_QUEUES,
+            disk_free_limit: crate::broker::DEFAULT_DISK_FREE_LIMIT,
         }
     }
 }
@@ -132,6 +152,12 @@ pub const KEYS: &[&str] = &[
     "max_plugin_bytes",
     "shutdown_timeout_ms",
     "plugin_timeout_ms",
+    "max_message_bytes",
+    "max_header_count",
+    "max_connections",
+    "channel_max",
+    "max_queues",
+    "disk_free_limit",
 ];
 
 impl Config {
@@ -209,6 +235,22 @@ impl Config {
             "max_plugin_bytes" => self.max_plugin_bytes = number(value)? as usize,
             "shutdown_timeout_ms" => self.shutdown_timeout_ms = number(value)?,
             "plugin_timeout_ms" => self.plugin_timeout_ms = number(value)?,
+            "max_message_bytes" => self.max_message_bytes = number(value)?,
+            "max_header_count" => self.max_header_count = number(value)? as usize,
+            "max_connections" => {
+                self.max_connections = match number(value)? {
+                    0 => return Err(invalid("must be at least 1".into())),
+                    n => n as usize,
+                }
+            }
+            "channel_max" => {
+                self.channel_max = match number(value)? {
+                    n @ 1..=65535 => n as u16,
+                    _ => return Err(invalid("expected 1 to 65535".into())),
+                }
+            }
+            "max_queues" => self.max_queues = number(value)? as usize,
+            "disk_free_limit" => self.disk_free_limit = number(value)?,
             _ => {
                 return Err(ConfigError::Unknown {
                     origin: source,
@@ -230,15 +272,28 @@ impl Config {
         Ok(())
     }
 
-    /// The configuration as TOML, the token masked (it is a secret; its presence is what
-    /// matters when checking a deployment).
     /// How to open the broker with these settings.
     pub fn broker_config(&self) -> crate::broker::BrokerConfig {
         let mut c = crate::broker::BrokerConfig::default();
         c.plugins.default_limits.timeout = std::time::Duration::from_millis(self.plugin_timeout_ms);
+        c.queues.max_queues = self.max_queues;
+        c.disk_free_limit = self.disk_free_limit;
         c
     }
 
+    /// The AMQP listener's settings (users come from the definitions file, at start).
+    pub fn amqp_config(&self) -> crate::amqp::ServerConfig {
+        crate::amqp::ServerConfig {
+            max_body: self.max_message_bytes,
+            max_header_count: self.max_header_count,
+            max_connections: self.max_connections,
+            channel_max: self.channel_max,
+            ..crate::amqp::ServerConfig::default()
+        }
+    }
+
+    /// The configuration as TOML, the token masked (it is a secret; its presence is what
+    /// matters when checking a deployment).
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         if shown.admin_token.is_some() {
@@ -306,6 +361,48 @@ mod tests {
         c.set("admin_token", "s3cret", Source::Env).unwrap();
         c.validate().unwrap();
         assert!(!c.to_toml().contains("s3cret"));
+    }
+
+    #[test]
+    fn limits_reach_the_listener_and_the_broker() {
+        let c = Config::default();
+        assert_eq!(c.amqp_config().max_body, 16 << 20);
+        let c = Config::resolve(
+            None,
+            env(&[
+                ("SWITCHYARD_MAX_MESSAGE_BYTES", "1000"),
+                ("SWITCHYARD_MAX_HEADER_COUNT", "7"),
+                ("SWITCHYARD_MAX_CONNECTIONS", "3"),
+                ("SWITCHYARD_CHANNEL_MAX", "9"),
+                ("SWITCHYARD_MAX_QUEUES", "5"),
+                ("SWITCHYARD_DISK_FREE_LIMIT", "0"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        let amqp = c.amqp_config();
+        assert_eq!(
+            (
+                amqp.max_body,
+                amqp.max_header_count,
+                amqp.max_connections,
+                amqp.channel_max
+            ),
+            (1000, 7, 3, 9)
+        );
+        let broker = c.broker_config();
+        assert_eq!((broker.queues.max_queues, broker.disk_free_limit), (5, 0));
+        for (key, bad) in [
+            ("channel_max", "0"),
+            ("channel_max", "70000"),
+            ("max_connections", "0"),
+        ] {
+            let e = Config::default()
+                .set(key, bad, Source::Flag)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::definitions::DefinitionsError;
 use crate::plugin::PluginError;
 use crate::queue::QueueError;
 use crate::routing::TopologyError;
+use crate::store::StoreError;
 
 /// An HTTP error response.
 #[derive(Debug)]
@@ -51,6 +52,8 @@ fn queue_status(e: &QueueError) -> StatusCode {
         | QueueError::InvalidConfig(_)
         | QueueError::UnknownDeliveryTag(_) => StatusCode::BAD_REQUEST,
         QueueError::Deleted => StatusCode::GONE,
+        QueueError::TooManyQueues { .. } => StatusCode::FORBIDDEN,
+        QueueError::Store(StoreError::NoSpace { .. }) => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

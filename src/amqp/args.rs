@@ -178,6 +178,7 @@ pub fn queue_error(e: QueueError) -> AmqpError {
         QueueError::InvalidName { .. }
         | QueueError::ConfigMismatch(_)
         | QueueError::InvalidConfig(_)
+        | QueueError::TooManyQueues { .. }
         | QueueError::UnknownDeliveryTag(_) => AmqpError::precondition_failed(text),
         _ => AmqpError::internal(text),
     }

@@ -2,8 +2,10 @@
 //!
 //! Content assembly: `basic.publish` is followed by exactly one content header and as many
 //! body frames as the header's `body-size` needs. Any other frame on the channel in between
-//! is 505 UNEXPECTED_FRAME; a body beyond the declared size, or a declared size above
-//! [`ServerConfig::max_body`](super::ServerConfig::max_body), is 501 FRAME_ERROR. The body
+//! is 505 UNEXPECTED_FRAME; a body beyond the declared size is 501 FRAME_ERROR. A declared
+//! size above [`ServerConfig::max_body`](super::ServerConfig::max_body), or more header entries
+//! than [`ServerConfig::max_header_count`](super::ServerConfig::max_header_count), is 406
+//! PRECONDITION_FAILED on the channel (as RabbitMQ answers an oversize message). The body
 //! buffer is allocated as frames arrive, never from the declared size, so a lying header
 //! cannot make us allocate.
 //!
@@ -246,11 +248,28 @@ impl Channel {
                 header.class_id
             )));
         }
+        // RabbitMQ's answer to an oversize message: a channel error, so the connection and
+        // its other channels live on; the body frames that follow are dropped by the closing
+        // channel without being buffered.
         if header.body_size > max {
-            return Err(AmqpError::frame_error(format!(
-                "message body of {} bytes exceeds the limit of {max}",
+            return Err(AmqpError::precondition_failed(format!(
+                "message size {} is larger than configured max size {max}",
                 header.body_size
-            )));
+            ))
+            .on(60, 40));
+        }
+        let limit = self.shared.config.max_header_count;
+        let count = header
+            .properties
+            .headers()
+            .as_ref()
+            .map_or(0, super::convert::table_entries);
+        if count > limit {
+            return Err(AmqpError::precondition_failed(format!(
+                "message has {count} header entries (nested tables and arrays included), \
+                 more than the limit of {limit}"
+            ))
+            .on(60, 40));
         }
         let empty = header.body_size == 0;
         incoming.header = Some(header);

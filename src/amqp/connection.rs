@@ -42,11 +42,40 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     }
 }
 
+/// Answer a connection that may not be served (the connection limit): run the handshake so
+/// the client can read why, then send `connection.close` with `why` instead of `open-ok`.
+pub async fn serve_refused(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    why: AmqpError,
+) {
+    let (read, write) = stream.into_split();
+    if let Err(e) = serve_until_open(read, write, peer, shared, Some(why)).await {
+        tracing::debug!(%peer, error = %e, "refused amqp connection ended");
+    }
+}
+
 pub(crate) async fn serve_io<R, W>(
+    read: R,
+    write: W,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Result<(), ReadError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    serve_until_open(read, write, peer, shared, None).await
+}
+
+/// The handshake, then (unless `refusal` is given) the connection's frames until it closes.
+async fn serve_until_open<R, W>(
     read: R,
     mut write: W,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    refusal: Option<AmqpError>,
 ) -> Result<(), ReadError>
 where
     R: AsyncRead + Unpin,
@@ -60,7 +89,7 @@ where
         write.shutdown().await?;
         return Ok(());
     }
-    let tuned = match handshake(&mut reader, &mut write, peer, &shared).await {
+    let tuned = match handshake(&mut reader, &mut write, peer, &shared, refusal).await {
         Ok(t) => t,
         Err(ReadError::Protocol(err)) => {
             let close = close_method(&err);

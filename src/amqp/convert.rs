@@ -91,6 +91,19 @@ pub fn headers_from_table(t: &FieldTable) -> Headers {
         .collect()
 }
 
+/// Entries in a header table, counting those of nested tables and arrays too: what a
+/// message's headers cost to decode, store and route, whatever their nesting.
+pub fn table_entries(t: &FieldTable) -> usize {
+    fn value(v: &AMQPValue) -> usize {
+        match v {
+            AMQPValue::FieldTable(t) => table_entries(t),
+            AMQPValue::FieldArray(a) => a.as_slice().iter().map(|v| 1 + value(v)).sum(),
+            _ => 0,
+        }
+    }
+    t.inner().values().map(|v| 1 + value(v)).sum()
+}
+
 pub fn headers_to_table(h: &Headers) -> FieldTable {
     let mut t = FieldTable::default();
     for (k, v) in h {

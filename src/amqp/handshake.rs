@@ -82,6 +82,7 @@ pub(crate) async fn handshake<R, W>(
     write: &mut W,
     peer: SocketAddr,
     shared: &Shared,
+    refusal: Option<AmqpError>,
 ) -> Result<Tuned, ReadError>
 where
     R: AsyncRead + Unpin,
@@ -159,6 +160,9 @@ where
             ))
             .on(10, 40),
         ));
+    }
+    if let Some(why) = refusal {
+        return Err(refuse(why.on(10, 40)));
     }
     let open_ok = AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}));
     write_direct(write, &AMQPFrame::Method(0, open_ok)).await?;

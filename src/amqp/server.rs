@@ -18,6 +18,20 @@ use super::error::AmqpError;
 use crate::broker::Broker;
 use crate::queue::QueueName;
 
+/// Default of [`ServerConfig::max_body`]: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 16 << 20;
+/// Default of [`ServerConfig::max_header_count`].
+pub const DEFAULT_MAX_HEADER_COUNT: usize = 1024;
+/// Default of [`ServerConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default of [`ServerConfig::channel_max`].
+pub const DEFAULT_CHANNEL_MAX: u16 = 2047;
+/// Refused connections being told why at once; beyond this they are dropped unanswered, so a
+/// flood of connections past the limit cannot pile up tasks.
+const MAX_REFUSING: usize = 64;
+/// How long a refused connection may take to reach `connection.open`.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A user allowed to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -36,14 +50,21 @@ pub struct ServerConfig {
     pub channel_max: u16,
     /// Heartbeat interval we propose, seconds; the client's tune-ok value wins.
     pub heartbeat: u16,
-    /// Largest message body accepted from a publisher.
+    /// Largest message body accepted from a publisher; a larger one is 406
+    /// PRECONDITION_FAILED on its channel.
     pub max_body: u64,
+    /// Most header entries (nested tables' and arrays' entries included) a published message
+    /// may carry; more is 406 PRECONDITION_FAILED. Their total size is bounded by
+    /// `frame_max`, since a content header must fit in one frame (501 FRAME_ERROR if not).
+    pub max_header_count: usize,
     /// Prefetch used when a consumer has no `basic.qos` (AMQP's 0 means unlimited; we bound
     /// it so one consumer can never pull a whole backlog into memory).
     pub default_prefetch: u32,
     /// Publishes per channel whose routing commit may be in flight at once; the reader stops
     /// reading that connection when the limit is reached.
     pub max_inflight_publishes: usize,
+    /// Open connections at once; one more gets `connection.close` 530 NOT_ALLOWED after its
+    /// handshake, so the client can tell why.
     pub max_connections: usize,
     /// How often the listener deletes expired queues (`x-expires`) and re-evaluates the
     /// broker's resource alarm (`connection.blocked`).
@@ -59,12 +80,13 @@ impl Default for ServerConfig {
                 remote: false,
             }],
             frame_max: 131_072,
-            channel_max: 2047,
+            channel_max: DEFAULT_CHANNEL_MAX,
             heartbeat: 60,
-            max_body: 64 * 1024 * 1024,
+            max_body: DEFAULT_MAX_MESSAGE_BYTES,
+            max_header_count: DEFAULT_MAX_HEADER_COUNT,
             default_prefetch: 1000,
             max_inflight_publishes: 1024,
-            max_connections: 4096,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             housekeeping_interval: Duration::from_millis(100),
         }
     }
@@ -201,6 +223,7 @@ pub async fn run(
 /// [`run`] with state the caller keeps, e.g. to read [`Shared::registry`].
 pub async fn run_shared(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future) {
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&shared)));
     tokio::pin!(shutdown);
     loop {
@@ -218,7 +241,21 @@ pub async fn run_shared(listener: TcpListener, shared: Arc<Shared>, shutdown: im
             }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "amqp connection limit reached; refusing");
+            let max = shared.config.max_connections;
+            tracing::warn!(%peer, max, "amqp connection limit reached; refusing");
+            // Tell the client why (530 after its handshake) when few are being refused;
+            // otherwise just close the socket.
+            if let Ok(refusing) = refusing.clone().try_acquire_owned() {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let why = AmqpError::not_allowed(format!(
+                        "connection limit ({max}) reached; try again later"
+                    ));
+                    let refuse = connection::serve_refused(stream, peer, shared, why);
+                    let _ = tokio::time::timeout(REFUSE_TIMEOUT, refuse).await;
+                    drop(refusing);
+                });
+            }
             continue;
         };
         let shared = shared.clone();

@@ -49,6 +49,8 @@ pub(crate) struct Engine {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub store: Store,
+    /// See [`QueuesOptions::max_queues`](super::QueuesOptions::max_queues).
+    pub max_queues: usize,
     pub clock: Arc<dyn Clock>,
     pub engine: Mutex<Engine>,
 }

@@ -23,6 +23,8 @@ pub enum QueueError {
     Codec(#[from] CodecError),
     #[error("stored record is damaged: {0}")]
     CorruptRecord(String),
+    #[error("cannot declare queue {name:?}: the queue limit ({limit}) is reached")]
+    TooManyQueues { name: String, limit: usize },
     #[error("the queue was deleted")]
     Deleted,
 }

@@ -32,5 +32,5 @@ pub use envelope::ENVELOPE_VERSION;
 pub use error::QueueError;
 pub use name::QueueName;
 pub use publish::{EnqueueOptions, Pending, PublishItem, PublishOutcome, PublishReceipt};
-pub use queues::{QueueStats, Queues, QueuesOptions};
+pub use queues::{QueueStats, Queues, QueuesOptions, DEFAULT_MAX_QUEUES};
 pub use retry::RetryPolicy;

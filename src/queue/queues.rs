@@ -27,7 +27,14 @@ pub struct QueuesOptions {
     /// How often a background thread runs [`Queues::process_due`] (retry delays, scheduled
     /// messages, TTL at the head). `None`: never; the caller drives time (tests).
     pub tick: Option<Duration>,
+    /// Most queues that may exist at once (every queue counts, the broker's own included);
+    /// declaring one more is [`QueueError::TooManyQueues`]. Each queue costs memory and a
+    /// catalog entry, so an unbounded number lets one client exhaust the broker.
+    pub max_queues: usize,
 }
+
+/// Default of [`QueuesOptions::max_queues`].
+pub const DEFAULT_MAX_QUEUES: usize = 100_000;
 
 impl Default for QueuesOptions {
     fn default() -> Self {
@@ -35,6 +42,7 @@ impl Default for QueuesOptions {
             store: StoreConfig::default(),
             clock: Arc::new(SystemClock),
             tick: Some(Duration::from_millis(5)),
+            max_queues: DEFAULT_MAX_QUEUES,
         }
     }
 }
@@ -97,6 +105,7 @@ impl Queues {
         }
         let inner = Arc::new(Inner {
             store,
+            max_queues: options.max_queues,
             clock: options.clock,
             engine: Mutex::new(engine),
         });
@@ -138,6 +147,12 @@ impl Queues {
             } else {
                 Err(QueueError::ConfigMismatch(name.to_string()))
             };
+        }
+        if eng.by_name.len() >= self.inner.max_queues {
+            return Err(QueueError::TooManyQueues {
+                name: name.to_string(),
+                limit: self.inner.max_queues,
+            });
         }
         let id = store.next_id("next-queue-id")?;
         let rec = QueueRecord {
@@ -383,11 +398,20 @@ fn process_due(inner: &Inner) -> Result<(), QueueError> {
 }
 
 fn timer_loop(inner: &Weak<Inner>, stop: &AtomicBool, tick: Duration) {
+    // A lasting failure (a full disk) would log every tick: log each distinct error once.
+    let mut last_error: Option<String> = None;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(tick);
         let Some(inner) = inner.upgrade() else { return };
-        if let Err(e) = process_due(&inner) {
-            tracing::warn!(error = %e, "timer tick failed");
+        match process_due(&inner) {
+            Err(e) => {
+                let e = e.to_string();
+                if last_error.as_ref() != Some(&e) {
+                    tracing::warn!(error = %e, "timer tick failed (repeats are not logged)");
+                    last_error = Some(e);
+                }
+            }
+            Ok(_) => last_error = None,
         }
     }
 }

@@ -107,7 +107,7 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(config: &Config) -> Settings {
         Settings {
-            amqp: ServerConfig::default(),
+            amqp: config.amqp_config(),
             admin: AdminConfig {
                 token: config.admin_token.clone(),
                 max_request_bytes: config.max_request_bytes,

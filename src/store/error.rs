@@ -30,6 +30,12 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("a previous write or flush failed ({0}); the store refuses further writes until it is reopened")]
     Poisoned(String),
+    #[error("no space left for the message log in {path} ({source}); writes are refused until space is freed, and nothing that was not written has been acknowledged")]
+    NoSpace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the store is shut down")]
     Closed,
     #[error("a single write of {bytes} bytes is larger than the message log accepts (1 GiB); publish smaller messages or fan out to fewer queues")]

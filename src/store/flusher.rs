@@ -12,7 +12,9 @@
 //!
 //! Relaxed writers only mark the store dirty; the flusher then flushes within `interval`.
 //! A failed flush poisons the flusher: every current and future waiter gets an error, so
-//! nothing is acknowledged that may not be stored.
+//! nothing is acknowledged that may not be stored. A flush that found the disk full
+//! ([`StoreError::NoSpace`]) fails only its own waiters; its frames stay queued in the log and
+//! the flusher retries every [`NO_SPACE_RETRY`] until one succeeds (space returned).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,6 +24,9 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use super::{MessageLog, StoreError};
+
+/// How often a flush that found the disk full is retried.
+pub const NO_SPACE_RETRY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Default)]
 struct Requests {
@@ -39,10 +44,33 @@ struct Requests {
 struct Done {
     epoch: Option<u64>,
     poisoned: Option<Arc<str>>,
+    /// Epochs (inclusive ranges, ascending, merged) whose flush found the disk full, and why
+    /// the last one did. Kept whole so a waiter that looks late still learns its flush failed;
+    /// it grows by one range per full-disk episode.
+    no_space: Vec<(u64, u64)>,
+    no_space_cause: Option<Arc<str>>,
+}
+
+impl Done {
+    fn failed(&self, epoch: u64) -> bool {
+        self.no_space
+            .iter()
+            .any(|&(from, to)| (from..=to).contains(&epoch))
+    }
+
+    fn record_no_space(&mut self, epoch: u64, cause: &str) {
+        match self.no_space.last_mut() {
+            Some((_, to)) if *to + 1 == epoch => *to = epoch,
+            _ => self.no_space.push((epoch, epoch)),
+        }
+        self.no_space_cause = Some(cause.into());
+        self.epoch = Some(epoch);
+    }
 }
 
 #[derive(Debug)]
 struct Shared {
+    path: Arc<std::path::Path>,
     requests: Mutex<Requests>,
     wake: Condvar,
     done: watch::Sender<Done>,
@@ -59,6 +87,8 @@ pub struct Flusher {
 #[derive(Debug)]
 pub struct Ticket {
     epoch: u64,
+    /// The log's directory, for errors.
+    path: Arc<std::path::Path>,
     done: watch::Receiver<Done>,
 }
 
@@ -71,10 +101,17 @@ impl Ticket {
             .wait_for(|d| d.poisoned.is_some() || d.epoch.is_some_and(|e| e >= epoch))
             .await
             .map_err(|_| StoreError::Closed)?;
-        match &state.poisoned {
-            Some(msg) => Err(StoreError::Poisoned(msg.to_string())),
-            None => Ok(()),
+        if let Some(msg) = &state.poisoned {
+            return Err(StoreError::Poisoned(msg.to_string()));
         }
+        if state.failed(epoch) {
+            let cause = state.no_space_cause.as_deref().unwrap_or("disk full");
+            return Err(StoreError::NoSpace {
+                path: self.path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::StorageFull, cause.to_owned()),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -83,6 +120,7 @@ impl Flusher {
     pub fn start(log: Arc<MessageLog>, interval: Duration) -> Flusher {
         let (done, _) = watch::channel(Done::default());
         let shared = Arc::new(Shared {
+            path: log.dir().into(),
             requests: Mutex::new(Requests::default()),
             wake: Condvar::new(),
             done,
@@ -106,7 +144,11 @@ impl Flusher {
         let epoch = r.next_epoch;
         drop(r);
         self.shared.wake.notify_one();
-        Ticket { epoch, done }
+        Ticket {
+            epoch,
+            done,
+            path: self.shared.path.clone(),
+        }
     }
 
     /// Note a relaxed write; it is flushed within the flush interval.
@@ -151,13 +193,16 @@ fn run(shared: &Shared, log: &MessageLog, interval: Duration) {
     loop {
         let (epoch, shutdown) = {
             let mut r = shared.requests.lock();
+            // While the disk is full, retry the unwritten frames even if nobody asks.
+            let stalled = log.stalled().is_some();
             loop {
                 if r.wanted || r.shutdown {
                     break;
                 }
-                if r.dirty {
+                if r.dirty || stalled {
                     // Relaxed writes wait at most `interval`; a ticket cuts the wait short.
-                    let timed_out = shared.wake.wait_for(&mut r, interval).timed_out();
+                    let wait = if stalled { NO_SPACE_RETRY } else { interval };
+                    let timed_out = shared.wake.wait_for(&mut r, wait).timed_out();
                     if timed_out {
                         break;
                     }
@@ -171,10 +216,19 @@ fn run(shared: &Shared, log: &MessageLog, interval: Duration) {
             r.dirty = false;
             (epoch, r.shutdown)
         };
-        let result = log.flush().map_err(|e| e.to_string());
-        match result {
+        match log.flush() {
             Ok(()) => shared.done.send_modify(|d| d.epoch = Some(epoch)),
-            Err(msg) => {
+            Err(StoreError::NoSpace { source, .. }) => {
+                let cause = source.to_string();
+                if !shared.done.borrow().failed(epoch.wrapping_sub(1)) {
+                    tracing::error!(error = %cause, "the disk is full: writes are refused until space is freed");
+                }
+                shared
+                    .done
+                    .send_modify(|d| d.record_no_space(epoch, &cause));
+            }
+            Err(e) => {
+                let msg = e.to_string();
                 tracing::error!(error = %msg, "store flush failed; refusing further writes");
                 shared.done.send_modify(|d| d.poisoned = Some(msg.into()));
             }

@@ -7,7 +7,9 @@
 //!   before the log is opened).
 //! - [`Store::write`] applies its whole group of writes or nothing, also across a crash; after
 //!   any failed write or flush the store is poisoned and refuses further writes, so no caller
-//!   acknowledges data that may not be stored.
+//!   acknowledges data that may not be stored. The one exception is a full disk
+//!   ([`StoreError::NoSpace`]): the flushes that hit it fail their waiters, writes are refused
+//!   meanwhile, and the flusher retries the unwritten frames until space returns.
 
 mod dir;
 mod durability;
@@ -156,10 +158,17 @@ impl Store {
         &self.config
     }
 
-    /// Refuse work after a failed write or flush.
+    /// Refuse work after a failed write or flush, and while the disk is full (until a retried
+    /// flush succeeds: [`StoreError::NoSpace`] is temporary).
     pub fn check(&self) -> Result<(), StoreError> {
-        match self.flusher.poisoned() {
-            Some(msg) => Err(StoreError::Poisoned(msg)),
+        if let Some(msg) = self.flusher.poisoned() {
+            return Err(StoreError::Poisoned(msg));
+        }
+        match self.data.stalled() {
+            Some(cause) => Err(StoreError::NoSpace {
+                path: self.path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::StorageFull, cause),
+            }),
             None => Ok(()),
         }
     }
@@ -167,8 +176,14 @@ impl Store {
     /// Apply writes to the message log, in order and atomically (one frame: all or nothing,
     /// also across a crash). Visible to reads at once; durable after the next flush (see
     /// [`Store::commit`]). On failure the store is poisoned.
+    ///
+    /// A full disk does not refuse the write: callers check [`Store::check`] before they change
+    /// their in-memory state, and a write that passed that check must land (in memory, flushed
+    /// once space returns), or memory and log would disagree.
     pub fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
-        self.check()?;
+        if let Some(msg) = self.flusher.poisoned() {
+            return Err(StoreError::Poisoned(msg));
+        }
         self.data.write(ops).inspect_err(|e| {
             // A refused oversize write stored nothing; anything else may have lost data.
             if !matches!(e, StoreError::TooLarge { .. }) {

@@ -8,3 +8,4 @@ mod broker;
 mod cli;
 mod plugin;
 mod queue;
+mod reliability;

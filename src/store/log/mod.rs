@@ -76,7 +76,7 @@ impl Segment {
 }
 
 /// Bytes appended to one segment at `off` and not yet written to its file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Chunk {
     seg: u32,
     off: u64,
@@ -97,6 +97,10 @@ struct State {
     /// Why a flush failed. Frames it was writing may be lost, so nothing may be acknowledged
     /// after it: every later write and flush fails.
     poisoned: Option<String>,
+    /// Why the last flush could not write: the file system is full. Unlike a poison this is
+    /// recoverable: the frames stay in `pending` and the next flush writes them again at the
+    /// same offsets (see [`MessageLog::flush`]).
+    stalled: Option<String>,
 }
 
 /// See the module docs.
@@ -193,6 +197,13 @@ impl MessageLog {
     }
 
     /// Writes every frame appended so far and makes it durable.
+    ///
+    /// A full file system while *writing* (`ENOSPC`, `EDQUOT`) is [`StoreError::NoSpace`] and
+    /// not a poison: nothing was synced, the frames go back to the head of `pending`, and a
+    /// later flush writes them again at the same offsets (positional writes are idempotent), so
+    /// the log recovers once space returns. A failed `fdatasync` still poisons: after one, the
+    /// kernel may have dropped the dirty pages, and a retried sync could report success for
+    /// data that is gone.
     pub fn flush(&self) -> Result<(), StoreError> {
         let _one = self.flushing.lock();
         let (chunks, files, created) = {
@@ -213,11 +224,29 @@ impl MessageLog {
             }
             (chunks, files, std::mem::take(&mut st.created))
         };
-        let result = (|| {
-            for c in chunks.iter() {
-                let (_, file) = files.iter().find(|(s, _)| *s == c.seg).expect("file");
-                file.write_all_at(&c.buf, c.off)?;
+        let written = chunks.iter().try_for_each(|c| {
+            let (_, file) = files.iter().find(|(s, _)| *s == c.seg).expect("file");
+            file.write_all_at(&c.buf, c.off)
+        });
+        if let Err(e) = written {
+            let mut st = self.state.lock();
+            st.inflight = Arc::default();
+            if is_full(&e) {
+                // Retry later: these frames first, then whatever was appended meanwhile.
+                let newer = std::mem::take(&mut st.pending);
+                st.pending = Arc::unwrap_or_clone(chunks);
+                st.pending.extend(newer);
+                st.created |= created;
+                st.stalled = Some(e.to_string());
+                return Err(StoreError::NoSpace {
+                    path: self.dir.clone(),
+                    source: e,
+                });
             }
+            st.poisoned = Some(format!("writing the message log: {e}"));
+            return Err(io(&self.dir)(e));
+        }
+        let synced = (|| {
             // In segment order: a later segment is never durable before an earlier one.
             for (_, file) in &files {
                 file.sync_data()?;
@@ -229,11 +258,22 @@ impl MessageLog {
         })();
         let mut st = self.state.lock();
         st.inflight = Arc::default();
-        if let Err(e) = &result {
-            st.poisoned = Some(format!("writing the message log: {e}"));
+        match &synced {
+            Ok(()) => st.stalled = None,
+            Err(e) => st.poisoned = Some(format!("syncing the message log: {e}")),
         }
         drop(st);
-        result.map_err(io(&self.dir))
+        synced.map_err(io(&self.dir))
+    }
+
+    /// The directory of the segment files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Why the last flush could not write (a full file system), until a flush succeeds.
+    pub fn stalled(&self) -> Option<String> {
+        self.state.lock().stalled.clone()
     }
 
     /// The value of `key`.
@@ -302,6 +342,11 @@ impl MessageLog {
         }
         segment::read_at(&st.segments[&loc.seg].file, start, len).map_err(io(&self.dir))
     }
+}
+
+/// The file system (or the user's quota) is full: the write may succeed once space is freed.
+fn is_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
 impl State {

@@ -28,6 +28,7 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
         inflight: Arc::default(),
         created: false,
         poisoned: None,
+        stalled: None,
     };
     for (i, &id) in ids.iter().enumerate() {
         let file = segment::open(dir, id).map_err(io(dir))?;

@@ -6,6 +6,7 @@ mod clients;
 mod differential;
 mod expiry;
 mod fuzz;
+mod limits;
 mod pika;
 mod policies;
 mod raw;

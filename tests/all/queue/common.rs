@@ -28,6 +28,7 @@ pub fn options(clock: Arc<ManualClock>, durability: Durability) -> QueuesOptions
         },
         clock,
         tick: None,
+        ..QueuesOptions::default()
     }
 }
 
