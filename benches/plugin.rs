@@ -84,7 +84,58 @@ struct Case {
     iterations: u32,
 }
 
+/// `PLUGIN_BENCH_CALLS=N MODE=direct|fiber`: only N warm calls of the Rust header router with
+/// a 1 KiB, 5-header message (or an empty one with `BODY=empty`), timed in thread CPU time as
+/// well as wall time: on a machine too busy for wall-clock figures, the CPU time the calling
+/// thread spent is what a call costs.
+fn calls_only(n: u32) {
+    let direct = std::env::var("MODE").map_or(true, |m| m != "fiber");
+    // A small pool: valgrind cannot reserve the default pool's address space.
+    let host = PluginHost::in_memory(HostConfig {
+        direct_calls: direct,
+        max_instances: 8,
+        memory_ceiling: 256 << 20,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let opts = DeployOptions {
+        config: config(&[("header", "region"), ("route.eu", "orders.eu")]),
+        ..Default::default()
+    };
+    host.deploy("hr", &plugins::rust_plugin_bytes("header_router"), opts)
+        .unwrap();
+    let msg = match std::env::var("BODY").as_deref() {
+        Ok("empty") => Message::new(Vec::new()),
+        _ => message(order_body()),
+    };
+    let ctx = RouteContext::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    };
+    let (wall, started) = (Instant::now(), cpu());
+    rt.block_on(async {
+        for _ in 0..n {
+            std::hint::black_box(host.route("hr", &msg, &ctx).await.unwrap());
+        }
+    });
+    let (cpu_per_call, wall_per_call) = ((cpu() - started) / n, wall.elapsed() / n);
+    println!(
+        "{n} calls, direct: {}: {} thread CPU per call, {} wall",
+        host.direct_calls("hr") == Some(true),
+        us(cpu_per_call),
+        us(wall_per_call)
+    );
+}
+
 fn main() {
+    if let Some(n) = std::env::var("PLUGIN_BENCH_CALLS").ok().and_then(|n| n.parse().ok()) {
+        return calls_only(n);
+    }
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
     // as a smoke test: few iterations, no Python/JS (their debug-mode compiles take minutes).
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -169,12 +220,12 @@ fn main() {
     };
     let host = PluginHost::open(data.path(), config_5s.clone()).unwrap();
 
-    println!("| plugin | size | warm call mean | warm call p99 | instantiate | compile + load | cached load |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| plugin | size | calls | warm call mean | warm call p99 | instantiate | compile + load | cached load |");
+    println!("|---|---|---|---|---|---|---|---|");
     for case in &cases {
         let Some(wasm) = &case.wasm else {
             println!(
-                "| {} | skipped (tool not installed, or smoke run) | | | | | |",
+                "| {} | skipped (tool not installed, or smoke run) | | | | | | |",
                 case.label
             );
             continue;
@@ -206,6 +257,12 @@ fn main() {
                 host.transform(&name, &msg, &ctx).await.unwrap(),
             )),
         }));
+        let mode = if host.direct_calls(&name) == Some(true) {
+            "direct"
+        } else {
+            "fiber"
+        };
+        let made = host.stats(&name).map_or(0, |s| s.instantiations);
         let inst_iters = if wasm.len() > 1 << 20 {
             20
         } else {
@@ -215,7 +272,7 @@ fn main() {
             .block_on(host.measure_instantiation(&name, inst_iters))
             .unwrap();
         println!(
-            "| {} | {} KB | {} | {} | {} | {} | {} |",
+            "| {} | {} KB | {mode} ({made} instances) | {} | {} | {} | {} | {} |",
             case.label,
             wasm.len() / 1000,
             us(mean),
