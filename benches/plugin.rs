@@ -133,7 +133,10 @@ fn calls_only(n: u32) {
 }
 
 fn main() {
-    if let Some(n) = std::env::var("PLUGIN_BENCH_CALLS").ok().and_then(|n| n.parse().ok()) {
+    if let Some(n) = std::env::var("PLUGIN_BENCH_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
         return calls_only(n);
     }
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
