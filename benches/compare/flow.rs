@@ -105,7 +105,7 @@ impl Flow {
 }
 
 fn is_large(i: usize) -> bool {
-    i % 5 == 0
+    i.is_multiple_of(5)
 }
 
 /// A JSON order padded to [`BODY`] bytes (the shape `plugins/json-router` reads).
