@@ -127,9 +127,11 @@ impl LoadedPlugin {
         !self.fiber_only.load(Ordering::Relaxed)
     }
 
-    /// Turns direct calls off for this version (host configuration).
+    /// Turns direct calls off for this version for good: host configuration, or an escape
+    /// that says this plugin does not fit the direct path.
     pub fn stay_on_fibers(&self) {
         self.fiber_only.store(true, Ordering::Relaxed);
+        self.idle_direct.lock().clear();
     }
 
     fn state(&self) -> StoreState {
@@ -139,16 +141,15 @@ impl LoadedPlugin {
     /// Records an escape; switches the version to fibers when it says so.
     fn escaped(&self, escape: Escape) {
         let (plugin, version) = (&*self.identity.name, &*self.identity.version);
-        match escape {
+        let leave = match escape {
             Escape::Blocking(function) => {
-                self.fiber_only.store(true, Ordering::Relaxed);
-                self.idle_direct.lock().clear();
                 tracing::info!(
                     plugin,
                     version,
                     function,
-                    "plugin uses a blocking WASI import; its calls run on fibers from now on"
+                    "plugin uses a blocking WASI import"
                 );
+                true
             }
             Escape::Overrun => {
                 let n = self.overruns.fetch_add(1, Ordering::Relaxed) + 1;
@@ -158,16 +159,16 @@ impl LoadedPlugin {
                     overruns = n,
                     "direct call overran; rerun on a fiber"
                 );
-                if n >= MAX_OVERRUNS {
-                    self.fiber_only.store(true, Ordering::Relaxed);
-                    self.idle_direct.lock().clear();
-                    tracing::info!(
-                        plugin,
-                        version,
-                        "plugin calls often outlast a tick; its calls run on fibers from now on"
-                    );
-                }
+                n >= MAX_OVERRUNS
             }
+        };
+        if leave {
+            self.stay_on_fibers();
+            tracing::info!(
+                plugin,
+                version,
+                "calls to this plugin version run on fibers from now on"
+            );
         }
     }
 
