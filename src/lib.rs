@@ -13,6 +13,8 @@
 //!   TTL, max-length, dedup, redrive, restart recovery.
 //! - [`plugin`]: the WebAssembly plugin host — filter, transform and route plugins under limits,
 //!   with a persisted registry and hot reload. No wasmtime types in its API.
+//! - [`auth`]: AMQP users (salted password hashes in RabbitMQ's format) and per-vhost
+//!   configure/write/read permissions. Protocol-free.
 //! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers).
 //! - [`broker`]: routing decisions over exchanges and plugins, committed atomically into the
 //!   queues; failure policies, circuit breakers, dry runs, replay of dead letters.
@@ -29,6 +31,7 @@
 
 pub mod admin;
 pub mod amqp;
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -24,6 +24,12 @@ pub async fn import(
             p.name, p.name
         )));
     }
+    if !defs.users.is_empty() || !defs.permissions.is_empty() {
+        return Err(super::ApiError::bad_request(
+            "users and permissions are read from the definitions file at start \
+             (`definitions` setting); put them there and restart",
+        ));
+    }
     let broker = state.broker().clone();
     let counts = json!({
         "plugins": defs.plugins.len(),

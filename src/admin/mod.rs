@@ -27,7 +27,6 @@ mod pull;
 mod queues;
 mod rates;
 
-pub use auth::constant_time_eq;
 pub use error::{ApiError, ApiResult};
 
 use std::collections::HashMap;

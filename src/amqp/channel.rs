@@ -29,6 +29,7 @@ use super::error::{AmqpError, Scope};
 use super::outbound::{Gone, Outbound};
 use super::publish::Confirm;
 use super::server::Shared;
+use crate::auth::{refusal, Access, Permissions, Resource};
 use crate::queue::{Consumer, QueueName};
 
 /// What the connection should do with the channel after a frame.
@@ -75,10 +76,13 @@ pub struct Channel {
     pub(crate) exclusive_consumers: HashSet<QueueName>,
     /// Background tasks (the confirmer) stopped with the channel.
     pub(crate) tasks: Vec<JoinHandle<()>>,
+    /// The connection's user, and its permissions in the open vhost.
+    pub(crate) user: String,
+    permissions: Arc<Permissions>,
 }
 
 impl Channel {
-    pub fn new(id: u16, conn: u64, shared: Arc<Shared>, out: Outbound, _tuned: &Tuned) -> Channel {
+    pub fn new(id: u16, conn: u64, shared: Arc<Shared>, out: Outbound, tuned: &Tuned) -> Channel {
         let prefetch = shared.config.default_prefetch;
         Channel {
             id,
@@ -98,7 +102,33 @@ impl Channel {
             getters: HashMap::new(),
             exclusive_consumers: HashSet::new(),
             tasks: Vec::new(),
+            user: tuned.user.clone(),
+            permissions: tuned.permissions.clone(),
         }
+    }
+
+    /// 403 ACCESS_REFUSED, in RabbitMQ's words, unless the user may do `access` to `resource`.
+    pub(crate) fn authorize(
+        &self,
+        access: Access,
+        resource: Resource<'_>,
+    ) -> Result<(), AmqpError> {
+        if self.permissions.allows(access, resource) {
+            return Ok(());
+        }
+        Err(AmqpError::access_refused(refusal(
+            access, resource, &self.user, "/",
+        )))
+    }
+
+    /// A binding writes to its destination and reads from its source exchange.
+    pub(crate) fn authorize_binding(
+        &self,
+        source: &str,
+        destination: Resource<'_>,
+    ) -> Result<(), AmqpError> {
+        self.authorize(Access::Write, destination)?;
+        self.authorize(Access::Read, Resource::Exchange(source))
     }
 
     pub async fn open_ok(&self) -> Result<(), AmqpError> {
@@ -167,6 +197,7 @@ impl Channel {
         match method {
             AMQPClass::Channel(m) => return self.channel_method(m).await,
             AMQPClass::Basic(basic::AMQPMethod::Publish(p)) => {
+                self.authorize(Access::Write, Resource::Exchange(p.exchange.as_str()))?;
                 self.incoming = Some(Incoming {
                     method: p,
                     header: None,
@@ -270,6 +301,16 @@ impl Channel {
                  more than the limit of {limit}"
             ))
             .on(60, 40));
+        }
+        // RabbitMQ's rule: a publisher cannot claim to be another user.
+        if let Some(claimed) = header.properties.user_id() {
+            if claimed.as_str() != self.user {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{claimed}' but authenticated user was '{}'",
+                    self.user
+                ))
+                .on(60, 40));
+            }
         }
         let empty = header.body_size == 0;
         incoming.header = Some(header);

@@ -24,6 +24,7 @@ use super::declare::ready;
 use super::error::AmqpError;
 use super::outbound::Outbound;
 pub(crate) use super::tags::{Source, Tags};
+use crate::auth::{Access, Resource};
 use crate::queue::{Consumer, ConsumerOptions, Delivery, QueueError, QueueName};
 
 /// A settlement for a consumer task.
@@ -103,6 +104,7 @@ impl Channel {
     async fn consume(&mut self, c: basic::Consume) -> Result<(), AmqpError> {
         let queue = self.queue_name(c.queue.as_str())?;
         self.check_owner(&queue)?;
+        self.authorize(Access::Read, Resource::Queue(queue.as_str()))?;
         let mut tag = c.consumer_tag.to_string();
         if tag.is_empty() {
             self.shared.next_tag_seq(&mut tag);
@@ -196,6 +198,7 @@ impl Channel {
     async fn get(&mut self, g: basic::Get) -> Result<(), AmqpError> {
         let queue = self.queue_name(g.queue.as_str())?;
         self.check_owner(&queue)?;
+        self.authorize(Access::Read, Resource::Queue(queue.as_str()))?;
         let queues = self.shared.broker.queues();
         let pull = ConsumerOptions {
             prefetch: 0,

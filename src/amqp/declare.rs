@@ -13,6 +13,7 @@ use super::args::{broker_error, queue_config, queue_error, string_arg};
 use super::channel::Channel;
 use super::convert::{headers_from_table, short};
 use super::error::AmqpError;
+use crate::auth::{Access, Resource};
 use crate::message::Headers;
 use crate::queue::{ConsumerOptions, QueueName};
 use crate::routing::{Binding, BindingTarget, Exchange, ExchangeKind, FailurePolicy};
@@ -45,6 +46,7 @@ impl Channel {
                         )));
                     }
                 }
+                self.authorize(Access::Configure, Resource::Exchange(name))?;
                 let kind = exchange_kind(d.kind.as_str(), &args, &broker)?;
                 let mut ex = Exchange::new(name, kind);
                 ex.durable = d.durable;
@@ -58,6 +60,7 @@ impl Channel {
                     .await
             }
             exchange::AMQPMethod::Delete(d) => {
+                self.authorize(Access::Configure, Resource::Exchange(d.exchange.as_str()))?;
                 match broker.delete_exchange(d.exchange.as_str(), d.if_unused) {
                     Ok(()) => {}
                     // RabbitMQ: deleting an exchange that does not exist succeeds.
@@ -69,6 +72,10 @@ impl Channel {
                 self.reply_unless(d.nowait, exchange_ok(ExOk::Delete)).await
             }
             exchange::AMQPMethod::Bind(b) => {
+                self.authorize_binding(
+                    b.source.as_str(),
+                    Resource::Exchange(b.destination.as_str()),
+                )?;
                 let binding = self.binding(
                     b.source.as_str(),
                     BindingTarget::Exchange(b.destination.as_str().to_owned()),
@@ -85,6 +92,10 @@ impl Channel {
                 self.reply_unless(b.nowait, exchange_ok(ExOk::Bind)).await
             }
             exchange::AMQPMethod::Unbind(u) => {
+                self.authorize_binding(
+                    u.source.as_str(),
+                    Resource::Exchange(u.destination.as_str()),
+                )?;
                 let binding = self.binding(
                     u.source.as_str(),
                     BindingTarget::Exchange(u.destination.as_str().to_owned()),
@@ -157,6 +168,7 @@ impl Channel {
                 };
                 self.check_owner(&name)?;
                 if !d.passive {
+                    self.authorize(Access::Configure, Resource::Queue(name.as_str()))?;
                     let args = headers_from_table(&d.arguments);
                     let config = queue_config(&broker, &args).await?;
                     broker.declare_queue(&name, config).map_err(broker_error)?;
@@ -184,6 +196,7 @@ impl Channel {
             queue::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
                 self.check_owner(&name)?;
+                self.authorize_binding(b.exchange.as_str(), Resource::Queue(name.as_str()))?;
                 broker.queues().stats(&name).map_err(queue_error)?;
                 let binding = self.binding(
                     b.exchange.as_str(),
@@ -198,6 +211,7 @@ impl Channel {
             queue::AMQPMethod::Unbind(u) => {
                 let name = self.queue_name(u.queue.as_str())?;
                 self.check_owner(&name)?;
+                self.authorize_binding(u.exchange.as_str(), Resource::Queue(name.as_str()))?;
                 let binding = self.binding(
                     u.exchange.as_str(),
                     BindingTarget::Queue(name.to_string()),
@@ -213,6 +227,7 @@ impl Channel {
             queue::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(p.queue.as_str())?;
                 self.check_owner(&name)?;
+                self.authorize(Access::Read, Resource::Queue(name.as_str()))?;
                 let n = purge(&broker, &name)?;
                 let ok = queue::PurgeOk { message_count: n };
                 self.reply_unless(p.nowait, AMQPClass::Queue(queue::AMQPMethod::PurgeOk(ok)))
@@ -221,6 +236,7 @@ impl Channel {
             queue::AMQPMethod::Delete(d) => {
                 let name = self.queue_name(d.queue.as_str())?;
                 self.check_owner(&name)?;
+                self.authorize(Access::Configure, Resource::Queue(name.as_str()))?;
                 let n = match broker.queues().stats(&name) {
                     // RabbitMQ: deleting a queue that does not exist succeeds.
                     Err(_) => 0,

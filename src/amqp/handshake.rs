@@ -4,6 +4,7 @@
 //! ([`HANDSHAKE_TIMEOUT`]) so a silent client cannot hold a connection slot forever.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use amq_protocol::frame::AMQPFrame;
@@ -15,6 +16,7 @@ use super::codec::{encode, FrameReader, ReadError};
 use super::convert::short;
 use super::error::AmqpError;
 use super::server::Shared;
+use crate::auth::Permissions;
 
 /// How long a client has for each handshake step.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,6 +30,8 @@ pub struct Tuned {
     pub channel_max: u16,
     pub heartbeat: u16,
     pub user: String,
+    /// The user's permissions in the vhost it opened.
+    pub permissions: Arc<Permissions>,
     /// The client announced the `connection.blocked` capability.
     pub blocked_capable: bool,
 }
@@ -118,6 +122,9 @@ where
     let user = config
         .authenticate(start_ok.response.as_bytes(), peer.ip())
         .map_err(|e| refuse(e.as_connection().on(10, 11)))?;
+    let vhost = "/";
+    let permissions = user.permissions(vhost);
+    let user = user.name.clone();
 
     let tune = connection::Tune {
         channel_max: config.channel_max,
@@ -161,6 +168,15 @@ where
             .on(10, 40),
         ));
     }
+    let Some(permissions) = permissions else {
+        return Err(refuse(
+            AmqpError::not_allowed(format!(
+                "access to vhost '{vhost}' refused for user '{user}': grant it permissions \
+                 in the definitions file"
+            ))
+            .on(10, 40),
+        ));
+    };
     if let Some(why) = refusal {
         return Err(refuse(why.on(10, 40)));
     }
@@ -171,6 +187,7 @@ where
         channel_max,
         heartbeat: ok.heartbeat,
         user,
+        permissions,
         blocked_capable,
     })
 }

@@ -35,6 +35,6 @@ mod tags;
 pub use error::{code, AmqpError};
 pub use registry::{ConnectionInfo, ConsumerInfo, Registry};
 pub use server::{
-    run, run_shared, ServerConfig, Shared, User, DEFAULT_CHANNEL_MAX, DEFAULT_MAX_CONNECTIONS,
+    run, run_shared, ServerConfig, Shared, DEFAULT_CHANNEL_MAX, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_MESSAGE_BYTES,
 };

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::connection;
 use super::error::AmqpError;
+use crate::auth::{LoginError, User, Users};
 use crate::broker::Broker;
 use crate::queue::QueueName;
 
@@ -32,19 +33,11 @@ const MAX_REFUSING: usize = 64;
 /// How long a refused connection may take to reach `connection.open`.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A user allowed to connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub password: String,
-    /// `false`: only from a loopback address (RabbitMQ's rule for `guest`).
-    pub remote: bool,
-}
-
 /// Listener settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    pub users: Vec<User>,
+    /// Who may log in, and their permissions per vhost.
+    pub users: Users,
     /// Largest frame we accept and offer in `connection.tune` (bytes, header included).
     pub frame_max: u32,
     pub channel_max: u16,
@@ -74,11 +67,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            users: vec![User {
-                name: "guest".into(),
-                password: "guest".into(),
-                remote: false,
-            }],
+            users: Users::with_guest(),
             frame_max: 131_072,
             channel_max: DEFAULT_CHANNEL_MAX,
             heartbeat: 60,
@@ -93,28 +82,22 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Check a PLAIN response (`authzid \0 user \0 password`) and return the user name.
-    pub fn authenticate(&self, response: &[u8], from: IpAddr) -> Result<String, AmqpError> {
+    /// Check a PLAIN response (`authzid \0 user \0 password`) from `from`.
+    pub fn authenticate(&self, response: &[u8], from: IpAddr) -> Result<&User, AmqpError> {
         let mut parts = response.split(|&b| b == 0);
         let (Some(_authzid), Some(user), Some(pass), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AmqpError::access_refused("malformed PLAIN response"));
         };
-        let user = String::from_utf8_lossy(user).into_owned();
-        let ok = self
-            .users
-            .iter()
-            .find(|u| u.name == user && u.password.as_bytes() == pass);
-        match ok {
-            Some(u) if u.remote || from.is_loopback() => Ok(user),
-            Some(_) => Err(AmqpError::access_refused(format!(
-                "user {user:?} may only connect from localhost"
-            ))),
-            None => Err(AmqpError::access_refused(
-                "Login was refused using authentication mechanism PLAIN",
-            )),
-        }
+        self.users
+            .authenticate(&String::from_utf8_lossy(user), pass, from)
+            .map_err(|e| match e {
+                LoginError::Refused => AmqpError::access_refused(
+                    "Login was refused using authentication mechanism PLAIN",
+                ),
+                e @ LoginError::LoopbackOnly(_) => AmqpError::access_refused(e.to_string()),
+            })
     }
 }
 

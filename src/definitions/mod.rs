@@ -1,14 +1,16 @@
 //! Definitions: a broker's topology as one JSON document (exchanges, queues, bindings,
-//! plugins, users), in the spirit of RabbitMQ's definitions files. Applied at start and by the
+//! plugins, users and their permissions), in the spirit of RabbitMQ's definitions files. Applied at start and by the
 //! admin API; exported from a running broker.
 //!
 //! The spec types (`specs`) are also the admin API's request bodies, so a definitions file and a
 //! `POST /api/queues` body use the same words. They map onto the broker's own types; nothing here
 //! knows HTTP or AMQP.
 
+mod access;
 mod specs;
 
-pub use specs::{BindingSpec, ExchangeSpec, PluginSpec, QueueSpec, UserSpec};
+pub use access::{apply_users, PermissionSpec, UserSpec};
+pub use specs::{BindingSpec, ExchangeSpec, PluginSpec, QueueSpec};
 
 use std::path::Path;
 
@@ -25,6 +27,7 @@ pub struct Definitions {
     pub exchanges: Vec<ExchangeSpec>,
     pub bindings: Vec<BindingSpec>,
     pub users: Vec<UserSpec>,
+    pub permissions: Vec<PermissionSpec>,
 }
 
 /// Why definitions could not be applied. Entries before the failing one stay applied.
@@ -139,6 +142,7 @@ impl Definitions {
             exchanges,
             bindings,
             users: Vec::new(),
+            permissions: Vec::new(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The spec types of a definitions document, and their mapping onto the broker's own types
-//! (exchanges, queues, bindings, plugin deployments, AMQP users).
+//! (exchanges, queues, bindings, plugin deployments).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,17 +100,6 @@ pub struct PluginSpec {
     pub kind: Option<PluginKind>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
-}
-
-/// An AMQP user. Exports omit passwords; a definitions file applied at start must give one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct UserSpec {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    /// May connect from other hosts than loopback.
-    pub remote: bool,
 }
 
 impl PluginSpec {

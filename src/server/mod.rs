@@ -19,10 +19,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminConfig, AdminState};
-use crate::amqp::{self, ServerConfig, Shared, User};
+use crate::amqp::{self, ServerConfig, Shared};
 use crate::broker::{Broker, BrokerError};
 use crate::config::{Config, ConfigError};
-use crate::definitions::{Definitions, DefinitionsError};
+use crate::definitions::{apply_users, Definitions, DefinitionsError};
 use crate::queue::QueueError;
 
 /// How often the plugin directory is polled for changes.
@@ -127,21 +127,7 @@ async fn apply_definitions(
     amqp: &mut ServerConfig,
 ) -> Result<(), ServeError> {
     let defs = Definitions::from_file(&path)?;
-    for u in &defs.users {
-        let Some(password) = &u.password else {
-            return Err(DefinitionsError::Invalid {
-                what: format!("user {}", u.name),
-                cause: "no password".into(),
-            }
-            .into());
-        };
-        amqp.users.retain(|existing| existing.name != u.name);
-        amqp.users.push(User {
-            name: u.name.clone(),
-            password: password.clone(),
-            remote: u.remote,
-        });
-    }
+    apply_users(&defs.users, &defs.permissions, &mut amqp.users)?;
     let base = path
         .parent()
         .map(PathBuf::from)

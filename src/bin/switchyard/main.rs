@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use switchyard::auth::{HashAlgorithm, PasswordHash};
 use switchyard::cli::{self, parse_key_value, Target};
 use switchyard::plugin::harness::{self, TestOptions};
 use switchyard::plugin::{PluginKind, PluginLimits};
@@ -72,6 +73,13 @@ enum Command {
         cmd: cli::DlqCommand,
         #[command(flatten)]
         target: Target,
+    },
+    /// Hash a password for a definitions file's `password_hash` (RabbitMQ's format). Reads the
+    /// password from the first line of stdin, so it stays out of shell history.
+    HashPassword {
+        /// `rabbit_password_hashing_sha256` or `rabbit_password_hashing_sha512`.
+        #[arg(long, default_value = "rabbit_password_hashing_sha256")]
+        algorithm: String,
     },
     /// Export or import definitions (exchanges, queues, bindings, plugins).
     Definitions {
@@ -143,6 +151,20 @@ fn plugin_test(args: TestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn hash_password(algorithm: &str) -> anyhow::Result<()> {
+    let algorithm = HashAlgorithm::from_name(algorithm)?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        anyhow::bail!("no password on stdin: run `echo 'PASSWORD' | switchyard hash-password`");
+    }
+    println!("{}", PasswordHash::new(password, algorithm).encode());
+    eprintln!("hashing_algorithm: {}", algorithm.name());
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let out = match cli.command {
@@ -168,6 +190,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Exchange { cmd, target }) => cli::exchange(&target, &cmd),
         Some(Command::Dlq { cmd, target }) => cli::dlq(&target, &cmd),
         Some(Command::Definitions { cmd, target }) => cli::definitions(&target, &cmd),
+        Some(Command::HashPassword { algorithm }) => return hash_password(&algorithm),
         None => {
             println!("switchyard {}", env!("CARGO_PKG_VERSION"));
             return Ok(());

@@ -155,8 +155,16 @@ impl MessageLog {
             return Err(StoreError::TooLarge { bytes: size });
         }
         let active = st.segments[&st.active].len;
-        if active >= self.segment_bytes || active + size > u64::from(u32::MAX) {
-            self.roll(st)?;
+        let fits = active + size <= u64::from(u32::MAX);
+        if active >= self.segment_bytes || !fits {
+            match self.roll(st) {
+                Ok(()) => {}
+                // The segment size is a soft limit: on a full disk the frame goes into the
+                // active segment (in memory until a flush can write it), because a write that
+                // passed `Store::check` must land. The next append tries to roll again.
+                Err(StoreError::NoSpace { .. }) if fits => {}
+                Err(e) => return Err(e),
+            }
         }
         let seg = st.active;
         let base = st.segments[&seg].len;
@@ -189,7 +197,16 @@ impl MessageLog {
     /// Seals the active segment and starts the next one.
     fn roll(&self, st: &mut State) -> Result<(), StoreError> {
         let id = st.active + 1;
-        let file = segment::create(&self.dir, id).map_err(io(&self.dir))?;
+        let file = segment::create(&self.dir, id).map_err(|e| {
+            if is_full(&e) {
+                StoreError::NoSpace {
+                    path: self.dir.clone(),
+                    source: e,
+                }
+            } else {
+                io(&self.dir)(e)
+            }
+        })?;
         st.segments.insert(id, Segment::new(file));
         st.active = id;
         st.created = true;

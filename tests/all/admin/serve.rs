@@ -38,7 +38,16 @@ fn definitions_and_plugins_dir_are_applied_at_start() {
             "queues": [{"name": "t.acme"}, {"name": "dead"}, {"name": "q", "dead_letter": "dead"}],
             "exchanges": [{"name": "by-tenant", "type": "x-wasm", "plugin": "hdr"}],
             "bindings": [{"source": "amq.direct", "destination": "q", "routing_key": "q"}],
-            "users": [{"name": "app", "password": "pw", "remote": true}]
+            "users": [
+                {"name": "app", "password": "pw", "remote": true},
+                // Written by RabbitMQ 3.10.8 (`add_user ops test12`, `export_definitions`).
+                {"name": "ops", "password_hash": "LGwh8+u14EnkuCSsA9FwNvEaSJM2O0NvDhkNaJEVJcgUl6w4",
+                 "hashing_algorithm": "rabbit_password_hashing_sha256"}
+            ],
+            "permissions": [
+                {"user": "app", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"},
+                {"user": "ops", "vhost": "/", "configure": "", "write": "", "read": ".*"}
+            ]
         })
         .to_string(),
     )
@@ -67,15 +76,20 @@ fn definitions_and_plugins_dir_are_applied_at_start() {
         json!({"body": "x", "headers": {"tenant": "acme"}}),
     );
     assert_eq!(r["queues"], json!(["t.acme"]), "{r}");
-    // The definitions' user may log in over AMQP.
+    // The definitions' users may log in over AMQP, one with a hash RabbitMQ wrote.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let uri = format!("amqp://app:pw@{}/%2f", s.amqp);
-    rt.block_on(async {
-        let c = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-        c.close(200, "bye".into()).await.unwrap();
-    });
+    for (user, password) in [("app", "pw"), ("ops", "test12")] {
+        let uri = format!("amqp://{user}:{password}@{}/%2f", s.amqp);
+        rt.block_on(async {
+            let c = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+                .await
+                .unwrap_or_else(|e| panic!("{user} logs in: {e}"));
+            c.close(200, "bye".into()).await.unwrap();
+        });
+    }
+    let uri = format!("amqp://ops:test13@{}/%2f", s.amqp);
+    let wrong = rt.block_on(lapin::Connection::connect(&uri, Default::default()));
+    assert!(wrong.is_err(), "a wrong password is refused");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The AMQP front end: raw frames, real clients (lapin, pika) and RabbitMQ as the oracle.
 //! Every server binds port 0.
 
+mod access;
 mod blocked;
 mod clients;
 mod differential;

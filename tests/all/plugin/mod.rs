@@ -6,6 +6,7 @@ mod examples;
 mod faults;
 mod registry;
 mod reload;
+mod sandbox;
 
 use std::collections::BTreeMap;
 use std::path::Path;

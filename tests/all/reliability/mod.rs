@@ -14,5 +14,6 @@ mod limits;
 mod names;
 mod process;
 mod proxy;
+mod segment_roll;
 mod slow_reader;
 mod tmpfs;

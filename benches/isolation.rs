@@ -1,0 +1,249 @@
+//! Plugin-fault isolation: the throughput of a healthy `x-wasm` exchange while a client keeps
+//! publishing through another exchange whose plugin misbehaves — loops into its deadline, spins
+//! just under it, allocates into its memory cap, traps, returns errors, returns oversize output,
+//! or routes to a queue that does not exist. Issue 8's target: the healthy exchange keeps at
+//! least 90% of its throughput.
+//!
+//! `cargo bench --bench isolation [-- --seconds S]`; without `--bench` (as `cargo test
+//! --all-targets` runs it) a short smoke run. Each case is measured right after its own
+//! baseline (the healthy load alone), so drift of a shared machine cancels out. Every case runs
+//! with the circuit breaker at its default (quarantine after 5 consecutive failures) and with
+//! it off, the worst case. Relaxed durability, so the healthy load is CPU-bound and any CPU the
+//! bad plugin takes shows. Not a timed test: figures go to `docs/reliability.md`.
+
+#[path = "../tests/all/support/plugins.rs"]
+mod plugins;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard::broker::{Broker, BrokerConfig};
+use switchyard::message::{Message, MessageId};
+use switchyard::plugin::DeployOptions;
+use switchyard::queue::{QueueConfig, QueueName, QueuesOptions};
+use switchyard::routing::{Exchange, ExchangeKind};
+use switchyard::store::{Durability, StoreConfig};
+use tokio::sync::Semaphore;
+
+/// Healthy publishers and the publishes each keeps in flight.
+const GOOD_PUBLISHERS: usize = 2;
+const GOOD_IN_FLIGHT: usize = 64;
+/// The misbehaving client's publishes in flight.
+const BAD_IN_FLIGHT: usize = 4;
+
+/// A misbehaving plugin: the component, its config, and the message that sets it off.
+struct Fault {
+    name: &'static str,
+    plugin: &'static str,
+    config: &'static [(&'static str, &'static str)],
+    message: fn() -> Message,
+}
+
+fn faults() -> Vec<Fault> {
+    vec![
+        Fault {
+            name: "loops into its deadline (100 ms)",
+            plugin: "test_looper",
+            config: &[],
+            message: || Message::new("x"),
+        },
+        Fault {
+            name: "spins 80 ms, under its deadline",
+            plugin: "test_looper",
+            config: &[],
+            message: || Message::new("x").with_header("spin-ms", "80"),
+        },
+        Fault {
+            name: "allocates into its memory cap",
+            plugin: "test_memory_bomb",
+            config: &[],
+            message: || Message::new("x"),
+        },
+        Fault {
+            name: "traps (Rust panic)",
+            plugin: "test_trapper",
+            config: &[],
+            message: || Message::new("trap"),
+        },
+        Fault {
+            name: "returns an error",
+            plugin: "test_trapper",
+            config: &[],
+            message: || Message::new("error"),
+        },
+        Fault {
+            name: "returns 16 MiB of output",
+            plugin: "test_oversized",
+            config: &[],
+            message: || Message::new("x"),
+        },
+        Fault {
+            name: "routes to a missing queue",
+            plugin: "header_router",
+            config: &[("header", "region"), ("default", "no-such-queue")],
+            message: || Message::new("x"),
+        },
+    ]
+}
+
+fn open(dir: &std::path::Path, breaker_threshold: u32) -> Arc<Broker> {
+    let config = BrokerConfig {
+        queues: QueuesOptions {
+            store: StoreConfig {
+                durability: Durability::Relaxed,
+                cache_capacity: 32 << 20,
+                ..StoreConfig::default()
+            },
+            ..QueuesOptions::default()
+        },
+        breaker_threshold,
+        ..BrokerConfig::default()
+    };
+    Arc::new(Broker::open(dir, config).expect("open broker"))
+}
+
+fn deploy(broker: &Broker, name: &str, component: &str, config: &[(&str, &str)]) {
+    let opts = DeployOptions {
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..DeployOptions::default()
+    };
+    broker
+        .plugins()
+        .deploy(name, &plugins::rust_plugin_bytes(component), opts)
+        .expect("deploy");
+    broker
+        .declare_exchange(Exchange::new(
+            name,
+            ExchangeKind::Wasm {
+                plugin: name.into(),
+            },
+        ))
+        .expect("declare exchange");
+}
+
+/// Publish `message()` through `exchange` with `in_flight` publishes outstanding until `stop`;
+/// count the ones the broker accepted.
+fn load(
+    broker: &Arc<Broker>,
+    exchange: &'static str,
+    in_flight: usize,
+    message: fn() -> Message,
+    stop: &Arc<AtomicBool>,
+    done: &Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    let (broker, stop, done) = (broker.clone(), stop.clone(), done.clone());
+    tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(in_flight));
+        while !stop.load(Ordering::Relaxed) {
+            let permit = permits.clone().acquire_owned().await.unwrap();
+            let (broker, done) = (broker.clone(), done.clone());
+            let mut m = message();
+            m.id = MessageId::generate();
+            tokio::spawn(async move {
+                if broker.publish(exchange, "", m, false).await.is_ok() {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(permit);
+            });
+        }
+        // Wait for the last publishes.
+        let _ = permits.acquire_many(in_flight as u32).await;
+    })
+}
+
+fn good_message() -> Message {
+    Message::new(vec![b'x'; 256]).with_header("region", "eu")
+}
+
+/// Healthy msg/s over `secs`, with `fault` (if any) publishing beside it.
+async fn measure(fault: Option<&Fault>, breaker_threshold: u32, secs: f64) -> (f64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path(), breaker_threshold);
+    broker
+        .declare_queue(&QueueName::new("good").unwrap(), QueueConfig::default())
+        .unwrap();
+    deploy(
+        &broker,
+        "good",
+        "header_router",
+        &[("header", "region"), ("route.eu", "good")],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad_done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    if let Some(f) = fault {
+        deploy(&broker, "bad", f.plugin, f.config);
+        tasks.push(load(
+            &broker,
+            "bad",
+            BAD_IN_FLIGHT,
+            f.message,
+            &stop,
+            &bad_done,
+        ));
+        // Let the fault get going (and a breaker open) before measuring.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let good_done = Arc::new(AtomicU64::new(0));
+    let good_stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let good: Vec<_> = (0..GOOD_PUBLISHERS)
+        .map(|_| {
+            load(
+                &broker,
+                "good",
+                GOOD_IN_FLIGHT,
+                good_message,
+                &good_stop,
+                &good_done,
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let counted = good_done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    good_stop.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for t in good.into_iter().chain(tasks) {
+        t.await.unwrap();
+    }
+    (counted as f64 / elapsed, bad_done.load(Ordering::Relaxed))
+}
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let secs: f64 = std::env::args()
+        .skip_while(|a| a != "--seconds")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if smoke { 0.2 } else { 3.0 });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("| bad plugin | breaker | healthy alone msg/s | healthy beside it msg/s | kept | bad publishes accepted |");
+    println!("|---|---|---|---|---|---|");
+    let mut worst: f64 = f64::INFINITY;
+    for fault in faults() {
+        for (breaker, threshold) in [("default (5)", 5), ("off", u32::MAX)] {
+            let (alone, _) = rt.block_on(measure(None, threshold, secs));
+            let (beside, bad) = rt.block_on(measure(Some(&fault), threshold, secs));
+            let kept = beside / alone;
+            worst = worst.min(kept);
+            println!(
+                "| {} | {breaker} | {alone:.0} | {beside:.0} | {:.0}% | {bad} |",
+                fault.name,
+                100.0 * kept
+            );
+        }
+    }
+    println!(
+        "\nworst: the healthy exchange kept {:.0}% of its throughput (target ≥ 90%)",
+        100.0 * worst
+    );
+}
