@@ -57,6 +57,14 @@ async fn channel(conn: &Connection) -> Channel {
     conn.create_channel().await.unwrap()
 }
 
+/// `queue.declare` of `name` with default options, on a fresh channel of `conn`.
+async fn declare(conn: &Connection, name: &str) -> lapin::Result<lapin::Queue> {
+    channel(conn)
+        .await
+        .queue_declare(s(name), Default::default(), FieldTable::default())
+        .await
+}
+
 #[tokio::test]
 async fn logins_need_the_password_and_a_vhost_permission() {
     let server = server().await;
@@ -81,24 +89,18 @@ async fn logins_need_the_password_and_a_vhost_permission() {
 async fn configure_covers_declare_and_delete() {
     let server = server().await;
     let app = login(&server, "app", "pw").await.unwrap();
-    let ch = channel(&app).await;
-    ch.queue_declare(s("app.q"), Default::default(), FieldTable::default())
+    declare(&app, "app.q").await.unwrap();
+    channel(&app)
+        .await
+        .exchange_declare(
+            s("app.x"),
+            ExchangeKind::Direct,
+            Default::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
-    ch.exchange_declare(
-        s("app.x"),
-        ExchangeKind::Direct,
-        Default::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    let text = refused(
-        channel(&app)
-            .await
-            .queue_declare(s("other.q"), Default::default(), FieldTable::default())
-            .await,
-    );
+    let text = refused(declare(&app, "other.q").await);
     assert!(
         text.contains("configure access to queue 'other.q' in vhost '/' refused for user 'app'"),
         "{text}"
@@ -115,12 +117,7 @@ async fn configure_covers_declare_and_delete() {
             .await,
     );
     // A server-named queue is `amq.gen-…`, outside `^app\.`.
-    refused(
-        channel(&app)
-            .await
-            .queue_declare(s(""), Default::default(), FieldTable::default())
-            .await,
-    );
+    refused(declare(&app, "").await);
     // Passive declares only look.
     let ch = channel(&app).await;
     ch.queue_declare(
@@ -135,11 +132,7 @@ async fn configure_covers_declare_and_delete() {
     .unwrap();
     // guest made `other.q`; app may not delete it.
     let guest = login(&server, "guest", "guest").await.unwrap();
-    channel(&guest)
-        .await
-        .queue_declare(s("other.q"), Default::default(), FieldTable::default())
-        .await
-        .unwrap();
+    declare(&guest, "other.q").await.unwrap();
     refused(
         channel(&app)
             .await
@@ -228,11 +221,7 @@ async fn write_and_read_cover_publish_bind_consume_get_and_purge() {
         .expect("the message app published");
     assert_eq!(got.delivery.data, b"hi");
     let guest = login(&server, "guest", "guest").await.unwrap();
-    channel(&guest)
-        .await
-        .queue_declare(s("other.q"), Default::default(), FieldTable::default())
-        .await
-        .unwrap();
+    declare(&guest, "other.q").await.unwrap();
     refused(
         channel(&reader)
             .await
