@@ -14,7 +14,7 @@ python3 -m pip install --quiet componentize-py==0.25.1
 echo "==> AMQP client for the integration tests: pika (PyPI)"
 python3 -m pip install --quiet pika==1.4.4
 
-echo "==> tools the README tour test runs: curl"
+echo "==> tools the README tour and HTTPS admin tests run: curl"
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 
 echo "==> tests"

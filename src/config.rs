@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 /// Prefix of the environment variables that configure the broker.
 pub const ENV_PREFIX: &str = "SWITCHYARD_";
 
+/// Where amqps listens when TLS is configured and `amqps_listen` is not (RabbitMQ's 5671
+/// shifted like our 5673 for plain AMQP, so both brokers can run side by side).
+pub const DEFAULT_AMQPS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5674);
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,7 +38,19 @@ pub struct Config {
     /// Deployed at start and watched for hot reload; a missing directory turns watching off.
     pub plugins_dir: PathBuf,
     pub amqp_listen: SocketAddr,
+    /// AMQP over TLS (amqps), beside plain AMQP on `amqp_listen`. Only with `tls_cert` and
+    /// `tls_key`; unset then means [`DEFAULT_AMQPS_LISTEN`] (see [`Config::amqps_addr`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amqps_listen: Option<SocketAddr>,
+    /// Served over HTTPS only when `tls_cert` and `tls_key` are set.
     pub http_listen: SocketAddr,
+    /// PEM certificate chain, server certificate first, for amqps and the HTTPS admin API.
+    /// Set together with `tls_key`, or neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// Bearer token the admin API requires. Mandatory when `http_listen` is not loopback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
@@ -71,7 +88,10 @@ impl Default for Config {
             data_dir: "./switchyard-data".into(),
             plugins_dir: "./plugins".into(),
             amqp_listen: SocketAddr::from(([127, 0, 0, 1], 5673)),
+            amqps_listen: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 15673)),
+            tls_cert: None,
+            tls_key: None,
             admin_token: None,
             definitions: None,
             log_format: LogFormat::Text,
@@ -133,6 +153,20 @@ pub enum ConfigError {
          (--http-listen 127.0.0.1:15673)"
     )]
     UnauthenticatedRemote { addr: SocketAddr },
+    #[error(
+        "{given} is set but {missing} is not: TLS needs both the certificate chain (tls_cert, \
+         --tls-cert, SWITCHYARD_TLS_CERT) and its private key (tls_key, --tls-key, \
+         SWITCHYARD_TLS_KEY); set {missing} or unset {given}"
+    )]
+    TlsIncomplete {
+        given: &'static str,
+        missing: &'static str,
+    },
+    #[error(
+        "amqps_listen = {addr} but TLS is not configured: set tls_cert and tls_key \
+         (--tls-cert, --tls-key) or unset amqps_listen"
+    )]
+    AmqpsWithoutTls { addr: SocketAddr },
 }
 
 /// `SWITCHYARD_*` variables that are not settings: the config file's path, the log filter,
@@ -144,7 +178,10 @@ pub const KEYS: &[&str] = &[
     "data_dir",
     "plugins_dir",
     "amqp_listen",
+    "amqps_listen",
     "http_listen",
+    "tls_cert",
+    "tls_key",
     "admin_token",
     "definitions",
     "log_format",
@@ -221,7 +258,15 @@ impl Config {
             "data_dir" => self.data_dir = value.into(),
             "plugins_dir" => self.plugins_dir = value.into(),
             "amqp_listen" => self.amqp_listen = addr(value)?,
+            "amqps_listen" => {
+                self.amqps_listen = match value {
+                    "" => None,
+                    v => Some(addr(v)?),
+                }
+            }
             "http_listen" => self.http_listen = addr(value)?,
+            "tls_cert" => self.tls_cert = Some(value.into()).filter(|_| !value.is_empty()),
+            "tls_key" => self.tls_key = Some(value.into()).filter(|_| !value.is_empty()),
             "admin_token" => self.admin_token = Some(value.to_owned()).filter(|t| !t.is_empty()),
             "definitions" => self.definitions = Some(value.into()).filter(|_| !value.is_empty()),
             "log_format" => {
@@ -269,7 +314,39 @@ impl Config {
                 addr: self.http_listen,
             });
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::TlsIncomplete {
+                    given: "tls_cert",
+                    missing: "tls_key",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::TlsIncomplete {
+                    given: "tls_key",
+                    missing: "tls_cert",
+                })
+            }
+            (Some(_), Some(_)) => {}
+            (None, None) => {
+                if let Some(addr) = self.amqps_listen {
+                    return Err(ConfigError::AmqpsWithoutTls { addr });
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The certificate chain and key files, when TLS is configured (both set; see
+    /// [`Config::validate`]).
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    /// Where amqps listens: `None` without TLS.
+    pub fn amqps_addr(&self) -> Option<SocketAddr> {
+        self.tls_files()?;
+        Some(self.amqps_listen.unwrap_or(DEFAULT_AMQPS_LISTEN))
     }
 
     /// How to open the broker with these settings.
@@ -403,6 +480,33 @@ mod tests {
                 .to_string();
             assert!(e.contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn tls_needs_cert_and_key_and_brings_amqps() {
+        let c = Config::default();
+        assert_eq!((c.tls_files(), c.amqps_addr()), (None, None));
+        for (key, missing) in [("tls_cert", "tls_key"), ("tls_key", "tls_cert")] {
+            let c = Config::resolve(None, env(&[]), &[(key, "/etc/x.pem".into())]).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("set {missing}")), "{e}");
+        }
+        let c =
+            Config::resolve(None, env(&[]), &[("amqps_listen", "127.0.0.1:5999".into())]).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("amqps_listen") && e.contains("tls_cert"), "{e}");
+
+        let both = env(&[
+            ("SWITCHYARD_TLS_CERT", "/etc/cert.pem"),
+            ("SWITCHYARD_TLS_KEY", "/etc/key.pem"),
+        ]);
+        let c = Config::resolve(None, both.clone(), &[]).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.amqps_addr(), Some(DEFAULT_AMQPS_LISTEN));
+        let c = Config::resolve(None, both, &[("amqps_listen", "0.0.0.0:5671".into())]).unwrap();
+        assert_eq!(c.amqps_addr().unwrap().port(), 5671);
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

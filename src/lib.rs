@@ -18,6 +18,8 @@
 //! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers).
 //! - [`broker`]: routing decisions over exchanges and plugins, committed atomically into the
 //!   queues; failure policies, circuit breakers, dry runs, replay of dead letters.
+//! - [`tls`]: the certificate and key (rustls) and the server side of the TLS handshake, shared
+//!   by the AMQP and HTTP listeners; knows neither protocol.
 //! - [`amqp`]: the AMQP 0-9-1 front end — sockets and framing (amq-protocol), calling the broker.
 //! - [`admin`]: the HTTP admin API (axum, JSON) and `/metrics` — calls the broker; reads only
 //!   the AMQP layer's connection/consumer registry.
@@ -42,3 +44,4 @@ pub mod queue;
 pub mod routing;
 pub mod server;
 pub mod store;
+pub mod tls;

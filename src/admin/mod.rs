@@ -12,13 +12,15 @@
 //!
 //! Errors are `{"error": "..."}` with a status that fits ([`ApiError`]). A bearer token, when
 //! configured, guards everything but the health probes (`auth`). Request bodies are limited
-//! (`max_request_bytes`; plugin uploads `max_plugin_bytes`).
+//! (`max_request_bytes`; plugin uploads `max_plugin_bytes`). With a TLS identity the API is
+//! served over HTTPS only ([`serve_tls`], `https`).
 
 mod auth;
 mod deadletters;
 mod definitions;
 mod error;
 mod exchanges;
+mod https;
 mod message_json;
 mod metrics;
 mod overview;
@@ -44,6 +46,7 @@ use tokio::net::TcpListener;
 use crate::amqp::Registry;
 use crate::broker::Broker;
 use crate::queue::Consumer;
+use crate::tls::Tls;
 
 /// Admin API settings.
 #[derive(Debug, Clone)]
@@ -179,6 +182,30 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_on(listener, state, shutdown).await
+}
+
+/// [`serve`] over HTTPS: only TLS connections are served on `listener` (a plain HTTP request
+/// fails its handshake and is closed), so the bearer token never crosses the network in
+/// clear.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Tls,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(https::TlsListener::new(listener, tls)?, state, shutdown).await
+}
+
+async fn serve_on<L>(
+    listener: L,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let sampler = tokio::spawn(rates::sample_forever(state.clone()));
     let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

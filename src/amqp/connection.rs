@@ -36,7 +36,21 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
-    match serve_io(read, write, peer, shared).await {
+    ended(serve_io(read, write, peer, shared).await, peer);
+}
+
+/// [`serve`] over another transport (a TLS stream after its handshake). `tokio::io::split`
+/// costs a lock per read and write, which plain TCP avoids with `into_split`.
+pub async fn serve_stream<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    ended(serve_io(read, write, peer, shared).await, peer);
+}
+
+fn ended(result: Result<(), ReadError>, peer: SocketAddr) {
+    match result {
         Ok(()) | Err(ReadError::Closed) => {}
         Err(e) => tracing::debug!(%peer, error = %e, "amqp connection ended"),
     }
@@ -44,13 +58,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
 
 /// Answer a connection that may not be served (the connection limit): run the handshake so
 /// the client can read why, then send `connection.close` with `why` instead of `open-ok`.
-pub async fn serve_refused(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    why: AmqpError,
-) {
-    let (read, write) = stream.into_split();
+pub async fn serve_refused<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, why: AmqpError)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
     if let Err(e) = serve_until_open(read, write, peer, shared, Some(why)).await {
         tracing::debug!(%peer, error = %e, "refused amqp connection ended");
     }

@@ -10,7 +10,7 @@
 //! - [`channel`]: channel state, content assembly, dispatch;
 //! - `ops`, `declare`, `publish`, `consume`, `tags`, `args`: the channel methods that call the
 //!   broker, and the mapping of AMQP arguments and errors;
-//! - [`server`]: the listener and its housekeeping (queue expiry, resource alarm);
+//! - [`server`]: the listeners (plain and TLS) and their housekeeping (queue expiry, resource alarm);
 //!   [`registry`]: a read-only view of connections and consumers;
 //! - `fuzzing`: entry points for the fuzz targets in `fuzz/` and their regression test.
 
@@ -35,6 +35,6 @@ mod tags;
 pub use error::{code, AmqpError};
 pub use registry::{ConnectionInfo, ConsumerInfo, Registry};
 pub use server::{
-    run, run_shared, ServerConfig, Shared, DEFAULT_CHANNEL_MAX, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_MESSAGE_BYTES,
+    run, run_listeners, run_shared, Listener, ServerConfig, Shared, DEFAULT_CHANNEL_MAX,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_MESSAGE_BYTES,
 };

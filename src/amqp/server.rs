@@ -1,5 +1,5 @@
-//! The AMQP listener: accepts connections until shutdown (the mini-redis `run` shape, so tests
-//! bind port 0 and pass the listener in).
+//! The AMQP listeners: accept connections, plain or over TLS, until shutdown (the mini-redis
+//! `run` shape, so tests bind port 0 and pass the listener in).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -18,6 +18,7 @@ use super::error::AmqpError;
 use crate::auth::{LoginError, User, Users};
 use crate::broker::Broker;
 use crate::queue::QueueName;
+use crate::tls::Tls;
 
 /// Default of [`ServerConfig::max_body`]: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 16 << 20;
@@ -205,16 +206,72 @@ pub async fn run(
 
 /// [`run`] with state the caller keeps, e.g. to read [`Shared::registry`].
 pub async fn run_shared(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future) {
-    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
-    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    run_listeners(vec![Listener::plain(listener)], shared, shutdown).await;
+}
+
+/// A socket the AMQP front end accepts on: plain AMQP, or AMQP over TLS (amqps).
+#[derive(Debug)]
+pub struct Listener {
+    tcp: TcpListener,
+    tls: Option<Tls>,
+}
+
+impl Listener {
+    pub fn plain(tcp: TcpListener) -> Listener {
+        Listener { tcp, tls: None }
+    }
+
+    /// Every accepted socket first completes a TLS handshake (bounded by the handshake
+    /// timeout); one that fails is dropped and logged, and the listener goes on accepting.
+    pub fn tls(tcp: TcpListener, tls: Tls) -> Listener {
+        Listener {
+            tcp,
+            tls: Some(tls),
+        }
+    }
+}
+
+/// Admission shared by every listener of one [`Shared`]: `max_connections` bounds plain and
+/// TLS connections together, and a TLS connection holds its slot from the TCP accept on, so
+/// handshakes in progress count too.
+#[derive(Debug)]
+struct Gate {
+    limit: Arc<Semaphore>,
+    refusing: Arc<Semaphore>,
+}
+
+/// [`run_shared`] on several listeners at once (plain and TLS), with one connection limit,
+/// one housekeeping task and one shutdown for all of them.
+pub async fn run_listeners(listeners: Vec<Listener>, shared: Arc<Shared>, shutdown: impl Future) {
+    let gate = Arc::new(Gate {
+        limit: Arc::new(Semaphore::new(shared.config.max_connections)),
+        refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+    });
     let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&shared)));
-    tokio::pin!(shutdown);
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept_loop(l, shared.clone(), gate.clone())))
+        .collect();
+    shutdown.await;
+    // The accept loops only accept and spawn: stopping them closes the sockets and leaves
+    // every connection (handshakes included) on its own task.
+    for a in &accepting {
+        a.abort();
+    }
+    for a in accepting {
+        let _ = a.await;
+    }
+    // Close every connection properly (`connection.close` 320, wait for close-ok) and wait,
+    // bounded, until they have let go: their consumers' unacked messages are requeued.
+    shared.shutdown.send_replace(true);
+    let all = u32::try_from(shared.config.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, gate.limit.acquire_many(all)).await;
+    housekeeping.abort();
+}
+
+async fn accept_loop(listener: Listener, shared: Arc<Shared>, gate: Arc<Gate>) {
     loop {
-        let accepted = tokio::select! {
-            _ = &mut shutdown => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
+        let (stream, peer) = match listener.tcp.accept().await {
             Ok(a) => a,
             Err(e) => {
                 // Usually EMFILE: back off instead of spinning.
@@ -223,18 +280,28 @@ pub async fn run_shared(listener: TcpListener, shared: Arc<Shared>, shutdown: im
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        let tls = listener.tls.clone();
+        let Ok(permit) = gate.limit.clone().try_acquire_owned() else {
             let max = shared.config.max_connections;
             tracing::warn!(%peer, max, "amqp connection limit reached; refusing");
             // Tell the client why (530 after its handshake) when few are being refused;
             // otherwise just close the socket.
-            if let Ok(refusing) = refusing.clone().try_acquire_owned() {
+            if let Ok(refusing) = gate.refusing.clone().try_acquire_owned() {
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let why = AmqpError::not_allowed(format!(
                         "connection limit ({max}) reached; try again later"
                     ));
-                    let refuse = connection::serve_refused(stream, peer, shared, why);
+                    let refuse = async {
+                        match tls {
+                            None => connection::serve_refused(stream, peer, shared, why).await,
+                            Some(tls) => {
+                                if let Some(stream) = tls.accept(stream, peer).await {
+                                    connection::serve_refused(stream, peer, shared, why).await;
+                                }
+                            }
+                        }
+                    };
                     let _ = tokio::time::timeout(REFUSE_TIMEOUT, refuse).await;
                     drop(refusing);
                 });
@@ -243,16 +310,17 @@ pub async fn run_shared(listener: TcpListener, shared: Arc<Shared>, shutdown: im
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            connection::serve(stream, peer, shared).await;
+            match tls {
+                None => connection::serve(stream, peer, shared).await,
+                Some(tls) => {
+                    if let Some(stream) = tls.accept(stream, peer).await {
+                        connection::serve_stream(stream, peer, shared).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }
-    // Close every connection properly (`connection.close` 320, wait for close-ok) and wait,
-    // bounded, until they have let go: their consumers' unacked messages are requeued.
-    shared.shutdown.send_replace(true);
-    let all = u32::try_from(shared.config.max_connections).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, limit.acquire_many(all)).await;
-    housekeeping.abort();
 }
 
 /// How long a stopping listener waits for its connections to close.

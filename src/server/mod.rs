@@ -5,7 +5,12 @@
 //! addresses back; the binary binds the configured addresses with [`Listeners::bind`], whose
 //! errors name the setting to change.
 //!
-//! Shutdown order: `/readyz` turns 503; both listeners stop accepting; the admin API finishes
+//! With `tls_cert` and `tls_key`, the certificate is loaded once, before anything is bound (a
+//! bad file fails startup with a [`TlsError`] that says what to fix); AMQP over TLS is served
+//! on its own address beside plain AMQP, and the admin API switches to HTTPS on the same
+//! address (no plain HTTP beside it, so the token is never sent in clear).
+//!
+//! Shutdown order: `/readyz` turns 503; the listeners stop accepting; the admin API finishes
 //! the requests in flight (bounded by `shutdown_timeout`); the store is flushed. AMQP
 //! connections already open keep their own tasks until the process exits; every publish they
 //! had confirmed is already durable.
@@ -24,6 +29,7 @@ use crate::broker::{Broker, BrokerError};
 use crate::config::{Config, ConfigError};
 use crate::definitions::{apply_users, Definitions, DefinitionsError};
 use crate::queue::QueueError;
+use crate::tls::{Tls, TlsError};
 
 /// How often the plugin directory is polled for changes.
 pub const PLUGIN_POLL: Duration = Duration::from_secs(1);
@@ -46,6 +52,8 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error("applying definitions: {0}")]
     Definitions(#[from] DefinitionsError),
@@ -63,12 +71,26 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Listeners {
     pub amqp: TcpListener,
+    /// Plain HTTP, or HTTPS when `tls` is set.
     pub http: TcpListener,
+    pub tls: Option<TlsListeners>,
+}
+
+/// What TLS adds: the identity (also used for HTTPS) and the amqps socket.
+#[derive(Debug)]
+pub struct TlsListeners {
+    pub identity: Tls,
+    pub amqps: TcpListener,
 }
 
 impl Listeners {
-    /// Bind both configured addresses. The error names the flag, variable and key to change.
+    /// Load the TLS identity, if configured, then bind the configured addresses. The error
+    /// names the flag, variable and key to change.
     pub async fn bind(config: &Config) -> Result<Listeners, ServeError> {
+        let identity = match config.tls_files() {
+            Some((cert, key)) => Some(Tls::load(cert, key)?),
+            None => None,
+        };
         let amqp = TcpListener::bind(config.amqp_listen)
             .await
             .map_err(|cause| ServeError::Bind {
@@ -89,7 +111,23 @@ impl Listeners {
                 key: "http_listen",
                 cause,
             })?;
-        Ok(Listeners { amqp, http })
+        let tls = match (identity, config.amqps_addr()) {
+            (Some(identity), Some(addr)) => {
+                let amqps = TcpListener::bind(addr)
+                    .await
+                    .map_err(|cause| ServeError::Bind {
+                        what: "AMQP over TLS",
+                        addr,
+                        flag: "--amqps-listen",
+                        env: "SWITCHYARD_AMQPS_LISTEN",
+                        key: "amqps_listen",
+                        cause,
+                    })?;
+                Some(TlsListeners { identity, amqps })
+            }
+            _ => None,
+        };
+        Ok(Listeners { amqp, http, tls })
     }
 }
 
@@ -180,6 +218,10 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let amqp_addr = listeners.amqp.local_addr().ok();
     let http_addr = listeners.http.local_addr().ok();
+    let amqps_addr = listeners
+        .tls
+        .as_ref()
+        .and_then(|t| t.amqps.local_addr().ok());
     if let Some(path) = settings.definitions.clone() {
         apply_definitions(&broker, path, &mut settings.amqp).await?;
     }
@@ -198,11 +240,33 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let amqp_task = tokio::spawn(amqp::run_shared(listeners.amqp, shared, stopped()));
-    let http_task = tokio::spawn(admin::serve(listeners.http, state.clone(), stopped()));
+    let mut amqp_listeners = vec![amqp::Listener::plain(listeners.amqp)];
+    let https = match listeners.tls {
+        Some(TlsListeners { identity, amqps }) => {
+            amqp_listeners.push(amqp::Listener::tls(amqps, identity.clone()));
+            Some(identity)
+        }
+        None => None,
+    };
+    let http_scheme = if https.is_some() { "https" } else { "http" };
+    let amqp_task = tokio::spawn(amqp::run_listeners(amqp_listeners, shared, stopped()));
+    let http_task = match https {
+        Some(identity) => tokio::spawn(admin::serve_tls(
+            listeners.http,
+            identity,
+            state.clone(),
+            stopped(),
+        )),
+        None => tokio::spawn(admin::serve(listeners.http, state.clone(), stopped())),
+    };
     state.set_ready(true);
     if let (Some(a), Some(h)) = (amqp_addr, http_addr) {
-        tracing::info!("AMQP on amqp://{a}/ ; HTTP admin API on http://{h}/ ; ready");
+        let amqps = amqps_addr
+            .map(|s| format!("AMQP over TLS on amqps://{s}/ ; "))
+            .unwrap_or_default();
+        tracing::info!(
+            "AMQP on amqp://{a}/ ; {amqps}HTTP admin API on {http_scheme}://{h}/ ; ready"
+        );
     }
 
     shutdown.await;

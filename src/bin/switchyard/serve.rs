@@ -23,9 +23,18 @@ pub struct ConfigArgs {
     /// AMQP listen address [default: 127.0.0.1:5673].
     #[arg(long)]
     amqp_listen: Option<String>,
-    /// HTTP admin API listen address [default: 127.0.0.1:15673].
+    /// AMQP over TLS listen address, with --tls-cert and --tls-key [default: 127.0.0.1:5674].
+    #[arg(long)]
+    amqps_listen: Option<String>,
+    /// HTTP admin API listen address; HTTPS with --tls-cert [default: 127.0.0.1:15673].
     #[arg(long)]
     http_listen: Option<String>,
+    /// TLS certificate chain (PEM) for amqps and the HTTPS admin API.
+    #[arg(long)]
+    tls_cert: Option<String>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long)]
+    tls_key: Option<String>,
     /// Bearer token for the admin API (required when it listens beyond loopback).
     #[arg(long)]
     admin_token: Option<String>,
@@ -48,7 +57,10 @@ pub fn resolve(args: &ConfigArgs) -> anyhow::Result<Config> {
         ("data_dir", &args.data_dir),
         ("plugins_dir", &args.plugins_dir),
         ("amqp_listen", &args.amqp_listen),
+        ("amqps_listen", &args.amqps_listen),
         ("http_listen", &args.http_listen),
+        ("tls_cert", &args.tls_cert),
+        ("tls_key", &args.tls_key),
         ("admin_token", &args.admin_token),
         ("definitions", &args.definitions),
         ("log_format", &args.log_format),

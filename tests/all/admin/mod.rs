@@ -4,6 +4,7 @@
 mod api;
 mod plugins;
 mod serve;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ impl Server {
                 let listeners = Listeners {
                     amqp: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
                     http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                    tls: None,
                 };
                 let addrs = (
                     listeners.amqp.local_addr().unwrap(),

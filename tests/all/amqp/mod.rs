@@ -12,6 +12,7 @@ mod pika;
 mod policies;
 mod raw;
 mod raw_limits;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 mod commands;
 mod quickstart;
 mod serve;
+mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

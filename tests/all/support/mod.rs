@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests.
 
 pub mod plugins;
+pub mod tls;
 pub mod wait;
