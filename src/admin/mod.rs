@@ -13,12 +13,15 @@
 //! Errors are `{"error": "..."}` with a status that fits ([`ApiError`]). A bearer token, when
 //! configured, guards everything but the health probes (`auth`). Request bodies are limited
 //! (`max_request_bytes`; plugin uploads `max_plugin_bytes`).
+//!
+//! `fuzzing`: the entry point of the `admin_bodies` fuzz target and its regression test.
 
 mod auth;
 mod deadletters;
 mod definitions;
 mod error;
 mod exchanges;
+pub mod fuzzing;
 mod message_json;
 mod metrics;
 mod overview;

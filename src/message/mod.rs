@@ -3,8 +3,12 @@
 //! This is the one message type every layer shares. The protocol layer converts wire frames into
 //! it, the queue engine stores it, and the plugin host marshals it into WIT records. It carries no
 //! delivery state (tags, counts, leases): that belongs to the queue that holds it.
+//!
+//! `fuzzing`: entry points for the `message_codec` fuzz target and its regression test, and the
+//! byte-to-message builder other fuzz targets share.
 
 mod codec;
+pub mod fuzzing;
 mod id;
 mod value;
 

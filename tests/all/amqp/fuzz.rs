@@ -3,33 +3,11 @@
 //! crashed or hung a target) and `fuzz/seeds/<target>/` (a sample of the corpus reaching deep
 //! into the protocol). The harness panics if the server panics or hangs on an input.
 
-use std::path::PathBuf;
-
 use amq_protocol::frame::{parse_frame, AMQPFrame};
 use amq_protocol::protocol::{basic, channel, connection, queue, AMQPClass};
 use switchyard::amqp::fuzzing::{decode_frames, prelude, Harness};
 
-fn saved(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let mut out: Vec<(PathBuf, Vec<u8>)> = ["regressions", "seeds"]
-        .iter()
-        .flat_map(|kind| {
-            let dir = root.join(kind).join(target);
-            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        })
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            !name.starts_with('.') && !name.ends_with(".md")
-        })
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect();
-    out.sort();
-    out
-}
+use crate::support::fuzz::saved_inputs as saved;
 
 /// Every frame in `bytes` (what the server wrote), in order.
 fn frames(mut bytes: &[u8]) -> Vec<AMQPFrame> {

@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests.
 
+pub mod fuzz;
 pub mod plugins;
 pub mod wait;
