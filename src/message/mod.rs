@@ -14,7 +14,7 @@ mod value;
 
 pub use codec::{CodecError, RECORD_VERSION};
 pub use id::MessageId;
-pub use value::{FieldValue, Headers};
+pub use value::{FieldValue, Headers, MAX_NESTING};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,15 @@ impl Message {
     pub fn with_id(mut self, id: impl Into<MessageId>) -> Self {
         self.id = id.into();
         self
+    }
+
+    /// The deepest nesting among the header values (see [`MAX_NESTING`]).
+    pub fn header_nesting(&self) -> usize {
+        self.headers
+            .values()
+            .map(FieldValue::nesting)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Approximate bytes this message occupies: body plus headers and properties. Used for size

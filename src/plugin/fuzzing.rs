@@ -11,14 +11,15 @@ use super::bindings::wit;
 use super::marshal::{self, InvalidOutput};
 use super::types::{RouteVerdict, Target};
 use crate::message::fuzzing::{same, same_value, Input};
-use crate::message::{FieldValue, Message, Properties};
+use crate::message::{FieldValue, Message, Properties, MAX_NESTING};
 
 /// The first byte picks a router's verdict (`% 2 == 0`) or a transform's message; the rest
 /// builds it. Properties:
 /// - nothing panics;
 /// - the size the output limit is checked against covers every byte the result carries;
 /// - the conversion fails exactly when the result is invalid (an empty message id, a nested
-///   header that is not a MessagePack table or array), with a typed error naming the cause;
+///   header that is not a MessagePack table or array, or nests deeper than `MAX_NESTING`),
+///   with a typed error naming the cause;
 /// - what converts keeps every field: targets, delays, ids, properties, bodies, and for each
 ///   header name the last value the plugin gave (as the WIT contract says).
 pub fn plugin_verdict(data: &[u8]) {
@@ -174,8 +175,10 @@ fn nested_value(v: &wit::HeaderValue) -> Option<FieldValue> {
     let wit::HeaderValue::Nested(bytes) = v else {
         return None;
     };
-    match rmp_serde::from_slice::<FieldValue>(bytes) {
-        Ok(v @ (FieldValue::Table(_) | FieldValue::Array(_))) => Some(v),
+    match marshal::decode_nested(bytes) {
+        Ok(v @ (FieldValue::Table(_) | FieldValue::Array(_))) if v.nesting() <= MAX_NESTING => {
+            Some(v)
+        }
         _ => None,
     }
 }
@@ -187,7 +190,13 @@ fn message_problem(m: &wit::Message) -> Option<InvalidOutput> {
     }
     m.headers.iter().find_map(|(name, v)| match v {
         wit::HeaderValue::Nested(bytes) if nested_value(v).is_none() => {
-            Some(match rmp_serde::from_slice::<FieldValue>(bytes) {
+            Some(match marshal::decode_nested(bytes) {
+                Ok(v @ (FieldValue::Table(_) | FieldValue::Array(_))) => {
+                    InvalidOutput::NestedTooDeep {
+                        name: name.clone(),
+                        depth: v.nesting(),
+                    }
+                }
                 Ok(_) => InvalidOutput::NestedNotContainer { name: name.clone() },
                 Err(e) => InvalidOutput::NestedCorrupt {
                     name: name.clone(),

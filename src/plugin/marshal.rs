@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::bindings::wit;
 use super::types::{Destination, RouteContext, RouteVerdict, Target};
-use crate::message::{FieldValue, Headers, Message, Properties};
+use crate::message::{FieldValue, Headers, Message, Properties, MAX_NESTING};
 
 pub(crate) fn message_to_wit(msg: &Message) -> wit::Message {
     wit::Message {
@@ -104,6 +104,8 @@ pub enum InvalidOutput {
     NestedNotContainer { name: String },
     #[error("header {name:?}: nested header value does not decode: {cause}")]
     NestedCorrupt { name: String, cause: String },
+    #[error("header {name:?}: nests {depth} levels deep; at most {MAX_NESTING} are accepted")]
+    NestedTooDeep { name: String, depth: usize },
     #[error("destination {index}: {source}")]
     Destination {
         index: usize,
@@ -133,8 +135,16 @@ fn value_from_wit(name: &str, v: wit::HeaderValue) -> Result<FieldValue, Invalid
         H::Text(s) => FieldValue::String(s),
         H::Bytes(b) => FieldValue::Bytes(Bytes::from(b)),
         H::Timestamp(t) => FieldValue::Timestamp(t),
-        H::Nested(bytes) => match rmp_serde::from_slice::<FieldValue>(&bytes) {
-            Ok(v @ (FieldValue::Table(_) | FieldValue::Array(_))) => v,
+        H::Nested(bytes) => match decode_nested(&bytes) {
+            Ok(v @ (FieldValue::Table(_) | FieldValue::Array(_))) => match v.nesting() {
+                depth if depth > MAX_NESTING => {
+                    return Err(InvalidOutput::NestedTooDeep {
+                        name: name.to_owned(),
+                        depth,
+                    })
+                }
+                _ => v,
+            },
             Ok(_) => {
                 return Err(InvalidOutput::NestedNotContainer {
                     name: name.to_owned(),
@@ -148,6 +158,15 @@ fn value_from_wit(name: &str, v: wit::HeaderValue) -> Result<FieldValue, Invalid
             }
         },
     })
+}
+
+/// The MessagePack in a `nested` header. The recursion is bounded (two MessagePack levels per
+/// nesting level, plus slack): the bytes are the plugin's, and rmp-serde's default bound is
+/// deep enough to overflow a thread's stack.
+pub(crate) fn decode_nested(bytes: &[u8]) -> Result<FieldValue, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(2 * MAX_NESTING + 8);
+    serde::Deserialize::deserialize(&mut de)
 }
 
 /// A message returned by a plugin. Later duplicates of a header name win.
@@ -321,6 +340,17 @@ mod tests {
             .push(("bad".into(), wit::HeaderValue::Nested(vec![0xc1])));
         let err = message_from_wit(m).unwrap_err();
         assert!(matches!(&err, InvalidOutput::NestedCorrupt { name, .. } if name == "bad"));
+        // Deeper than the broker stores: refused by name and depth, never decoded unbounded.
+        let deep = (0..=MAX_NESTING).fold(FieldValue::Void, |v, _| FieldValue::Array(vec![v]));
+        let mut m = message_to_wit(&Message::new("x"));
+        m.headers.push(("deep".into(), value_to_wit(&deep)));
+        assert_eq!(
+            message_from_wit(m).unwrap_err(),
+            InvalidOutput::NestedTooDeep {
+                name: "deep".into(),
+                depth: MAX_NESTING + 1
+            }
+        );
         assert!(err.to_string().contains("\"bad\": nested"), "{err}");
     }
 
