@@ -21,6 +21,7 @@ mod deadletters;
 mod definitions;
 mod error;
 mod exchanges;
+#[doc(hidden)]
 pub mod fuzzing;
 mod message_json;
 mod metrics;

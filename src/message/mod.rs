@@ -8,6 +8,7 @@
 //! byte-to-message builder other fuzz targets share.
 
 mod codec;
+#[doc(hidden)]
 pub mod fuzzing;
 mod id;
 mod value;

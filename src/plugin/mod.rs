@@ -27,6 +27,7 @@ mod cache;
 mod compile;
 mod engine;
 mod error;
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod harness;
 mod host;

@@ -17,6 +17,7 @@ mod dir;
 mod durability;
 mod error;
 mod flusher;
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
 mod log;
