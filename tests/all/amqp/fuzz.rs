@@ -89,17 +89,15 @@ fn every_prelude_and_plain_garbage_finish() {
     assert_eq!(out, b"AMQP\x00\x00\x09\x01");
 }
 
-/// KNOWN BUG, not fixed yet (found while fuzzing the message codec, issue 8): amq-protocol
-/// parses field tables recursively, at roughly 10-20 KiB of stack per level, so a frame whose
-/// table nests 200 levels deep (1.4 KB; well under frame-max) overflows a 2 MiB thread stack —
-/// a tokio worker's in the server — and aborts the whole broker. Every frame with a table goes
-/// through `FrameReader` → `parse_frame`, including `connection.start-ok` before
-/// authentication. The fuzz targets cannot see it: their connection runs on the 8 MiB main
-/// thread, where it takes ~800 levels, more than `-max_len=4096` allows. The fix needs a
-/// bounded, iterative depth check of the frame's tables before `parse_frame`. Ignored because
-/// it aborts the test process: `cargo test --test all -- --ignored deep_field_table`.
+/// amq-protocol parses field tables recursively, at roughly 10-20 KiB of stack per level, so
+/// a frame whose table nests 200 levels deep (1.4 KB; well under frame-max) overflowed a 2 MiB
+/// thread stack — a tokio worker's in the server — and aborted the whole broker; every frame
+/// with a table goes through `FrameReader`, `connection.start-ok` included, before
+/// authentication. The fuzz targets could not see it: their connection runs on the 8 MiB main
+/// thread, where it takes ~800 levels, more than `-max_len=4096` allows. Now the reader refuses
+/// such a frame (501) before parsing it (`amqp::nesting`). This test runs on a 2 MiB test
+/// thread, so before the fix it aborted the test process.
 #[test]
-#[ignore = "known bug: aborts the process (stack overflow in amq-protocol's table parser)"]
 fn a_deep_field_table_does_not_overflow_the_stack() {
     const LEVELS: usize = 200;
     // Innermost an empty table; each level wraps it as {"h": F(table)}.
@@ -121,4 +119,17 @@ fn a_deep_field_table_does_not_overflow_the_stack() {
     frame.extend_from_slice(&payload);
     frame.push(0xce);
     decode_frames(&frame);
+    // Through a real connection, after the handshake: a 501 connection.close, not an abort.
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path()).unwrap();
+    let mut input = vec![3];
+    input.extend_from_slice(&frame);
+    let out = harness.run(&input);
+    let close = frames(&out).into_iter().find_map(|f| match f {
+        AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(c))) => Some(c),
+        _ => None,
+    });
+    let close = close.expect("the server closes the connection");
+    assert_eq!(close.reply_code, 501, "{close:?}");
+    assert!(close.reply_text.as_str().contains("nest"), "{close:?}");
 }
