@@ -14,12 +14,16 @@
 //! configured, guards everything but the health probes (`auth`). Request bodies are limited
 //! (`max_request_bytes`; plugin uploads `max_plugin_bytes`). With a TLS identity the API is
 //! served over HTTPS only ([`serve_tls`], `https`).
+//!
+//! `fuzzing`: the entry point of the `admin_bodies` fuzz target and its regression test.
 
 mod auth;
 mod deadletters;
 mod definitions;
 mod error;
 mod exchanges;
+#[doc(hidden)]
+pub mod fuzzing;
 mod https;
 mod message_json;
 mod metrics;

@@ -10,6 +10,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::error::AmqpError;
+use super::nesting::{nesting_bound, MAX_FRAME_NESTING};
 
 /// Frame header: type (1), channel (2), payload size (4).
 const HEADER_LEN: usize = 7;
@@ -84,6 +85,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.fill(total).await?;
         if self.buf[total - 1] != FRAME_END {
             return Err(protocol(AmqpError::frame_error("frame-end octet missing")));
+        }
+        // Body frames carry no tables; the others are parsed recursively (see `nesting`).
+        if kind != 3
+            && nesting_bound(&self.buf[HEADER_LEN..total - 1], MAX_FRAME_NESTING)
+                > MAX_FRAME_NESTING
+        {
+            return Err(protocol(AmqpError::frame_error(format!(
+                "field tables nest more than {MAX_FRAME_NESTING} levels deep"
+            ))));
         }
         let frame = match parse_frame(&self.buf[..total]) {
             Ok((_, frame)) => frame,

@@ -2,6 +2,7 @@
 //!
 //! This layer knows sockets and `amq-protocol`; the broker knows neither. Files, bottom up:
 //! - [`codec`]: splits the byte stream into frames, enforcing frame-max before buffering;
+//!   `nesting`: the bound on field-table depth it checks before parsing;
 //! - [`outbound`]: the bounded outbound queue and the writer task (heartbeats);
 //! - [`convert`]: wire properties and field tables ⇄ [`crate::message`];
 //! - [`error`]: AMQP exceptions and reply codes;
@@ -25,6 +26,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handshake;
+mod nesting;
 mod ops;
 pub mod outbound;
 mod publish;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Instrument;
 
 use super::{Broker, BrokerError, Decision};
-use crate::message::Message;
+use crate::message::{Message, MAX_NESTING};
 use crate::queue::{self, EnqueueOptions, PublishItem, PublishOutcome, QueueName};
 
 /// What a committed publish did.
@@ -138,6 +138,14 @@ impl Broker {
         mandatory: bool,
         dry_run: bool,
     ) -> Result<Decision, BrokerError> {
+        // Refused here, before any plugin or queue sees it: the queues could not store it
+        // (`CodecError::TooDeep`), and a client's error beats an internal one.
+        let depth = message.header_nesting();
+        if depth > MAX_NESTING {
+            return Err(BrokerError::Rejected(format!(
+                "header values nest {depth} levels deep; at most {MAX_NESTING} are accepted"
+            )));
+        }
         let topology = self.topology();
         self.core
             .decide(

@@ -3,10 +3,16 @@
 //! The version byte lets the record format evolve: a reader dispatches on it and refuses versions
 //! it does not know with a clear error instead of misreading bytes.
 
-use super::Message;
+use super::{Message, MAX_NESTING};
 
 /// The record version this build writes.
 pub const RECORD_VERSION: u8 = 1;
+
+/// MessagePack nesting a record may have: the message's array and its headers map, then two
+/// levels per header nesting level (a variant's map and the table or array), plus a few for a
+/// leaf variant. Everything [`Message::encode`] writes is within it, and decoding no deeper
+/// bounds the recursion (rmp-serde's default, 1024, overflows a 2 MiB stack in a debug build).
+pub const RECORD_MAX_DEPTH: usize = 2 * MAX_NESTING + 8;
 
 /// Why a stored message could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -19,11 +25,18 @@ pub enum CodecError {
     Corrupt(#[from] rmp_serde::decode::Error),
     #[error("message could not be encoded: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
+    #[error("header values nest {depth} levels deep; at most {MAX_NESTING} are accepted")]
+    TooDeep { depth: usize },
 }
 
 impl Message {
-    /// Encode as `[RECORD_VERSION] ++ msgpack(self)`.
+    /// Encode as `[RECORD_VERSION] ++ msgpack(self)`. Refuses headers nested deeper than
+    /// [`MAX_NESTING`]: such a record could not be decoded again.
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        let depth = self.header_nesting();
+        if depth > MAX_NESTING {
+            return Err(CodecError::TooDeep { depth });
+        }
         let mut out = Vec::with_capacity(self.body.len() + 128);
         out.push(RECORD_VERSION);
         rmp_serde::encode::write(&mut out, self)?;
@@ -34,7 +47,17 @@ impl Message {
     pub fn decode(bytes: &[u8]) -> Result<Message, CodecError> {
         match bytes.split_first() {
             None => Err(CodecError::Empty),
-            Some((&RECORD_VERSION, rest)) => Ok(rmp_serde::from_slice(rest)?),
+            Some((&RECORD_VERSION, rest)) => {
+                let mut de = rmp_serde::Deserializer::from_read_ref(rest);
+                de.set_max_depth(RECORD_MAX_DEPTH);
+                let msg: Message = serde::Deserialize::deserialize(&mut de)?;
+                // The MessagePack bound is a little looser than MAX_NESTING (leaf variants
+                // differ); what decodes must be what encode accepts.
+                match msg.header_nesting() {
+                    depth if depth > MAX_NESTING => Err(CodecError::TooDeep { depth }),
+                    _ => Ok(msg),
+                }
+            }
             Some((&other, _)) => Err(CodecError::UnknownVersion(other)),
         }
     }
@@ -64,6 +87,27 @@ mod tests {
         msg.properties.expiration_ms = Some(5000);
         let decoded = Message::decode(&msg.encode().unwrap()).unwrap();
         assert_eq!(decoded, msg);
+    }
+
+    fn nested(levels: usize) -> FieldValue {
+        (0..levels).fold(FieldValue::Void, |v, _| FieldValue::Array(vec![v]))
+    }
+
+    #[test]
+    fn the_deepest_headers_allowed_round_trip_and_deeper_are_refused() {
+        let tables = (0..MAX_NESTING).fold(FieldValue::Decimal { scale: 1, value: 2 }, |v, _| {
+            FieldValue::Table([("k".to_string(), v)].into_iter().collect())
+        });
+        for deepest in [nested(MAX_NESTING), tables] {
+            assert_eq!(deepest.nesting(), MAX_NESTING);
+            let msg = Message::new(&b"x"[..]).with_header("h", deepest);
+            assert_eq!(Message::decode(&msg.encode().unwrap()).unwrap(), msg);
+        }
+        let msg = Message::new(&b"x"[..]).with_header("h", nested(MAX_NESTING + 1));
+        assert!(matches!(
+            msg.encode(),
+            Err(CodecError::TooDeep { depth }) if depth == MAX_NESTING + 1
+        ));
     }
 
     #[test]

@@ -3,14 +3,19 @@
 //! This is the one message type every layer shares. The protocol layer converts wire frames into
 //! it, the queue engine stores it, and the plugin host marshals it into WIT records. It carries no
 //! delivery state (tags, counts, leases): that belongs to the queue that holds it.
+//!
+//! `fuzzing`: entry points for the `message_codec` fuzz target and its regression test, and the
+//! byte-to-message builder other fuzz targets share.
 
 mod codec;
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 mod value;
 
 pub use codec::{CodecError, RECORD_VERSION};
 pub use id::MessageId;
-pub use value::{FieldValue, Headers};
+pub use value::{FieldValue, Headers, MAX_NESTING};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -70,6 +75,15 @@ impl Message {
     pub fn with_id(mut self, id: impl Into<MessageId>) -> Self {
         self.id = id.into();
         self
+    }
+
+    /// The deepest nesting among the header values (see [`MAX_NESTING`]).
+    pub fn header_nesting(&self) -> usize {
+        self.headers
+            .values()
+            .map(FieldValue::nesting)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Approximate bytes this message occupies: body plus headers and properties. Used for size

@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 /// A headers table. Ordered by name so that encoding is deterministic.
 pub type Headers = BTreeMap<String, FieldValue>;
 
+/// The deepest nesting of tables and arrays a header value may have (a plain value is depth
+/// 0, a table of plain values depth 1). Why a limit: encoding, decoding and converting a value
+/// recurse once per level, and the depth is the publisher's (or a plugin's) choice; unbounded,
+/// it overflows a thread's stack and aborts the broker, and a stored record would abort every
+/// restart. 128 is what a JSON body can reach anyway (serde_json's own limit) and far beyond
+/// real headers (`x-death` is 3 deep), and decoding it takes a fraction of a 2 MiB thread
+/// stack even in a debug build.
+pub const MAX_NESTING: usize = 128;
+
 /// A header value that keeps its type across storage, the wire and plugins.
 ///
 /// Integer widths are kept so that a value read from an AMQP client goes back out with the same
@@ -60,6 +69,24 @@ impl FieldValue {
             FieldValue::String(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// How deeply tables and arrays nest in this value (0 for a plain value). Iterative, so
+    /// it is safe on any value however deep.
+    pub fn nesting(&self) -> usize {
+        let mut deepest = 0;
+        let mut todo = vec![(self, 0usize)];
+        while let Some((v, depth)) = todo.pop() {
+            match v {
+                FieldValue::Table(t) => todo.extend(t.values().map(|v| (v, depth + 1))),
+                FieldValue::Array(a) => todo.extend(a.iter().map(|v| (v, depth + 1))),
+                _ => deepest = deepest.max(depth),
+            }
+            if matches!(v, FieldValue::Table(_) | FieldValue::Array(_)) {
+                deepest = deepest.max(depth + 1);
+            }
+        }
+        deepest
     }
 
     /// Bytes this value occupies, roughly; used for header size limits.

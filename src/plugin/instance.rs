@@ -475,7 +475,9 @@ impl LoadedPlugin {
     ) -> Result<Message, PluginError> {
         self.check_kind(PluginKind::Transform)?;
         match self.run(msg, ctx, logs).await? {
-            Raw::Transform(m) => marshal::message_from_wit(m).map_err(|c| self.invalid(c)),
+            Raw::Transform(m) => {
+                marshal::message_from_wit(m).map_err(|c| self.invalid(c.to_string()))
+            }
             _ => unreachable!("kind checked"),
         }
     }
@@ -488,7 +490,7 @@ impl LoadedPlugin {
     ) -> Result<RouteVerdict, PluginError> {
         self.check_kind(PluginKind::Router)?;
         match self.run(msg, ctx, logs).await? {
-            Raw::Router(v) => marshal::verdict_from_wit(v).map_err(|c| self.invalid(c)),
+            Raw::Router(v) => marshal::verdict_from_wit(v).map_err(|c| self.invalid(c.to_string())),
             _ => unreachable!("kind checked"),
         }
     }

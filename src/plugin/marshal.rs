@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::bindings::wit;
 use super::types::{Destination, RouteContext, RouteVerdict, Target};
-use crate::message::{FieldValue, Headers, Message, Properties};
+use crate::message::{FieldValue, Headers, Message, Properties, MAX_NESTING};
 
 pub(crate) fn message_to_wit(msg: &Message) -> wit::Message {
     wit::Message {
@@ -33,7 +33,7 @@ pub(crate) fn context_to_wit(ctx: &RouteContext) -> wit::RouteContext {
     }
 }
 
-fn properties_to_wit(p: &Properties) -> wit::Properties {
+pub(crate) fn properties_to_wit(p: &Properties) -> wit::Properties {
     wit::Properties {
         content_type: p.content_type.clone(),
         content_encoding: p.content_encoding.clone(),
@@ -65,7 +65,7 @@ fn properties_from_wit(p: wit::Properties) -> Properties {
     }
 }
 
-fn value_to_wit(v: &FieldValue) -> wit::HeaderValue {
+pub(crate) fn value_to_wit(v: &FieldValue) -> wit::HeaderValue {
     use wit::HeaderValue as H;
     match v {
         FieldValue::Void => H::Void,
@@ -93,7 +93,27 @@ fn value_to_wit(v: &FieldValue) -> wit::HeaderValue {
     }
 }
 
-fn value_from_wit(v: wit::HeaderValue) -> Result<FieldValue, String> {
+/// Why a plugin's result is not a message or verdict the host can use. Rendered into
+/// [`super::PluginError::InvalidOutput`]; typed so that tests and the fuzz target can tell the
+/// causes apart, and so the text names the header or destination at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidOutput {
+    #[error("message id is empty")]
+    EmptyId,
+    #[error("header {name:?}: nested header value is not a table or array")]
+    NestedNotContainer { name: String },
+    #[error("header {name:?}: nested header value does not decode: {cause}")]
+    NestedCorrupt { name: String, cause: String },
+    #[error("header {name:?}: nests {depth} levels deep; at most {MAX_NESTING} are accepted")]
+    NestedTooDeep { name: String, depth: usize },
+    #[error("destination {index}: {source}")]
+    Destination {
+        index: usize,
+        source: Box<InvalidOutput>,
+    },
+}
+
+fn value_from_wit(name: &str, v: wit::HeaderValue) -> Result<FieldValue, InvalidOutput> {
     use wit::HeaderValue as H;
     Ok(match v {
         H::Void => FieldValue::Void,
@@ -115,24 +135,51 @@ fn value_from_wit(v: wit::HeaderValue) -> Result<FieldValue, String> {
         H::Text(s) => FieldValue::String(s),
         H::Bytes(b) => FieldValue::Bytes(Bytes::from(b)),
         H::Timestamp(t) => FieldValue::Timestamp(t),
-        H::Nested(bytes) => match rmp_serde::from_slice::<FieldValue>(&bytes) {
-            Ok(v @ (FieldValue::Table(_) | FieldValue::Array(_))) => v,
-            Ok(_) => return Err("nested header value is not a table or array".into()),
-            Err(e) => return Err(format!("nested header value does not decode: {e}")),
+        H::Nested(bytes) => match decode_nested(&bytes) {
+            Ok(v @ (FieldValue::Table(_) | FieldValue::Array(_))) => match v.nesting() {
+                depth if depth > MAX_NESTING => {
+                    return Err(InvalidOutput::NestedTooDeep {
+                        name: name.to_owned(),
+                        depth,
+                    })
+                }
+                _ => v,
+            },
+            Ok(_) => {
+                return Err(InvalidOutput::NestedNotContainer {
+                    name: name.to_owned(),
+                })
+            }
+            Err(e) => {
+                return Err(InvalidOutput::NestedCorrupt {
+                    name: name.to_owned(),
+                    cause: e.to_string(),
+                })
+            }
         },
     })
+}
+
+/// The MessagePack in a `nested` header. The recursion is bounded (two MessagePack levels per
+/// nesting level, plus slack): the bytes are the plugin's, and rmp-serde's default bound is
+/// deep enough to overflow a thread's stack.
+pub(crate) fn decode_nested(bytes: &[u8]) -> Result<FieldValue, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(2 * MAX_NESTING + 8);
+    serde::Deserialize::deserialize(&mut de)
 }
 
 /// A message returned by a plugin. Later duplicates of a header name win.
 ///
 /// Invariant kept: the id is never empty (an empty id is an invalid result).
-pub(crate) fn message_from_wit(m: wit::Message) -> Result<Message, String> {
+pub(crate) fn message_from_wit(m: wit::Message) -> Result<Message, InvalidOutput> {
     if m.id.is_empty() {
-        return Err("message id is empty".into());
+        return Err(InvalidOutput::EmptyId);
     }
     let mut headers = Headers::new();
     for (name, value) in m.headers {
-        headers.insert(name, value_from_wit(value)?);
+        let value = value_from_wit(&name, value)?;
+        headers.insert(name, value);
     }
     Ok(Message {
         id: m.id.into(),
@@ -142,13 +189,18 @@ pub(crate) fn message_from_wit(m: wit::Message) -> Result<Message, String> {
     })
 }
 
-pub(crate) fn verdict_from_wit(v: wit::Verdict) -> Result<RouteVerdict, String> {
+pub(crate) fn verdict_from_wit(v: wit::Verdict) -> Result<RouteVerdict, InvalidOutput> {
     Ok(match v {
         wit::Verdict::Drop => RouteVerdict::Drop,
         wit::Verdict::DeadLetter(reason) => RouteVerdict::DeadLetter { reason },
         wit::Verdict::Deliver(list) => RouteVerdict::Deliver(
             list.into_iter()
-                .map(|d| {
+                .enumerate()
+                .map(|(index, d)| {
+                    let at = |e| InvalidOutput::Destination {
+                        index,
+                        source: Box::new(e),
+                    };
                     Ok(Destination {
                         target: match d.target {
                             wit::Target::Queue(q) => Target::Queue(q),
@@ -157,24 +209,43 @@ pub(crate) fn verdict_from_wit(v: wit::Verdict) -> Result<RouteVerdict, String> 
                                 routing_key: x.routing_key,
                             },
                         },
-                        message: d.message.map(message_from_wit).transpose()?,
+                        message: d.message.map(message_from_wit).transpose().map_err(at)?,
                         delay_ms: d.delay_ms,
                     })
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, InvalidOutput>>()?,
         ),
     })
 }
 
-/// Bytes a returned WIT message occupies, roughly (what the output limit counts).
+/// Bytes a returned WIT message occupies, roughly (what the output limit counts). Counts every
+/// variable-length field, properties included: whatever is not counted here, a plugin could
+/// return in any size past `max_output_bytes`.
 pub(crate) fn wit_message_size(m: &wit::Message) -> usize {
     m.id.len()
         + m.body.len()
+        + properties_size(&m.properties)
         + m.headers
             .iter()
             .map(|(k, v)| k.len() + value_size(v))
             .sum::<usize>()
         + 64
+}
+
+fn properties_size(p: &wit::Properties) -> usize {
+    [
+        &p.content_type,
+        &p.content_encoding,
+        &p.correlation_id,
+        &p.reply_to,
+        &p.kind,
+        &p.user_id,
+        &p.app_id,
+    ]
+    .iter()
+    .filter_map(|s| s.as_ref())
+    .map(String::len)
+    .sum()
 }
 
 fn value_size(v: &wit::HeaderValue) -> usize {
@@ -263,11 +334,24 @@ mod tests {
     fn invalid_results_are_rejected() {
         let mut m = message_to_wit(&Message::new("x"));
         m.id.clear();
-        assert!(message_from_wit(m).unwrap_err().contains("id is empty"));
+        assert_eq!(message_from_wit(m).unwrap_err(), InvalidOutput::EmptyId);
         let mut m = message_to_wit(&Message::new("x"));
         m.headers
             .push(("bad".into(), wit::HeaderValue::Nested(vec![0xc1])));
-        assert!(message_from_wit(m).unwrap_err().contains("nested"));
+        let err = message_from_wit(m).unwrap_err();
+        assert!(matches!(&err, InvalidOutput::NestedCorrupt { name, .. } if name == "bad"));
+        // Deeper than the broker stores: refused by name and depth, never decoded unbounded.
+        let deep = (0..=MAX_NESTING).fold(FieldValue::Void, |v, _| FieldValue::Array(vec![v]));
+        let mut m = message_to_wit(&Message::new("x"));
+        m.headers.push(("deep".into(), value_to_wit(&deep)));
+        assert_eq!(
+            message_from_wit(m).unwrap_err(),
+            InvalidOutput::NestedTooDeep {
+                name: "deep".into(),
+                depth: MAX_NESTING + 1
+            }
+        );
+        assert!(err.to_string().contains("\"bad\": nested"), "{err}");
     }
 
     #[test]

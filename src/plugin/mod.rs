@@ -17,7 +17,8 @@
 //!   the two ways to call it (direct, fiber); `nonblocking`: WASI for direct calls;
 //! - `registry`: persisted names, histories and blobs; `host`: [`PluginHost`]; `info`: what
 //!   `list`/`show`/stats report;
-//! - `watch`: hot reload from a directory; `harness`: the offline JSONL runner.
+//! - `watch`: hot reload from a directory; `harness`: the offline JSONL runner;
+//! - `fuzzing`: the `plugin_verdict` fuzz target's entry point (results as hostile input).
 //!
 //! See `ARCHITECTURE.md`, "Plugin host", for the invariants.
 
@@ -26,6 +27,8 @@ mod cache;
 mod compile;
 mod engine;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod harness;
 mod host;
 mod info;

@@ -276,11 +276,16 @@ impl Queues {
                     cx.insert(&keys::dedup(id, msg_id), exp.to_be_bytes().to_vec());
                 }
                 let opts = &item.options;
-                let not_before = [opts.not_before_ms, opts.delay_ms.map(|d| cx.now + d)]
-                    .into_iter()
-                    .flatten()
-                    .max()
-                    .filter(|&t| t > cx.now);
+                // Saturating: a router plugin picks the delay, and u64::MAX must mean "not in
+                // this lifetime", not wrap around to "now" (or panic in a debug build).
+                let not_before = [
+                    opts.not_before_ms,
+                    opts.delay_ms.map(|d| cx.now.saturating_add(d)),
+                ]
+                .into_iter()
+                .flatten()
+                .max()
+                .filter(|&t| t > cx.now);
                 let header = EnvelopeHeader {
                     enqueued_ms: cx.now,
                     not_before_ms: not_before,

@@ -10,11 +10,15 @@
 //!   acknowledges data that may not be stored. The one exception is a full disk
 //!   ([`StoreError::NoSpace`]): the flushes that hit it fail their waiters, writes are refused
 //!   meanwhile, and the flusher retries the unwritten frames until space returns.
+//!
+//! `fuzzing`: the entry point of the `store_frame` fuzz target and its regression test.
 
 mod dir;
 mod durability;
 mod error;
 mod flusher;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 mod log;
 

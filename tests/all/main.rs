@@ -6,6 +6,8 @@ mod admin;
 mod amqp;
 mod broker;
 mod cli;
+mod message;
 mod plugin;
 mod queue;
 mod reliability;
+mod store;

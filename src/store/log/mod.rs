@@ -20,7 +20,7 @@
 //!   data is compacted (its live entries re-appended) and deleted, so disk follows live data.
 
 mod compact;
-mod frame;
+pub(super) mod frame;
 mod index;
 mod recover;
 mod segment;

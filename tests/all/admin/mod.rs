@@ -2,6 +2,7 @@
 //! broker in a temporary directory, called with real HTTP requests (ureq).
 
 mod api;
+mod fuzz;
 mod plugins;
 mod serve;
 mod tls;

@@ -4,6 +4,7 @@ mod cli;
 mod direct;
 mod examples;
 mod faults;
+mod fuzz;
 mod registry;
 mod reload;
 mod sandbox;

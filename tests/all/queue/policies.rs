@@ -303,6 +303,28 @@ async fn scheduled_delivery_waits_without_blocking() {
     assert!(!d.redelivered);
 }
 
+/// The delay is a router plugin's choice, so any u64: the largest means "not now", never an
+/// overflow that wraps to "ready at once".
+#[tokio::test]
+async fn the_longest_delay_does_not_wrap_around() {
+    let env = Env::new();
+    let q = env.declare("forever", QueueConfig::default());
+    let never = EnqueueOptions {
+        delay_ms: Some(u64::MAX),
+        ..EnqueueOptions::default()
+    };
+    assert!(env
+        .q()
+        .publish(&q, msg("never"), never)
+        .await
+        .unwrap()
+        .is_stored());
+    let c = env.puller(&q);
+    assert!(c.get().unwrap().is_none());
+    env.advance(365 * 24 * 3600 * 1000);
+    assert!(c.get().unwrap().is_none());
+}
+
 #[tokio::test]
 async fn redrive_first_n_then_all() {
     let env = Env::new();

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+pub mod fuzz;
 pub mod plugins;
 pub mod tls;
 pub mod wait;

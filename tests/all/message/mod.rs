@@ -1,0 +1,3 @@
+//! The message record codec, beyond its unit tests: saved fuzz inputs.
+
+mod fuzz;

@@ -1,0 +1,3 @@
+//! The message log's on-disk frames, beyond their unit tests: saved fuzz inputs.
+
+mod fuzz;
