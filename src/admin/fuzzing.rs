@@ -20,8 +20,6 @@ use tower::ServiceExt;
 use super::{router, AdminConfig, AdminState};
 use crate::broker::{Broker, BrokerConfig, BrokerError};
 use crate::message::fuzzing::Input;
-use crate::queue::QueuesOptions;
-use crate::store::{Durability, StoreConfig};
 
 /// The routes that take input, `{}` standing for a name. `true`: a query string is fuzzed too.
 const ROUTES: &[(&str, &str, bool)] = &[
@@ -91,19 +89,7 @@ pub struct Harness {
 impl Harness {
     /// A broker in `dir` (created if missing) behind the admin API, without authentication.
     pub fn open(dir: &Path) -> Result<Harness, BrokerError> {
-        let config = BrokerConfig {
-            queues: QueuesOptions {
-                store: StoreConfig {
-                    durability: Durability::Relaxed,
-                    cache_capacity: 8 << 20,
-                    ..StoreConfig::default()
-                },
-                ..QueuesOptions::default()
-            },
-            disk_free_limit: 0,
-            ..BrokerConfig::default()
-        };
-        let broker = Arc::new(Broker::open(dir, config)?);
+        let broker = Arc::new(Broker::open(dir, BrokerConfig::scratch())?);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -26,8 +26,6 @@ use super::codec::{encode, FrameReader, PROTOCOL_HEADER};
 use super::connection::serve_io;
 use super::server::{ServerConfig, Shared};
 use crate::broker::{Broker, BrokerConfig, BrokerError};
-use crate::queue::QueuesOptions;
-use crate::store::{Durability, StoreConfig};
 
 /// How long a connection may take to finish once its input has ended.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -45,19 +43,7 @@ pub struct Harness {
 impl Harness {
     /// A broker in `dir` (created if missing).
     pub fn open(dir: &Path) -> Result<Harness, BrokerError> {
-        let config = BrokerConfig {
-            queues: QueuesOptions {
-                store: StoreConfig {
-                    durability: Durability::Relaxed,
-                    cache_capacity: 8 << 20,
-                    ..StoreConfig::default()
-                },
-                ..QueuesOptions::default()
-            },
-            disk_free_limit: 0,
-            ..BrokerConfig::default()
-        };
-        let broker = Arc::new(Broker::open(dir, config)?);
+        let broker = Arc::new(Broker::open(dir, BrokerConfig::scratch())?);
         let server = ServerConfig {
             heartbeat: 0,
             max_body: 1 << 20,

@@ -65,6 +65,26 @@ impl Default for BrokerConfig {
     }
 }
 
+impl BrokerConfig {
+    /// A throwaway broker's settings, for fuzz harnesses: relaxed durability (its data is
+    /// never read after a crash), a small cache, and no free-disk alarm.
+    #[doc(hidden)]
+    pub fn scratch() -> BrokerConfig {
+        BrokerConfig {
+            queues: QueuesOptions {
+                store: crate::store::StoreConfig {
+                    durability: crate::store::Durability::Relaxed,
+                    cache_capacity: 8 << 20,
+                    ..crate::store::StoreConfig::default()
+                },
+                ..QueuesOptions::default()
+            },
+            disk_free_limit: 0,
+            ..BrokerConfig::default()
+        }
+    }
+}
+
 /// What routing needs.
 #[derive(Debug)]
 struct Core {
