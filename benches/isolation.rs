@@ -8,12 +8,15 @@
 //! well-behaved router ("neighbour healthy") and when it misbehaves ("neighbour bad"), with
 //! the same client load on the other exchange in both runs — so the ratio is the cost of the
 //! *fault*, not of a second publisher. Each bad run follows its own baseline run, so drift of a
-//! shared machine cancels out. Every case runs with the circuit breaker at its default
-//! (quarantine after 5 consecutive failures) and with it off, the worst case. Relaxed
-//! durability, so the healthy load is CPU-bound and any CPU the bad plugin takes shows.
+//! shared machine cancels out, and each pair is repeated (`--rounds`, the median ratio is
+//! reported). Relaxed durability, so the healthy load is CPU-bound and any CPU the bad plugin
+//! takes shows. Three set-ups per fault:
+//! - the defaults: penalty lane on, circuit breaker quarantining after 5 consecutive failures;
+//! - the lane alone (breaker off): the worst case the defaults must survive;
+//! - neither (the host before the lane), for comparison.
 //!
-//! `cargo bench --bench isolation [-- --seconds S]`; without `--bench` (as `cargo test
-//! --all-targets` runs it) a short smoke run. Not a timed test: figures go to
+//! `cargo bench --bench isolation [-- --seconds S --rounds N]`; without `--bench` (as `cargo
+//! test --all-targets` runs it) a short smoke run. Not a timed test: figures go to
 //! `docs/reliability.md`.
 
 #[path = "../tests/all/support/plugins.rs"]
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use switchyard::broker::{Broker, BrokerConfig};
 use switchyard::message::{Message, MessageId};
-use switchyard::plugin::DeployOptions;
+use switchyard::plugin::{DeployOptions, HostConfig};
 use switchyard::queue::{QueueConfig, QueueName, QueuesOptions};
 use switchyard::routing::{Exchange, ExchangeKind};
 use switchyard::store::{Durability, StoreConfig};
@@ -92,7 +95,33 @@ fn faults() -> Vec<Fault> {
     ]
 }
 
-fn open(dir: &std::path::Path, breaker_threshold: u32) -> Arc<Broker> {
+/// The host and broker settings a run compares.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    name: &'static str,
+    penalty_lane: bool,
+    breaker_threshold: u32,
+}
+
+const SETUPS: [Setup; 3] = [
+    Setup {
+        name: "defaults (lane, breaker 5)",
+        penalty_lane: true,
+        breaker_threshold: 5,
+    },
+    Setup {
+        name: "lane, breaker off",
+        penalty_lane: true,
+        breaker_threshold: u32::MAX,
+    },
+    Setup {
+        name: "no lane, breaker off",
+        penalty_lane: false,
+        breaker_threshold: u32::MAX,
+    },
+];
+
+fn open(dir: &std::path::Path, setup: Setup) -> Arc<Broker> {
     let config = BrokerConfig {
         queues: QueuesOptions {
             store: StoreConfig {
@@ -102,7 +131,11 @@ fn open(dir: &std::path::Path, breaker_threshold: u32) -> Arc<Broker> {
             },
             ..QueuesOptions::default()
         },
-        breaker_threshold,
+        plugins: HostConfig {
+            penalty_lane: setup.penalty_lane,
+            ..HostConfig::default()
+        },
+        breaker_threshold: setup.breaker_threshold,
         ..BrokerConfig::default()
     };
     Arc::new(Broker::open(dir, config).expect("open broker"))
@@ -176,9 +209,9 @@ fn healthy_neighbour() -> Fault {
 
 /// Healthy msg/s over `secs`, with `neighbour` publishing beside it; and how many of the
 /// neighbour's publishes the broker accepted.
-async fn measure(neighbour: &Fault, breaker_threshold: u32, secs: f64) -> (f64, u64) {
+async fn measure(neighbour: &Fault, setup: Setup, secs: f64) -> (f64, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path(), breaker_threshold);
+    let broker = open(dir.path(), setup);
     for queue in ["good", "neighbour"] {
         broker
             .declare_queue(&QueueName::new(queue).unwrap(), QueueConfig::default())
@@ -229,44 +262,63 @@ async fn measure(neighbour: &Fault, breaker_threshold: u32, secs: f64) -> (f64, 
     (counted as f64 / elapsed, bad_done.load(Ordering::Relaxed))
 }
 
-fn main() {
-    let smoke = !std::env::args().any(|a| a == "--bench");
-    let secs: f64 = std::env::args()
-        .skip_while(|a| a != "--seconds")
+fn arg<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::args()
+        .skip_while(|a| a != name)
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .unwrap_or(if smoke { 0.2 } else { 3.0 });
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let secs: f64 = arg("--seconds").unwrap_or(if smoke { 0.2 } else { 3.0 });
+    let rounds: usize = arg("--rounds").unwrap_or(if smoke { 1 } else { 3 });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    println!("| bad plugin | breaker | msg/s, neighbour healthy | msg/s, neighbour bad | kept | bad publishes accepted |");
+    println!("| bad plugin | set-up | msg/s, neighbour healthy | msg/s, neighbour bad | kept (median of {rounds}) | bad publishes accepted |");
     println!("|---|---|---|---|---|---|");
-    let mut worst: f64 = f64::INFINITY;
-    // The smoke run only shows that the harness works: one fault, one breaker setting (each
+    let mut worst = [f64::INFINITY; SETUPS.len()];
+    // The smoke run only shows that the harness works: one fault, the default set-up (each
     // measurement compiles two plugins, slow in a debug build).
     let cases = if smoke { 1 } else { usize::MAX };
-    let breakers: &[(&str, u32)] = if smoke {
-        &[("default (5)", 5)]
-    } else {
-        &[("default (5)", 5), ("off", u32::MAX)]
-    };
+    let setups = if smoke { 1 } else { SETUPS.len() };
     for fault in faults().into_iter().take(cases) {
-        for &(breaker, threshold) in breakers {
-            let (alone, _) = rt.block_on(measure(&healthy_neighbour(), threshold, secs));
-            let (beside, bad) = rt.block_on(measure(&fault, threshold, secs));
-            let kept = beside / alone;
-            worst = worst.min(kept);
+        for (i, &setup) in SETUPS.iter().enumerate().take(setups) {
+            let (mut alone, mut beside, mut kept, mut bad) = (vec![], vec![], vec![], 0);
+            for _ in 0..rounds {
+                let (a, _) = rt.block_on(measure(&healthy_neighbour(), setup, secs));
+                let (b, n) = rt.block_on(measure(&fault, setup, secs));
+                alone.push(a);
+                beside.push(b);
+                kept.push(b / a);
+                bad += n;
+            }
+            let kept = median(kept);
+            worst[i] = worst[i].min(kept);
             println!(
-                "| {} | {breaker} | {alone:.0} | {beside:.0} | {:.0}% | {bad} |",
+                "| {} | {} | {:.0} | {:.0} | {:.0}% | {bad} |",
                 fault.name,
+                setup.name,
+                median(alone),
+                median(beside),
                 100.0 * kept
             );
         }
     }
-    println!(
-        "\nworst: the healthy exchange kept {:.0}% of its throughput (target ≥ 90%)",
-        100.0 * worst
-    );
+    println!();
+    for (setup, worst) in SETUPS.iter().zip(worst).take(setups) {
+        println!(
+            "worst with {}: the healthy exchange kept {:.0}% of its throughput (target ≥ 90%)",
+            setup.name,
+            100.0 * worst
+        );
+    }
 }

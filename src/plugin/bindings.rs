@@ -15,6 +15,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::cpu::CpuMeter;
 use super::limiter::MemoryLimiter;
 use super::nonblocking;
 use super::types::PluginLog;
@@ -71,6 +72,10 @@ pub(crate) struct StoreState {
     /// the guest runs (each tick it observes costs one), so a call that waits for a loaded
     /// executor is not charged for the wait.
     pub ticks_left: u64,
+    /// A fiber call's deadline in CPU time, charged by `meter`; `None` for direct calls and
+    /// instantiation, which count `ticks_left`.
+    pub cpu_limit: Option<std::time::Duration>,
+    pub meter: Arc<CpuMeter>,
     pub limiter: MemoryLimiter,
     /// Log lines of the current call, when its caller asked for them (a dry run).
     pub captured: Option<Vec<PluginLog>>,
@@ -84,6 +89,8 @@ impl StoreState {
             identity,
             message_id: String::new(),
             ticks_left: 0,
+            cpu_limit: None,
+            meter: Arc::default(),
             limiter: MemoryLimiter::new(max_memory_bytes),
             captured: None,
             // Empty: no preopens, environment, arguments or network. Every guest toolchain

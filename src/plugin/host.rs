@@ -1,12 +1,14 @@
 //! `PluginHost`: the public face of the plugin subsystem.
 //!
 //! Concurrency model:
-//! - **Calls** (`route`, `filter`, `transform`) are `async` and run on the caller's task, on a
-//!   wasmtime fiber: a warm call to a Rust plugin costs microseconds, far less than a hop to
-//!   another thread, and completes within one poll. A call that computes past an epoch tick
-//!   yields to the executor each tick (so it never holds an async worker for long) until its
-//!   tick budget — the deadline — runs out. A call clones the current `Arc<LoadedPlugin>` under
-//!   a read lock and runs without any lock held. Calls need a tokio runtime (timers, WASI).
+//! - **Calls** (`route`, `filter`, `transform`) are `async` and run on the caller's task:
+//!   directly on its stack while the version allows it, else on a wasmtime fiber (see
+//!   `instance.rs`). A warm call to a Rust plugin costs microseconds, far less than a hop to
+//!   another thread. A fiber call that computes past an epoch tick yields to the executor each
+//!   tick until its CPU deadline. The calls of a version that failed or computed too long go to
+//!   the penalty lane instead, a thread at the lowest CPU priority (`lane.rs`). A call clones
+//!   the current `Arc<LoadedPlugin>` under a read lock and runs without any lock held. Calls
+//!   need a tokio runtime (timers, WASI).
 //! - **Deploys, rollbacks and removals** are serialized by one mutex, which also bounds
 //!   compilation to one (single-threaded) compile at a time. They run on the caller's thread:
 //!   the admin API or the directory watcher, never a message path. A deploy blocks for the
@@ -32,6 +34,7 @@ use super::cache::ArtifactCache;
 use super::compile;
 use super::engine::{build_engine, EpochTicker};
 use super::instance::LoadedPlugin;
+use super::lane::Lane;
 use super::registry::{validate_name, Registry, VersionInfo};
 use super::stats::PluginStats;
 use super::types::{HostConfig, Logged, PluginKind, PluginLimits, RouteContext, RouteVerdict};
@@ -79,6 +82,7 @@ pub(crate) struct Inner {
     pub(super) compiles: AtomicU64,
     pub(super) cache_hits: AtomicU64,
     pub(super) failed_loads: AtomicU64,
+    pub(super) lane: Option<Lane>,
     pub(super) _ticker: EpochTicker,
 }
 
@@ -115,6 +119,11 @@ impl PluginHost {
             None => None,
         };
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let lane = if config.penalty_lane {
+            Some(Lane::start()?)
+        } else {
+            None
+        };
         let host = PluginHost {
             inner: Arc::new(Inner {
                 root,
@@ -130,6 +139,7 @@ impl PluginHost {
                 compiles: AtomicU64::new(0),
                 cache_hits: AtomicU64::new(0),
                 failed_loads: AtomicU64::new(0),
+                lane,
                 _ticker: ticker,
             }),
         };
@@ -213,6 +223,7 @@ impl PluginHost {
             inner.engine.clone(),
             inner.config.epoch_tick,
             inner.config.max_idle_per_plugin,
+            inner.lane.clone(),
             self.stats_for(name),
         );
         if !inner.config.direct_calls {

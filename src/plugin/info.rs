@@ -23,6 +23,9 @@ pub struct PluginInfo {
     /// Whether the serving version's calls run directly on the caller's stack (the fast path)
     /// rather than on a fiber; see `ARCHITECTURE.md`, "Plugin host".
     pub direct_calls: bool,
+    /// Whether the serving version's calls run in the penalty lane, at the lowest CPU priority,
+    /// because a recent call failed or computed too long; see `ARCHITECTURE.md`, "Plugin host".
+    pub penalized: bool,
     pub stats: StatsSnapshot,
 }
 
@@ -62,6 +65,7 @@ impl PluginHost {
             history: record.history.clone(),
             last_load_error: self.load_error(name),
             direct_calls: self.direct_calls(name).unwrap_or(false),
+            penalized: self.penalized(name).unwrap_or(false),
             stats: self.stats(name).unwrap_or_default(),
         })
     }
@@ -95,6 +99,12 @@ impl PluginHost {
     /// Whether calls to the serving version of `name` go direct (`None`: not loaded).
     pub fn direct_calls(&self, name: &str) -> Option<bool> {
         self.inner.live.read().get(name).map(|p| p.direct())
+    }
+
+    /// Whether calls to the serving version of `name` run in the penalty lane (`None`: not
+    /// loaded).
+    pub fn penalized(&self, name: &str) -> Option<bool> {
+        self.inner.live.read().get(name).map(|p| p.penalized())
     }
 
     /// Idle warm instances of the serving version (observability and tests).

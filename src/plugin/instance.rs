@@ -10,28 +10,38 @@
 //! Calls go **direct** (on the caller's stack) while the version allows it, else on a fiber
 //! (see `worker.rs`). A direct call that reaches a blocking WASI import moves the version to
 //! fibers for good; one that runs out of its short direct budget is run again on a fiber, and
-//! after [`MAX_OVERRUNS`] such calls in a row the version stays on fibers too. Either way the call that
-//! escaped is answered by its fiber run, so callers never see an escape.
+//! after [`MAX_OVERRUNS`] such calls in a row the version stays on fibers too. Either way the
+//! call that escaped is answered by its fiber run, so callers never see an escape.
 //!
-//! A `LoadedPlugin` is immutable apart from its idle lists and the direct/fiber switch; a hot
-//! swap replaces the whole `Arc<LoadedPlugin>`, so calls that already hold the old one finish
-//! on it.
+//! A version whose call was costly (failed, or computed past `penalty::HEAVY`) is
+//! **penalized**: its calls run on fibers in the penalty lane (`lane.rs`), one at a time, until
+//! it has run clean for a while (`penalty.rs`). Its callers wait; everyone else keeps the CPU.
+//!
+//! A `LoadedPlugin` is immutable apart from its idle lists, the direct/fiber switch and the
+//! penalty state; a hot swap replaces the whole `Arc<LoadedPlugin>`, so calls that already hold
+//! the old one finish on it, and a new version starts unpenalized.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use wasmtime::{Engine, Trap};
+use wasmtime::Engine;
 
 use super::bindings::{Identity, StoreState};
 use super::engine::deadline_ticks;
+use super::lane::Lane;
 use super::marshal;
-use super::stats::{Outcome, PluginStats};
+use super::penalty::Penalty;
+use super::stats::PluginStats;
 use super::types::{PluginKind, PluginLimits, PluginLog, RouteContext, RouteVerdict};
-use super::worker::{escape_of, CallResult, Escape, Pres, Raw, Worker, DIRECT_TICKS};
+use super::worker::{escape_of, Budget, CallResult, Escape, Pres, Raw, Worker, DIRECT_TICKS};
 use super::PluginError;
 use crate::message::Message;
+
+mod settle;
+
+use settle::Cost;
 
 /// Consecutive direct calls of one version that may overrun their budget before it stays on
 /// fibers. Consecutive, so that a fast plugin descheduled now and then on a loaded machine
@@ -53,6 +63,12 @@ pub(crate) struct LoadedPlugin {
     /// import, or too many overruns). Never cleared.
     fiber_only: AtomicBool,
     overruns: AtomicU32,
+    /// `None`: the host runs no penalty lane (`HostConfig::penalty_lane`).
+    lane: Option<Lane>,
+    penalty: Penalty,
+    /// Held by this version's call in the lane: one at a time, so a bad version holds at most
+    /// one instance's memory there and its backlog waits here, not in the lane.
+    lane_turn: tokio::sync::Mutex<()>,
     pub stats: Arc<PluginStats>,
 }
 
@@ -63,6 +79,7 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("kind", &self.kind)
             .field("limits", &self.limits)
             .field("direct", &self.direct())
+            .field("penalized", &self.penalized())
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +89,10 @@ impl std::fmt::Debug for LoadedPlugin {
 fn wall_clock_cap(budget: Duration) -> Duration {
     budget * 2 + Duration::from_secs(1)
 }
+
+/// The penalty lane runs at the lowest priority: on a saturated machine it gets ~1% of a core,
+/// so a call that computes for its whole budget there may need this many times longer.
+const LANE_WALL_CLOCK_FACTOR: u32 = 20;
 
 /// How a direct attempt ended.
 // Lives on the stack for one call; boxing the worker would add an allocation per call.
@@ -95,6 +116,7 @@ impl LoadedPlugin {
         engine: Engine,
         tick: Duration,
         max_idle: usize,
+        lane: Option<Lane>,
         stats: Arc<PluginStats>,
     ) -> Self {
         let fiber_only = AtomicBool::new(pres.direct.is_none());
@@ -110,6 +132,9 @@ impl LoadedPlugin {
             idle_fiber: Mutex::new(Vec::new()),
             fiber_only,
             overruns: AtomicU32::new(0),
+            lane,
+            penalty: Penalty::default(),
+            lane_turn: tokio::sync::Mutex::new(()),
             stats,
         }
     }
@@ -125,6 +150,11 @@ impl LoadedPlugin {
     /// Whether calls currently go direct.
     pub fn direct(&self) -> bool {
         !self.fiber_only.load(Ordering::Relaxed)
+    }
+
+    /// Whether calls currently go to the penalty lane.
+    pub fn penalized(&self) -> bool {
+        self.lane.is_some() && self.penalty.active()
     }
 
     /// Turns direct calls off for this version for good: host configuration, or an escape
@@ -169,31 +199,6 @@ impl LoadedPlugin {
                 version,
                 "calls to this plugin version run on fibers from now on"
             );
-        }
-    }
-
-    fn instantiate_error(
-        &self,
-        e: wasmtime::Error,
-        store_hit_memory: bool,
-        budget: Duration,
-    ) -> PluginError {
-        if store_hit_memory {
-            return PluginError::MemoryLimit {
-                plugin: self.name(),
-                version: self.version(),
-                limit: self.limits.max_memory_bytes,
-            };
-        }
-        let cause = if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            format!("start code ran for more than {budget:?}")
-        } else {
-            format!("{e:#}")
-        };
-        PluginError::Instantiate {
-            plugin: self.name(),
-            version: self.version(),
-            cause,
         }
     }
 
@@ -282,21 +287,66 @@ impl LoadedPlugin {
     /// With `logs`, the call's log lines are captured into it. Lines of a direct attempt that
     /// escaped are discarded: the fiber run logs them again.
     async fn run(
-        &self,
+        self: &Arc<Self>,
         msg: &Message,
         ctx: &RouteContext,
-        logs: Option<&mut Vec<PluginLog>>,
+        mut logs: Option<&mut Vec<PluginLog>>,
     ) -> Result<Raw, PluginError> {
         let capture = logs.is_some();
+        if self.penalized() {
+            if let Some((result, lines)) = self.run_in_lane(msg, ctx, capture).await {
+                if let (Some(out), Some(lines)) = (logs.as_deref_mut(), lines) {
+                    out.extend(lines);
+                }
+                return result;
+            }
+        }
         if self.direct() {
             match self.attempt_direct(msg, ctx, capture) {
                 Attempt::Ran(result, worker, elapsed) => {
-                    return self.settle(result, worker, elapsed, msg, logs)
+                    let cost = Cost {
+                        elapsed,
+                        cpu: Duration::ZERO,
+                    };
+                    return self.settle(result, worker, cost, msg, logs);
                 }
                 Attempt::Failed(e) => return Err(e),
                 Attempt::Escaped => {}
             }
         }
+        self.run_fiber(msg, ctx, logs, wall_clock_cap(self.limits.timeout))
+            .await
+    }
+
+    /// Runs the call on a fiber in the penalty lane, after this version's calls before it.
+    /// `None` if the lane has stopped (shutdown): the caller runs it itself.
+    async fn run_in_lane(
+        self: &Arc<Self>,
+        msg: &Message,
+        ctx: &RouteContext,
+        capture: bool,
+    ) -> Option<(Result<Raw, PluginError>, Option<Vec<PluginLog>>)> {
+        let lane = self.lane.as_ref()?;
+        let (plugin, msg, ctx) = (self.clone(), msg.clone(), ctx.clone());
+        lane.run(async move {
+            let _turn = plugin.lane_turn.lock().await;
+            let mut lines = capture.then(Vec::new);
+            let cap = wall_clock_cap(plugin.limits.timeout) * LANE_WALL_CLOCK_FACTOR;
+            let result = plugin.run_fiber(&msg, &ctx, lines.as_mut(), cap).await;
+            plugin.stats.lane_call();
+            (result, lines)
+        })
+        .await
+    }
+
+    /// Runs the call on a fiber: on this task, or in the lane's. Its deadline is CPU time.
+    async fn run_fiber(
+        &self,
+        msg: &Message,
+        ctx: &RouteContext,
+        logs: Option<&mut Vec<PluginLog>>,
+        wall_clock: Duration,
+    ) -> Result<Raw, PluginError> {
         let wit_msg = marshal::message_to_wit(msg);
         let wit_ctx = marshal::context_to_wit(ctx);
         let popped = self.idle_fiber.lock().pop();
@@ -306,14 +356,16 @@ impl LoadedPlugin {
         };
         let started = Instant::now();
         worker.prepare(
-            deadline_ticks(self.limits.timeout, self.tick),
+            Budget::Cpu(self.limits.timeout),
             msg.id.as_str(),
-            capture,
+            logs.is_some(),
         );
-        let result = worker
-            .call_fiber(&wit_msg, &wit_ctx, wall_clock_cap(self.limits.timeout))
-            .await;
-        self.settle(result, worker, started.elapsed(), msg, logs)
+        let result = worker.call_fiber(&wit_msg, &wit_ctx, wall_clock).await;
+        let cost = Cost {
+            elapsed: started.elapsed(),
+            cpu: worker.cpu_used(),
+        };
+        self.settle(result, worker, cost, msg, logs)
     }
 
     /// One direct try. An escape drops the worker (it is poisoned) and says to use a fiber.
@@ -331,7 +383,7 @@ impl LoadedPlugin {
             },
         };
         let started = Instant::now();
-        worker.prepare(DIRECT_TICKS, msg.id.as_str(), capture);
+        worker.prepare(Budget::Ticks(DIRECT_TICKS), msg.id.as_str(), capture);
         let result = worker.call_direct(marshal::message_to_wit(msg), marshal::context_to_wit(ctx));
         let elapsed = started.elapsed();
         if let Err(e) = &result {
@@ -349,87 +401,6 @@ impl LoadedPlugin {
         Attempt::Ran(result, worker, elapsed)
     }
 
-    /// Returns the worker to its pool or drops it, classifies the outcome, records stats.
-    fn settle(
-        &self,
-        result: CallResult,
-        mut worker: Worker,
-        elapsed: Duration,
-        msg: &Message,
-        logs: Option<&mut Vec<PluginLog>>,
-    ) -> Result<Raw, PluginError> {
-        if let (Some(out), Some(lines)) = (logs, worker.store.data_mut().captured.take()) {
-            out.extend(lines);
-        }
-        match result {
-            Ok(Ok(raw)) => {
-                self.release(worker);
-                let size = match &raw {
-                    Raw::Filter(_) => 0,
-                    Raw::Transform(m) => marshal::wit_message_size(m),
-                    Raw::Router(v) => marshal::wit_verdict_size(v),
-                };
-                if size > self.limits.max_output_bytes {
-                    self.stats.record(Outcome::OutputRejected, elapsed);
-                    return Err(PluginError::OutputTooLarge {
-                        plugin: self.name(),
-                        version: self.version(),
-                        size,
-                        limit: self.limits.max_output_bytes,
-                    });
-                }
-                self.stats.record(Outcome::Ok, elapsed);
-                Ok(raw)
-            }
-            Ok(Err(reported)) => {
-                self.release(worker);
-                self.stats.record(Outcome::PluginError, elapsed);
-                Err(PluginError::PluginReported {
-                    plugin: self.name(),
-                    version: self.version(),
-                    message: reported.message,
-                })
-            }
-            Err(e) => {
-                // The instance is poisoned: `worker` is dropped here, never returned to the pool.
-                let memory_hit = worker.store.data().limiter.hit;
-                drop(worker);
-                let (outcome, err) = if memory_hit {
-                    (
-                        Outcome::MemoryLimit,
-                        PluginError::MemoryLimit {
-                            plugin: self.name(),
-                            version: self.version(),
-                            limit: self.limits.max_memory_bytes,
-                        },
-                    )
-                } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                    (
-                        Outcome::Timeout,
-                        PluginError::Timeout {
-                            plugin: self.name(),
-                            version: self.version(),
-                            limit: self.limits.timeout,
-                        },
-                    )
-                } else {
-                    (
-                        Outcome::Trap,
-                        PluginError::Trap {
-                            plugin: self.name(),
-                            version: self.version(),
-                            cause: format!("{e:#}"),
-                        },
-                    )
-                };
-                self.stats.record(outcome, elapsed);
-                tracing::warn!(plugin = %self.identity.name, version = %self.identity.version,
-                    message_id = %msg.id, error = %err, "plugin call failed; instance discarded");
-                Err(err)
-            }
-        }
-    }
-
     fn release(&self, worker: Worker) {
         let pool = if worker.is_direct() {
             if !self.direct() {
@@ -445,17 +416,8 @@ impl LoadedPlugin {
         }
     }
 
-    fn invalid(&self, cause: String) -> PluginError {
-        self.stats.ok_was_invalid();
-        PluginError::InvalidOutput {
-            plugin: self.name(),
-            version: self.version(),
-            cause,
-        }
-    }
-
     pub async fn filter(
-        &self,
+        self: &Arc<Self>,
         msg: &Message,
         ctx: &RouteContext,
         logs: Option<&mut Vec<PluginLog>>,
@@ -468,7 +430,7 @@ impl LoadedPlugin {
     }
 
     pub async fn transform(
-        &self,
+        self: &Arc<Self>,
         msg: &Message,
         ctx: &RouteContext,
         logs: Option<&mut Vec<PluginLog>>,
@@ -483,7 +445,7 @@ impl LoadedPlugin {
     }
 
     pub async fn route(
-        &self,
+        self: &Arc<Self>,
         msg: &Message,
         ctx: &RouteContext,
         logs: Option<&mut Vec<PluginLog>>,

@@ -13,8 +13,11 @@
 //! - `limiter`: the memory cap;
 //! - `marshal`: `Message` ⇄ WIT;
 //! - `compile`: bytes → type-checked pre-instance; `cache`: compiled artifacts on disk;
-//! - `instance`: a loaded version and its pools of warm instances; `worker`: one instance and
-//!   the two ways to call it (direct, fiber); `nonblocking`: WASI for direct calls;
+//! - `instance`: a loaded version and its pools of warm instances (`instance/settle`: the end
+//!   of a call); `worker`: one instance and the two ways to call it (direct, fiber);
+//!   `nonblocking`: WASI for direct calls; `cpu`: a fiber call's CPU time;
+//! - `penalty`: when a version's calls move to the penalty lane and back; `lane`: that lane,
+//!   a thread at the lowest CPU priority;
 //! - `registry`: persisted names, histories and blobs; `host`: [`PluginHost`]; `info`: what
 //!   `list`/`show`/stats report;
 //! - `watch`: hot reload from a directory; `harness`: the offline JSONL runner;
@@ -25,6 +28,7 @@
 mod bindings;
 mod cache;
 mod compile;
+mod cpu;
 mod engine;
 mod error;
 #[doc(hidden)]
@@ -33,9 +37,11 @@ pub mod harness;
 mod host;
 mod info;
 mod instance;
+mod lane;
 mod limiter;
 mod marshal;
 mod nonblocking;
+mod penalty;
 mod registry;
 mod stats;
 mod types;

@@ -20,6 +20,7 @@ pub(crate) struct PluginStats {
     memory_limits: AtomicU64,
     output_rejected: AtomicU64,
     instantiations: AtomicU64,
+    lane_calls: AtomicU64,
     total_ns: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS],
 }
@@ -65,6 +66,11 @@ impl PluginStats {
         self.instantiations.fetch_add(1, Relaxed);
     }
 
+    /// A call that ran in the penalty lane (also counted by `record`).
+    pub fn lane_call(&self) {
+        self.lane_calls.fetch_add(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             calls: self.calls.load(Relaxed),
@@ -75,6 +81,7 @@ impl PluginStats {
             memory_limits: self.memory_limits.load(Relaxed),
             output_rejected: self.output_rejected.load(Relaxed),
             instantiations: self.instantiations.load(Relaxed),
+            lane_calls: self.lane_calls.load(Relaxed),
             total_ns: self.total_ns.load(Relaxed),
             latency_buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
         }
@@ -95,6 +102,9 @@ pub struct StatsSnapshot {
     pub output_rejected: u64,
     /// Fresh instances created (first use, concurrency growth, after traps).
     pub instantiations: u64,
+    /// Calls that ran in the penalty lane, at the lowest CPU priority, because the version had
+    /// failed or computed too long (see `ARCHITECTURE.md`, "Calls and limits").
+    pub lane_calls: u64,
     /// Sum of call latencies; divide by `calls` for the mean.
     pub total_ns: u64,
     /// Bucket `i`: calls under `2^i` µs (bucket 0: under 1 µs); the last bucket is open-ended.

@@ -172,6 +172,10 @@ pub struct HostConfig {
     /// Call plugins directly on the caller's stack while they allow it (the fast path; see
     /// `ARCHITECTURE.md`, "Calls and limits"). `false` runs every call on a fiber.
     pub direct_calls: bool,
+    /// Run the calls of a version that failed or computed too long on the penalty lane, a
+    /// thread at the lowest CPU priority, until it runs clean again. `false` keeps them on the
+    /// serving threads (only for comparison: see `benches/isolation.rs`).
+    pub penalty_lane: bool,
 }
 
 impl Default for HostConfig {
@@ -184,6 +188,7 @@ impl Default for HostConfig {
             max_idle_per_plugin: (2 * cores).max(4),
             memory_ceiling: 1 << 30,
             direct_calls: true,
+            penalty_lane: true,
         }
     }
 }

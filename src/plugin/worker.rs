@@ -9,8 +9,8 @@
 //!   either bound *escapes*: the instance is dropped and the caller runs the call again on a
 //!   fiber.
 //! - **Fiber**: the export runs on a wasmtime fiber (`call_async`) with WASI linked async. A
-//!   guest that computes yields to the executor at every tick until its whole budget is spent;
-//!   a guest blocked in WASI waits on a timer.
+//!   guest that computes yields to the executor at every tick until it has used its deadline
+//!   in CPU time (metered per poll, see `cpu.rs`); a guest blocked in WASI waits on a timer.
 //!
 //! Invariant: a worker that failed a call in any way other than a plugin-reported error is
 //! dropped, never reused (a trapped component instance is poisoned).
@@ -23,12 +23,22 @@ use wasmtime::component::{InstancePre, TypedFunc};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{filter, router, transform, wit, StoreState};
+use super::cpu::metered;
 use super::nonblocking::NeedsFiber;
 use super::types::PluginKind;
 
 /// Ticks a direct call may observe before it is interrupted and moved to a fiber: one full
 /// tick at least (5 ms by default), at most two. A small plugin's call is microseconds.
 pub(crate) const DIRECT_TICKS: u64 = 1;
+
+/// How much a call may compute before it is interrupted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Budget {
+    /// Epoch ticks the guest observes (direct calls).
+    Ticks(u64),
+    /// CPU time on the thread that polls the call (fiber calls; see `cpu.rs`).
+    Cpu(Duration),
+}
 
 /// The world-typed pre-instances of a version: always one for fibers; one for direct calls
 /// unless the component could not be linked with non-blocking WASI.
@@ -117,11 +127,19 @@ impl Worker {
     fn store(engine: &Engine, state: StoreState, ticks: u64, direct: bool) -> Store<StoreState> {
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
-        // Each tick the guest observes costs one tick of its budget. On a fiber the guest also
-        // yields to the executor, so a long call never holds an async worker for more than a
-        // tick; a direct call cannot yield, so it only counts.
+        // Direct calls and instantiation: each tick the guest observes costs one tick of its
+        // budget. On a fiber the guest also yields to the executor at every tick, so a long call
+        // never holds an async worker for more than a tick; a direct call cannot yield.
         store.epoch_deadline_callback(move |mut cx| {
             let state = cx.data_mut();
+            if let Some(limit) = state.cpu_limit {
+                // A fiber call: its deadline is CPU time (see `cpu.rs`), checked at each tick.
+                return Ok(if state.meter.used() >= limit {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Yield(1)
+                });
+            }
             if state.ticks_left == 0 {
                 return Ok(UpdateDeadline::Interrupt);
             }
@@ -213,14 +231,35 @@ impl Worker {
 
     /// Resets the per-call state: budget, memory-limit flag, message id for log lines, and
     /// whether to capture the call's log lines.
-    pub fn prepare(&mut self, ticks: u64, message_id: &str, capture: bool) {
+    ///
+    /// `budget`: a direct call's ticks, or a fiber call's CPU time.
+    pub fn prepare(&mut self, budget: Budget, message_id: &str, capture: bool) {
         let data = self.store.data_mut();
         data.limiter.hit = false;
         data.captured = capture.then(Vec::new);
-        data.ticks_left = ticks;
+        match budget {
+            Budget::Ticks(ticks) => {
+                data.ticks_left = ticks;
+                data.cpu_limit = None;
+            }
+            Budget::Cpu(limit) => {
+                data.meter.reset();
+                data.cpu_limit = Some(limit);
+            }
+        }
         data.message_id.clear();
         data.message_id.push_str(message_id);
         self.store.set_epoch_deadline(1);
+    }
+
+    /// CPU the last fiber call used (zero for direct calls, which are not metered: their
+    /// budget of [`DIRECT_TICKS`] bounds them).
+    pub fn cpu_used(&self) -> Duration {
+        let data = self.store.data();
+        match data.cpu_limit {
+            Some(_) => data.meter.used(),
+            None => Duration::ZERO,
+        }
     }
 
     /// Calls a direct worker's export. Panics on a fiber worker (a bug in the caller).
@@ -254,11 +293,12 @@ impl Worker {
         ctx: &wit::RouteContext,
         wall_clock: Duration,
     ) -> CallResult {
+        let meter = self.store.data().meter.clone();
         let Worker { store, export } = self;
         let Export::Fiber(export) = export else {
             unreachable!("call_fiber on a direct worker")
         };
-        let call = async {
+        let call = metered(&meter, async {
             match export {
                 FiberExport::Filter(b) => b
                     .call_filter(&mut *store, msg, ctx)
@@ -273,7 +313,7 @@ impl Worker {
                     .await
                     .map(|r| r.map(Raw::Router)),
             }
-        };
+        });
         // Most calls complete in their first poll and need no timer: it is armed only for a
         // call that suspends.
         let mut call = std::pin::pin!(call);

@@ -115,7 +115,13 @@ fn blocking_wasi_moves_a_plugin_to_fibers_on_a_multi_thread_runtime() {
 
 #[test]
 fn a_plugin_that_keeps_overrunning_its_direct_budget_moves_to_fibers() {
-    let host = memory_host();
+    // Without the penalty lane: its first timeout would send the looper there, where calls
+    // are not tried direct at all (`lane.rs` tests that path).
+    let host = PluginHost::in_memory(HostConfig {
+        penalty_lane: false,
+        ..host_config()
+    })
+    .unwrap();
     let limits = PluginLimits {
         timeout: Duration::from_millis(30),
         ..PluginLimits::default()

@@ -52,7 +52,7 @@ fn infinite_loop_times_out_and_host_keeps_serving() {
             with_limits(limits),
         )
         .unwrap();
-    for _ in 0..2 {
+    for call in 0..2 {
         let started = Instant::now();
         let err = host
             .route("looper", &Message::new("x"), &ctx())
@@ -71,14 +71,17 @@ fn infinite_loop_times_out_and_host_keeps_serving() {
             elapsed >= Duration::from_millis(30),
             "stopped early: {elapsed:?}"
         );
+        // The second call runs in the penalty lane at the lowest CPU priority: its deadline is
+        // CPU time, so on a busy test machine it may take longer in wall-clock time.
+        let bound = Duration::from_secs(if call == 0 { 2 } else { 20 });
         assert!(
-            elapsed < Duration::from_secs(2),
+            elapsed < bound,
             "deadline not enforced promptly: {elapsed:?}"
         );
         assert_healthy(&host);
     }
     let stats = host.stats("looper").unwrap();
-    assert_eq!((stats.calls, stats.timeouts), (2, 2));
+    assert_eq!((stats.calls, stats.timeouts, stats.lane_calls), (2, 2, 1));
     assert!(err_text_names_plugin(&host));
 }
 

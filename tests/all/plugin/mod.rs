@@ -5,6 +5,7 @@ mod direct;
 mod examples;
 mod faults;
 mod fuzz;
+mod lane;
 mod registry;
 mod reload;
 mod sandbox;
