@@ -31,7 +31,7 @@ fn pretty(v: &Value) -> String {
 }
 
 pub fn queue(target: &Target, cmd: &QueueCommand) -> Result<String, CliError> {
-    let c = target.client();
+    let c = target.client()?;
     let resp = match cmd {
         QueueCommand::List => {
             let v = c.get("/api/queues")?;
@@ -100,7 +100,7 @@ pub fn queue(target: &Target, cmd: &QueueCommand) -> Result<String, CliError> {
 }
 
 pub fn exchange(target: &Target, cmd: &ExchangeCommand) -> Result<String, CliError> {
-    let c = target.client();
+    let c = target.client()?;
     let resp = match cmd {
         ExchangeCommand::List => {
             let v = c.get("/api/exchanges")?;
@@ -182,7 +182,7 @@ pub fn exchange(target: &Target, cmd: &ExchangeCommand) -> Result<String, CliErr
 }
 
 pub fn plugin(target: &Target, cmd: &PluginRemoteCommand) -> Result<String, CliError> {
-    let c = target.client();
+    let c = target.client()?;
     let resp = match cmd {
         PluginRemoteCommand::List => {
             let v = c.get("/api/plugins")?;
@@ -287,7 +287,7 @@ pub fn plugin(target: &Target, cmd: &PluginRemoteCommand) -> Result<String, CliE
 const REDRIVE_BATCH: usize = 500;
 
 pub fn dlq(target: &Target, cmd: &DlqCommand) -> Result<String, CliError> {
-    let c = target.client();
+    let c = target.client()?;
     match cmd {
         DlqCommand::List { queue, limit } => {
             let mut path = format!("/api/dead-letters?limit={limit}");
@@ -340,7 +340,7 @@ pub fn dlq(target: &Target, cmd: &DlqCommand) -> Result<String, CliError> {
 }
 
 pub fn definitions(target: &Target, cmd: &DefinitionsCommand) -> Result<String, CliError> {
-    let c = target.client();
+    let c = target.client()?;
     match cmd {
         DefinitionsCommand::Export { output } => {
             let v = c.get("/api/definitions")?;

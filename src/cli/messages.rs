@@ -75,7 +75,7 @@ pub fn publish(target: &Target, args: &PublishArgs) -> Result<String, CliError> 
         args.exchange.clone()
     };
     let action = if args.dry_run { "dry-run" } else { "publish" };
-    let resp = target.client().post(
+    let resp = target.client()?.post(
         &format!("/api/exchanges/{}/{action}", encode(&exchange)),
         &Value::Object(req),
     )?;
@@ -158,7 +158,7 @@ fn decision_text(d: &Value) -> String {
 }
 
 pub fn consume(target: &Target, args: &ConsumeArgs) -> Result<String, CliError> {
-    let resp = target.client().post(
+    let resp = target.client()?.post(
         &format!("/api/queues/{}/get", encode(&args.queue)),
         &json!({ "count": args.count, "ack": !args.no_ack }),
     )?;

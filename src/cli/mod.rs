@@ -35,14 +35,18 @@ pub struct Target {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// For an HTTPS admin API: trust the certificates in this PEM file (the broker's
+    /// self-signed certificate, or its CA) instead of the public roots.
+    #[arg(long, global = true, env = "SWITCHYARD_CACERT")]
+    pub cacert: Option<PathBuf>,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
 }
 
 impl Target {
-    pub fn client(&self) -> Client {
-        Client::new(&self.url, self.token.clone())
+    pub fn client(&self) -> Result<Client, CliError> {
+        Client::new(&self.url, self.token.clone(), self.cacert.as_deref())
     }
 }
 

@@ -1,6 +1,6 @@
 //! `switchyard serve --tls-cert --tls-key` as a process: amqps and HTTPS come up with a
-//! certificate made in the test; unusable files stop startup with a message that says what to
-//! fix.
+//! certificate made in the test, and the CLI talks to it with `--cacert`; unusable files stop
+//! startup with a message that says what to fix.
 
 use std::process::Command;
 
@@ -29,6 +29,19 @@ fn serve_with_tls_brings_up_amqps_and_https() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The CLI: trusting the certificate it works; without, it says what to pass.
+    let cli = |extra: &[&str]| run(bin().args(["queue", "list", "--url", &b.url]).args(extra));
+    let (ok, out, err) = cli(&["--cacert", c]);
+    assert!(ok, "{err}");
+    assert!(out.contains("QUEUE"), "{out}");
+    let (ok, _, err) = cli(&[]);
+    assert!(!ok);
+    assert!(err.contains("cannot verify the TLS certificate"), "{err}");
+    assert!(err.contains("--cacert"), "{err}");
+    let (ok, _, err) = cli(&["--cacert", k]);
+    assert!(!ok);
+    assert!(err.contains("no certificate in this file"), "{err}");
     assert!(b.terminate(), "exit status after SIGTERM:\n{}", b.log());
 }
 
