@@ -53,7 +53,9 @@ fn queue_status(e: &QueueError) -> StatusCode {
         | QueueError::UnknownDeliveryTag(_) => StatusCode::BAD_REQUEST,
         QueueError::Deleted => StatusCode::GONE,
         QueueError::TooManyQueues { .. } => StatusCode::FORBIDDEN,
-        QueueError::Store(StoreError::NoSpace { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+        QueueError::Store(StoreError::NoSpace { .. } | StoreError::CatalogFull { .. }) => {
+            StatusCode::INSUFFICIENT_STORAGE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

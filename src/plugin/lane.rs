@@ -6,12 +6,15 @@
 //! publishes to *other* exchanges queued behind such calls: a neighbour looping into its
 //! deadline cut a healthy exchange's throughput in half (`docs/reliability.md`).
 //!
-//! How: the lane is an OS thread at nice 19 running its own current-thread tokio runtime. A
-//! penalized version's calls (see `penalty.rs`) are sent to it, and their callers await the
-//! answer without holding a serving thread. The kernel gives the lane only the CPU that
-//! nice-0 threads leave (a weight of 15 against 1024 each), so under full load a bad plugin
-//! gets ~1% of a core and an idle machine still runs it at full speed. Deadlines in the lane
-//! are CPU time (`cpu.rs`), so a starved call is not failed for waiting.
+//! How: the lane is an OS thread under Linux's `SCHED_IDLE` policy running its own
+//! current-thread tokio runtime. A penalized version's calls (see `penalty.rs`) are sent to it,
+//! and their callers await the answer without holding a serving thread. `SCHED_IDLE` runs the
+//! lane only on a core no normal thread wants, and a normal thread that wakes up preempts it at
+//! once. Nice 19 alone was not enough: the scheduler let the lane finish its slice (up to a few
+//! ms) before a waking serving thread got the core, which cost a healthy exchange 12–29% of
+//! its throughput beside a looping plugin (`docs/reliability.md`). An idle machine still runs
+//! the lane at full speed. Deadlines in the lane are CPU time (`cpu.rs`), so a starved call is
+//! not failed for waiting.
 //!
 //! Invariant: the lane never runs a direct call; every call in it is a fiber that yields at
 //! each tick, so calls of different versions interleave and none holds the lane.
@@ -21,7 +24,7 @@ use std::pin::Pin;
 
 use tokio::sync::{mpsc, oneshot};
 
-/// The lane thread's nice value: the lowest priority Linux has for normal threads.
+/// The lane thread's nice value, where `SCHED_IDLE` is refused: the lowest there is.
 const NICE: i32 = 19;
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -42,10 +45,7 @@ impl Lane {
         std::thread::Builder::new()
             .name("plugin-lane".into())
             .spawn(move || {
-                // On Linux the nice value is per thread: `None` is the calling thread.
-                if let Err(e) = rustix::process::setpriority_process(None, NICE) {
-                    tracing::warn!(error = %e, "cannot lower the plugin penalty lane's priority");
-                }
+                lower_priority();
                 runtime.block_on(async move {
                     while let Some(job) = incoming.recv().await {
                         tokio::spawn(job);
@@ -71,6 +71,42 @@ impl Lane {
     }
 }
 
+/// Puts the calling thread under `SCHED_IDLE`, or else at nice 19. Scheduling policy and nice
+/// value are per thread on Linux, and lowering either needs no privilege.
+fn lower_priority() {
+    if let Err(e) = idle_policy::set() {
+        tracing::debug!(error = %e, "SCHED_IDLE refused; the penalty lane runs at nice 19");
+        // `None`: the calling thread.
+        if let Err(e) = rustix::process::setpriority_process(None, NICE) {
+            tracing::warn!(error = %e, "cannot lower the plugin penalty lane's priority");
+        }
+    }
+}
+
+/// The one call rustix does not wrap.
+#[allow(unsafe_code)]
+mod idle_policy {
+    /// `sched_setscheduler(0, SCHED_IDLE)`: the calling thread.
+    pub fn set() -> std::io::Result<()> {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid, initialised `sched_param` that outlives the call, which
+        // only reads it; pid 0 names the calling thread. No other memory is touched.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Whether the calling thread runs under `SCHED_IDLE`.
+    #[cfg(test)]
+    pub fn is_set() -> bool {
+        // SAFETY: takes and returns integers only; pid 0 names the calling thread.
+        unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,16 +115,17 @@ mod tests {
     async fn runs_calls_on_a_low_priority_thread() {
         let mine = rustix::process::getpriority_process(None).unwrap();
         let lane = Lane::start().unwrap();
-        let (name, nice) = lane
+        let (name, idle) = lane
             .run(async {
                 let name = std::thread::current().name().map(str::to_owned);
-                (name, rustix::process::getpriority_process(None).unwrap())
+                (name, idle_policy::is_set())
             })
             .await
             .unwrap();
         assert_eq!(name.as_deref(), Some("plugin-lane"));
-        assert_eq!(nice, NICE);
-        // The caller's thread keeps its own priority.
+        assert!(idle, "the lane runs under SCHED_IDLE");
+        // The caller's thread keeps its own policy and priority.
+        assert!(!idle_policy::is_set());
         assert_eq!(rustix::process::getpriority_process(None).unwrap(), mine);
     }
 

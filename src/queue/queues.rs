@@ -159,8 +159,15 @@ impl Queues {
             id,
             config: config.clone(),
         };
-        store.queues.insert(name.as_str(), rec.encode()?)?;
-        store.flush_now()?;
+        store
+            .queues
+            .insert(name.as_str(), rec.encode()?)
+            .map_err(|e| store.catalog_error(e))?;
+        if let Err(e) = store.flush_now() {
+            // Not declared: take the record back, so a later flush cannot bring it to life.
+            let _ = store.queues.remove(name.as_str());
+            return Err(e.into());
+        }
         eng.by_name.insert(name.clone(), id);
         let mut q = super::state::QueueState::new(id, name.clone(), config);
         q.last_used_ms = now;

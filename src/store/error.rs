@@ -36,6 +36,14 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The catalog (sled: queue and exchange declarations) could not be written: the disk is
+    /// full. Nothing was declared.
+    #[error("no space left for the catalog in {path} ({source}); the declaration was not made. Free space; if declarations still fail once space is back, restart the broker (sled keeps a failed write's error), which keeps every acknowledged message and declaration")]
+    CatalogFull {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the store is shut down")]
     Closed,
     #[error("a single write of {bytes} bytes is larger than the message log accepts (1 GiB); publish smaller messages or fan out to fewer queues")]

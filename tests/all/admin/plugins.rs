@@ -87,6 +87,9 @@ fn upload_route_dead_letter_redrive_rollback_and_stats() {
         stats["calls"]["p99_us_at_most"].as_u64().is_some(),
         "{stats}"
     );
+    // A well-behaved router: on the serving path, never in the penalty lane.
+    assert_eq!(stats["penalized"], false, "{stats}");
+    assert_eq!(stats["calls"]["lane_calls"], 0, "{stats}");
     let v1 = &stats["versions"][first.as_str()];
     assert_eq!(v1["verdicts"]["deliver"], 3, "{stats}");
     assert_eq!(v1["calls"], 3, "{stats}");

@@ -8,6 +8,7 @@ mod crash_hot_swap;
 mod crash_loop;
 mod crash_redrive;
 mod dead_client;
+mod full_catalog;
 mod full_disk;
 mod ledger;
 mod limits;
