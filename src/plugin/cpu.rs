@@ -1,6 +1,6 @@
 //! The CPU time one plugin call has used, across the polls of its fiber.
 //!
-//! Why not count epoch ticks, as calls on the serving path do: a call in the penalty lane runs at
+//! Why not count epoch ticks, as direct calls do: a fiber call may run in the penalty lane at
 //! the lowest CPU priority, so on a busy machine it gets short slices far apart. Each slice that
 //! crosses an epoch boundary observes a tick, so ticks would charge a starved call for time it
 //! spent waiting, and a plugin that is merely slow would time out only because the machine is

@@ -90,8 +90,8 @@ fn wall_clock_cap(budget: Duration) -> Duration {
     budget * 2 + Duration::from_secs(1)
 }
 
-/// The penalty lane runs at the lowest priority: on a saturated machine it gets ~1% of a core,
-/// so a call that computes for its whole budget there may need this many times longer.
+/// The penalty lane runs only on otherwise idle CPU (`SCHED_IDLE`): on a saturated machine a
+/// call that computes for its whole budget there may need this many times longer.
 const LANE_WALL_CLOCK_FACTOR: u32 = 20;
 
 /// How a direct attempt ended.

@@ -136,7 +136,10 @@ mod tests {
         // The first call waits for the second: they would deadlock if the lane ran one at a time.
         let first = lane.run(async move { rx.await.unwrap() + 1 });
         let second = lane.run(async move { tx.send(41).unwrap() });
-        let (first, second) = tokio::join!(first, second);
+        let both = async { tokio::join!(first, second) };
+        let (first, second) = tokio::time::timeout(std::time::Duration::from_secs(10), both)
+            .await
+            .expect("the first call blocked the second: the lane ran one call at a time");
         assert_eq!((first, second), (Some(42), Some(())));
     }
 }

@@ -31,6 +31,6 @@ pub enum QueueError {
 
 impl From<sled::Error> for QueueError {
     fn from(e: sled::Error) -> Self {
-        QueueError::Store(StoreError::Sled(e))
+        QueueError::Store(e.into())
     }
 }

@@ -159,10 +159,7 @@ impl Queues {
             id,
             config: config.clone(),
         };
-        store
-            .queues
-            .insert(name.as_str(), rec.encode()?)
-            .map_err(|e| store.catalog_error(e))?;
+        store.queues.insert(name.as_str(), rec.encode()?)?;
         if let Err(e) = store.flush_now() {
             // Not declared: take the record back, so a later flush cannot bring it to life.
             let _ = store.queues.remove(name.as_str());

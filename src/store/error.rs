@@ -27,7 +27,7 @@ pub enum StoreError {
     #[error("data directory {path} is in use by another process or store handle: {detail}")]
     Locked { path: PathBuf, detail: String },
     #[error("storage engine error: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     #[error("a previous write or flush failed ({0}); the store refuses further writes until it is reopened")]
     Poisoned(String),
     #[error("no space left for the message log in {path} ({source}); writes are refused until space is freed, and nothing that was not written has been acknowledged")]
@@ -36,11 +36,11 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// The catalog (sled: queue and exchange declarations) could not be written: the disk is
-    /// full. Nothing was declared.
-    #[error("no space left for the catalog in {path} ({source}); the declaration was not made. Free space; if declarations still fail once space is back, restart the broker (sled keeps a failed write's error), which keeps every acknowledged message and declaration")]
+    /// The catalog (sled: queue declarations) could not be written: the disk is full. Nothing
+    /// was declared. Made by the `From<sled::Error>` conversion, so every catalog operation
+    /// reports a full disk the same way.
+    #[error("no space left for the catalog in the data directory ({source}); the write (a queue declaration, say) was not made. Free space; if catalog writes still fail once space is back, restart the broker (sled keeps a failed write's error), which keeps every acknowledged message and declaration")]
     CatalogFull {
-        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -48,4 +48,15 @@ pub enum StoreError {
     Closed,
     #[error("a single write of {bytes} bytes is larger than the message log accepts (1 GiB); publish smaller messages or fan out to fewer queues")]
     TooLarge { bytes: u64 },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(source) if source.kind() == std::io::ErrorKind::StorageFull => {
+                StoreError::CatalogFull { source }
+            }
+            other => StoreError::Sled(other),
+        }
+    }
 }

@@ -213,21 +213,8 @@ impl Store {
     /// instead of an opaque storage-engine error.
     pub fn flush_now(&self) -> Result<(), StoreError> {
         self.check()?;
-        self.db.flush().map_err(|e| self.catalog_error(e))?;
+        self.db.flush()?;
         Ok(())
-    }
-
-    /// A catalog (sled) error, with a full disk told apart.
-    pub fn catalog_error(&self, e: sled::Error) -> StoreError {
-        match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
-                StoreError::CatalogFull {
-                    path: self.path.clone(),
-                    source: io,
-                }
-            }
-            other => StoreError::Sled(other),
-        }
     }
 
     /// Bytes on disk: the catalog plus the message log's segments.
@@ -237,16 +224,13 @@ impl Store {
 
     /// Next value of a persistent `u32` counter in `meta` (not flushed here).
     pub fn next_id(&self, key: &str) -> Result<u32, StoreError> {
-        let old = self
-            .meta
-            .fetch_and_update(key, |old| {
-                let n = old
-                    .and_then(|v| v.try_into().ok())
-                    .map(u32::from_be_bytes)
-                    .unwrap_or(1);
-                Some(n.saturating_add(1).to_be_bytes().to_vec())
-            })
-            .map_err(|e| self.catalog_error(e))?;
+        let old = self.meta.fetch_and_update(key, |old| {
+            let n = old
+                .and_then(|v| v.try_into().ok())
+                .map(u32::from_be_bytes)
+                .unwrap_or(1);
+            Some(n.saturating_add(1).to_be_bytes().to_vec())
+        })?;
         Ok(old
             .and_then(|v| v.as_ref().try_into().ok())
             .map(u32::from_be_bytes)

@@ -18,6 +18,11 @@ fn ctx() -> RouteContext {
     RouteContext::default()
 }
 
+fn deploy(host: &PluginHost, name: &str, component: &str) {
+    host.deploy(name, &rust_plugin_bytes(component), Default::default())
+        .unwrap();
+}
+
 fn route(host: &PluginHost, plugin: &str, body: &str) -> Result<Vec<String>, PluginError> {
     host.route(plugin, &Message::new(body.to_string()), &ctx())
         .wait()
@@ -27,12 +32,7 @@ fn route(host: &PluginHost, plugin: &str, body: &str) -> Result<Vec<String>, Plu
 #[test]
 fn a_trap_sends_the_version_to_the_lane_and_clean_calls_bring_it_back() {
     let host = memory_host();
-    host.deploy(
-        "trapper",
-        &rust_plugin_bytes("test_trapper"),
-        Default::default(),
-    )
-    .unwrap();
+    deploy(&host, "trapper", "test_trapper");
     assert_eq!(route(&host, "trapper", "fine").unwrap(), ["ok"]);
     assert_eq!(host.penalized("trapper"), Some(false));
 
@@ -69,12 +69,7 @@ fn a_trap_sends_the_version_to_the_lane_and_clean_calls_bring_it_back() {
 #[test]
 fn a_looping_version_keeps_timing_out_in_the_lane_while_others_are_served() {
     let host = memory_host();
-    host.deploy(
-        "healthy",
-        &rust_plugin_bytes("test_trapper"),
-        Default::default(),
-    )
-    .unwrap();
+    deploy(&host, "healthy", "test_trapper");
     let limits = PluginLimits {
         timeout: Duration::from_millis(40),
         ..PluginLimits::default()
@@ -112,12 +107,7 @@ fn a_looping_version_keeps_timing_out_in_the_lane_while_others_are_served() {
 #[test]
 fn a_slow_call_that_succeeds_is_penalized_too() {
     let host = memory_host();
-    host.deploy(
-        "spinner",
-        &rust_plugin_bytes("test_looper"),
-        Default::default(),
-    )
-    .unwrap();
+    deploy(&host, "spinner", "test_looper");
     let spin = |ms: &str| {
         let msg = Message::new("x").with_header("spin-ms", ms);
         host.route("spinner", &msg, &ctx()).wait()
@@ -134,12 +124,7 @@ fn a_slow_call_that_succeeds_is_penalized_too() {
 #[test]
 fn dry_run_logs_come_back_from_the_lane() {
     let host = memory_host();
-    host.deploy(
-        "trapper",
-        &rust_plugin_bytes("test_trapper"),
-        Default::default(),
-    )
-    .unwrap();
+    deploy(&host, "trapper", "test_trapper");
     let trap = host
         .route_logged("trapper", &Message::new("trap"), &ctx(), true)
         .wait();
@@ -164,12 +149,7 @@ fn without_the_lane_nothing_is_penalized() {
         ..host_config()
     })
     .unwrap();
-    host.deploy(
-        "trapper",
-        &rust_plugin_bytes("test_trapper"),
-        Default::default(),
-    )
-    .unwrap();
+    deploy(&host, "trapper", "test_trapper");
     assert!(route(&host, "trapper", "trap").is_err());
     assert_eq!(route(&host, "trapper", "fine").unwrap(), ["ok"]);
     assert_eq!(host.penalized("trapper"), Some(false));
