@@ -17,14 +17,29 @@ use switchyard::store::{Durability, StoreConfig};
 const BODY: usize = 1024;
 const PUBLISHERS: usize = 4;
 
-fn rss_mib() -> f64 {
+fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// The kernel's RSS high-water mark since the last [`reset_hwm`]: catches spikes that sampling
+/// misses (a compaction's buffers live for milliseconds).
+fn hwm_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+fn reset_hwm() {
+    // "5" resets VmHWM to the current RSS (Linux >= 4.0); without it the mark covers the run.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Raw sled: 4 threads insert 1 KiB values while one thread flushes (and fsyncs) in a loop.
@@ -142,6 +157,7 @@ async fn backlog(n: usize) {
     let body = bytes::Bytes::from(vec![b'x'; BODY]);
     let start = Instant::now();
     let mut peak: f64 = 0.0;
+    reset_hwm();
     for i in 0..n {
         let item = PublishItem::new(name.clone(), Message::new(body.clone()));
         drop(q.enqueue(vec![item]).unwrap());
@@ -152,8 +168,9 @@ async fn backlog(n: usize) {
     let filled = rss_mib();
     peak = peak.max(filled);
     println!(
-        "backlog: {n} x 1 KiB published in {:.1}s; RSS before open {before:.0} MiB, after fill {filled:.0} MiB, peak {peak:.0} MiB; disk {:.0} MiB",
+        "backlog: {n} x 1 KiB published in {:.1}s; RSS before open {before:.0} MiB, after fill {filled:.0} MiB, peak {peak:.0} MiB (high-water mark {:.0} MiB); disk {:.0} MiB",
         start.elapsed().as_secs_f64(),
+        hwm_mib(),
         q.disk_bytes().unwrap() as f64 / (1 << 20) as f64
     );
     drop(q);
@@ -174,6 +191,7 @@ async fn backlog(n: usize) {
         )
         .unwrap();
     let t = Instant::now();
+    reset_hwm();
     for i in 1..=n {
         let d = c.recv().await.unwrap();
         if i % 100 == 0 || i == n {
@@ -184,9 +202,10 @@ async fn backlog(n: usize) {
         }
     }
     println!(
-        "backlog: drained in {:.1}s; RSS after drain {:.0} MiB, peak overall {peak:.0} MiB",
+        "backlog: drained in {:.1}s; RSS after drain {:.0} MiB, peak overall {peak:.0} MiB, drain high-water mark {:.0} MiB",
         t.elapsed().as_secs_f64(),
-        rss_mib()
+        rss_mib(),
+        hwm_mib()
     );
     // The compactor runs every 500 ms; give it a few rounds to return the drained segments.
     std::thread::sleep(Duration::from_secs(3));

@@ -6,11 +6,12 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Breakers, BrokerError, Decision, Output, Step};
 use crate::message::{FieldValue, Message};
-use crate::plugin::{Logged, PluginHost, RouteContext, RouteVerdict, Target};
+use crate::plugin::{Logged, PluginHost, PluginKind, RouteContext, RouteVerdict, Serving, Target};
 use crate::routing::{BindingTarget, Exchange, ExchangeKind, FailurePolicy, Topology};
 
 /// Exchange-to-exchange hops one publish may take; deeper (or cyclic) paths stop there.
@@ -47,7 +48,8 @@ pub(super) struct Router<'a> {
 
 /// What a plugin call came to, once failures are handled.
 enum Called<T> {
-    Ok(T),
+    /// The plugin's answer, and the version that gave it (for lineage).
+    Ok(T, Arc<str>),
     /// The failure policy or breaker already disposed of the message.
     Handled,
 }
@@ -126,14 +128,12 @@ impl<'a> Router<'a> {
             .collect();
         for binding in bindings {
             if let Some(filter) = &binding.filter {
-                let (plugins, ctx) = (self.plugins, context(ex, key));
-                let call = plugins.filter_logged(filter, &message, &ctx, self.dry_run);
-                match self
-                    .call(ex, filter, "binding-filter", key, &message, call)
-                    .await
-                {
-                    Called::Ok(true) => {}
-                    Called::Ok(false) | Called::Handled => continue,
+                let (ctx, dry_run) = (context(ex, key), self.dry_run);
+                let (m, c) = (&message, &ctx);
+                let call = |p: Serving| async move { p.filter(m, c, dry_run).await };
+                match self.call(ex, filter, "binding-filter", key, m, call).await {
+                    Called::Ok(true, _) => {}
+                    Called::Ok(false, _) | Called::Handled => continue,
                 }
             }
             match &binding.target {
@@ -158,30 +158,26 @@ impl<'a> Router<'a> {
         key: &str,
         mut message: Message,
     ) -> Option<Message> {
-        let (plugins, ctx) = (self.plugins, context(ex, key));
+        let (ctx, dry_run) = (context(ex, key), self.dry_run);
         for name in &ex.pipeline {
-            let kind = plugins.current(name).map(|(k, _)| k);
+            let kind = self.plugins.serving(name).map(|p| p.kind());
+            let (m, c) = (&message, &ctx);
             match kind {
-                Some(crate::plugin::PluginKind::Transform) => {
-                    let call = plugins.transform_logged(name, &message, &ctx, self.dry_run);
-                    match self.call(ex, name, "transform", key, &message, call).await {
-                        Called::Ok(out) => message = self.stamp(out, name),
+                Ok(PluginKind::Transform) => {
+                    let call = |p: Serving| async move { p.transform(m, c, dry_run).await };
+                    match self.call(ex, name, "transform", key, m, call).await {
+                        Called::Ok(out, version) => message = stamp(out, name, &version),
                         Called::Handled => return None,
                     }
                 }
                 _ => match self
-                    .call(
-                        ex,
-                        name,
-                        "filter",
-                        key,
-                        &message,
-                        plugins.filter_logged(name, &message, &ctx, self.dry_run),
-                    )
+                    .call(ex, name, "filter", key, m, |p: Serving| async move {
+                        p.filter(m, c, dry_run).await
+                    })
                     .await
                 {
-                    Called::Ok(true) => {}
-                    Called::Ok(false) => {
+                    Called::Ok(true, _) => {}
+                    Called::Ok(false, _) => {
                         self.decision.dropped = Some(format!("filtered by {name}"));
                         return None;
                     }
@@ -200,10 +196,11 @@ impl<'a> Router<'a> {
         message: Message,
         hops: usize,
     ) {
-        let (plugins, ctx) = (self.plugins, context(ex, key));
-        let call = plugins.route_logged(plugin, &message, &ctx, self.dry_run);
-        let verdict = match self.call(ex, plugin, "router", key, &message, call).await {
-            Called::Ok(v) => v,
+        let (ctx, dry_run) = (context(ex, key), self.dry_run);
+        let (m, c) = (&message, &ctx);
+        let call = |p: Serving| async move { p.route(m, c, dry_run).await };
+        let (verdict, version) = match self.call(ex, plugin, "router", key, m, call).await {
+            Called::Ok(v, version) => (v, version),
             Called::Handled => return,
         };
         match verdict {
@@ -212,12 +209,13 @@ impl<'a> Router<'a> {
                 self.decision.dropped = Some(format!("{plugin} chose no destination"));
             }
             RouteVerdict::DeadLetter { reason } => {
-                let m = self.stamp(message, plugin);
+                let m = stamp(message, plugin, &version);
                 self.dead_letter(m, ex, key, format!("{plugin}: {reason}"));
             }
             RouteVerdict::Deliver(dests) => {
                 for dest in dests {
-                    let copy = self.stamp(dest.message.unwrap_or_else(|| message.clone()), plugin);
+                    let copy = dest.message.unwrap_or_else(|| message.clone());
+                    let copy = stamp(copy, plugin, &version);
                     match dest.target {
                         Target::Queue(q) if (self.queue_exists)(&q) => {
                             self.push(&q, copy, dest.delay_ms, None)
@@ -245,37 +243,47 @@ impl<'a> Router<'a> {
         }
     }
 
-    /// Call a plugin under its breaker, record the step, and apply the exchange's failure
-    /// policy when it fails.
-    /// Runs `call` (a plugin call not yet started) unless the plugin's breaker is open, and
-    /// applies the exchange's failure policy when it fails.
-    async fn call<T>(
+    /// Runs `call` on the serving version of `plugin` unless its breaker is open, records the
+    /// step, and applies the exchange's failure policy when it fails. The breaker, the step and
+    /// the returned version all name the one version `call` ran on, even across a hot swap.
+    async fn call<T, F, Fut>(
         &mut self,
         ex: &Exchange,
         plugin: &str,
         role: &'static str,
         key: &str,
         message: &Message,
-        call: impl Future<Output = Logged<T>>,
+        call: F,
     ) -> Called<T>
     where
         T: Describe,
+        F: FnOnce(Serving) -> Fut,
+        Fut: Future<Output = Logged<T>>,
     {
-        let version = self
-            .plugins
-            .current(plugin)
-            .map(|(_, v)| v)
-            .unwrap_or_default();
+        let serving = self.plugins.serving(plugin);
+        let version = match &serving {
+            Ok(p) => p.version().clone(),
+            Err(_) => Arc::from(""),
+        };
         let mut step = Step {
             exchange: ex.name.clone(),
             plugin: plugin.to_owned(),
-            version: version.clone(),
+            version: version.to_string(),
             role,
             outcome: String::new(),
             elapsed: Default::default(),
             logs: Vec::new(),
         };
-        if !version.is_empty() && self.breakers.is_open(plugin, &version) {
+        let serving = match serving {
+            Ok(p) => p,
+            Err(err) => {
+                step.outcome = format!("error ({}): {err}", err.kind());
+                self.decision.steps.push(step);
+                self.fail(ex, key, message.clone(), err.to_string());
+                return Called::Handled;
+            }
+        };
+        if self.breakers.is_open(plugin, &version) {
             step.outcome = "quarantined (breaker open)".into();
             self.decision.steps.push(step);
             let reason =
@@ -287,7 +295,7 @@ impl<'a> Router<'a> {
             return Called::Handled;
         }
         let start = Instant::now();
-        let Logged { result, logs } = call.await;
+        let Logged { result, logs } = call(serving).await;
         step.elapsed = start.elapsed();
         step.logs = logs;
         match result {
@@ -297,16 +305,13 @@ impl<'a> Router<'a> {
                 }
                 step.outcome = value.describe();
                 self.decision.steps.push(step);
-                Called::Ok(value)
+                Called::Ok(value, version)
             }
             Err(err) => {
-                if !self.dry_run
-                    && !version.is_empty()
-                    && self.breakers.record_failure(plugin, &version)
-                {
+                if !self.dry_run && self.breakers.record_failure(plugin, &version) {
                     tracing::warn!(
                         plugin,
-                        version,
+                        version = &*version,
                         "circuit breaker opened: plugin version quarantined"
                     );
                 }
@@ -351,28 +356,22 @@ impl<'a> Router<'a> {
             reason,
         });
     }
-
-    /// Add `plugin@version` to the message's lineage.
-    fn stamp(&self, mut message: Message, plugin: &str) -> Message {
-        let version = self
-            .plugins
-            .current(plugin)
-            .map(|(_, v)| v)
-            .unwrap_or_default();
-        let entry = FieldValue::String(format!("{plugin}@{version}"));
-        match message.headers.get_mut(LINEAGE_HEADER) {
-            Some(FieldValue::Array(a)) => a.push(entry),
-            _ => {
-                message
-                    .headers
-                    .insert(LINEAGE_HEADER.into(), FieldValue::Array(vec![entry]));
-            }
-        }
-        message
-    }
 }
 
-/// Record why and from where a message left the normal route.
+/// Add `plugin@version` to the message's lineage.
+fn stamp(mut message: Message, plugin: &str, version: &str) -> Message {
+    let entry = FieldValue::String(format!("{plugin}@{version}"));
+    match message.headers.get_mut(LINEAGE_HEADER) {
+        Some(FieldValue::Array(a)) => a.push(entry),
+        _ => {
+            message
+                .headers
+                .insert(LINEAGE_HEADER.into(), FieldValue::Array(vec![entry]));
+        }
+    }
+    message
+}
+
 /// What a plugin called during a publish learns about where the message is.
 fn context(ex: &Exchange, key: &str) -> RouteContext {
     RouteContext {
@@ -383,6 +382,7 @@ fn context(ex: &Exchange, key: &str) -> RouteContext {
     }
 }
 
+/// Record why and from where a message left the normal route.
 pub(super) fn mark_origin(message: &mut Message, exchange: &str, key: &str, reason: &str) {
     message.headers.insert(REASON_HEADER.into(), reason.into());
     message

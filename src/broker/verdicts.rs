@@ -3,6 +3,7 @@
 //! are per plugin (all versions together); the broker sees each step's version, so it can tell
 //! a new version's behaviour apart from the old one's during and after a hot reload.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -33,15 +34,23 @@ pub struct VerdictCounts {
 
 /// The class of a step outcome: `error:<kind>` for failures (`error (trap): ...`), else the
 /// first word (`deliver to 2` → `deliver`).
-fn class(outcome: &str) -> String {
+fn class(outcome: &str) -> Cow<'_, str> {
     if let Some(kind) = outcome
         .strip_prefix("error (")
         .and_then(|rest| rest.split(')').next())
     {
-        return format!("error:{kind}");
+        return Cow::Owned(format!("error:{kind}"));
     }
     let word = outcome.split_whitespace().next().unwrap_or("none");
-    word.trim_end_matches(':').to_owned()
+    Cow::Borrowed(word.trim_end_matches(':'))
+}
+
+/// `map[key]`, inserted with its default value if absent; allocates the key only then.
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 fn bucket(elapsed: Duration) -> usize {
@@ -61,13 +70,12 @@ impl VerdictCounts {
             } else {
                 &step.version
             };
-            let stats = map
-                .entry(step.plugin.clone())
-                .or_default()
-                .entry(version.to_owned())
-                .or_default();
+            // Keys are allocated on a version's first call only: this runs on every publish.
+            let versions = entry(&mut map, &step.plugin);
+            let stats = entry(versions, version);
             stats.calls += 1;
-            *stats.verdicts.entry(class(&step.outcome)).or_default() += 1;
+            let class = class(&step.outcome);
+            *entry(&mut stats.verdicts, &class) += 1;
             stats.latency_buckets[bucket(step.elapsed)] += 1;
         }
     }

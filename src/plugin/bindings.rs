@@ -1,8 +1,8 @@
-//! Generated bindings for the three worlds, and the host side of the imports (`log`, `config`,
+//! Generated bindings for the four worlds, and the host side of the imports (`log`, `config`,
 //! `clock`) plus the empty WASI context.
 //!
-//! `router` generates the shared interfaces; `filter` and `transform` reuse them through `with`,
-//! so a `types::Message` is one Rust type whichever world a plugin implements.
+//! `router` generates the shared interfaces; `filter`, `transform` and `view-router` reuse them
+//! through `with`, so a `types::Message` is one Rust type whichever world a plugin implements.
 //!
 //! Exports are generated async (fiber calls, with WASI linked async); direct calls type the same
 //! exports themselves (`worker.rs`) against a second linker whose WASI cannot block
@@ -19,6 +19,7 @@ use super::cpu::CpuMeter;
 use super::limiter::MemoryLimiter;
 use super::nonblocking;
 use super::types::PluginLog;
+use super::view::View;
 
 pub(crate) mod router {
     wasmtime::component::bindgen!({ world: "router", path: "wit", exports: { default: async } });
@@ -52,6 +53,22 @@ pub(crate) mod transform {
     });
 }
 
+/// `router`'s reading of the message, lent as a resource instead of copied as a record.
+pub(crate) mod view_router {
+    wasmtime::component::bindgen!({
+        world: "view-router",
+        path: "wit",
+        exports: { default: async },
+        with: {
+            "switchyard:plugin/types": super::router::switchyard::plugin::types,
+            "switchyard:plugin/log": super::router::switchyard::plugin::log,
+            "switchyard:plugin/config": super::router::switchyard::plugin::config,
+            "switchyard:plugin/clock": super::router::switchyard::plugin::clock,
+            "switchyard:plugin/view.message-view": super::super::view::MessageView,
+        },
+    });
+}
+
 pub(crate) use router::switchyard::plugin::types as wit;
 use router::switchyard::plugin::{clock, config, log};
 
@@ -79,6 +96,8 @@ pub(crate) struct StoreState {
     pub limiter: MemoryLimiter,
     /// Log lines of the current call, when its caller asked for them (a dry run).
     pub captured: Option<Vec<PluginLog>>,
+    /// The message a `view-router` call is reading; `None` between calls (see `view.rs`).
+    pub view: Option<View>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -93,6 +112,7 @@ impl StoreState {
             meter: Arc::default(),
             limiter: MemoryLimiter::new(max_memory_bytes),
             captured: None,
+            view: None,
             // Empty: no preopens, environment, arguments or network. Every guest toolchain
             // imports WASI, so it must be linked, but it grants nothing.
             wasi: WasiCtx::builder().build(),
@@ -199,5 +219,6 @@ impl Linkers {
 }
 
 fn add_host_interfaces(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    router::Router::add_to_linker::<_, HasSelf<StoreState>>(linker, |s| s)
+    router::Router::add_to_linker::<_, HasSelf<StoreState>>(linker, |s| s)?;
+    view_router::switchyard::plugin::view::add_to_linker::<_, HasSelf<StoreState>>(linker, |s| s)
 }

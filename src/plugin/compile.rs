@@ -115,7 +115,10 @@ pub(crate) fn prepare(
             ))
         }
     };
-    let expected = format!("switchyard:plugin/{}@0.1.0", kind.world());
+    let expected = match kind {
+        PluginKind::Router => "switchyard:plugin/router@0.1.0 or view-router@0.1.0".to_string(),
+        other => format!("switchyard:plugin/{}@0.1.0", other.world()),
+    };
     let instance_pre = linkers
         .fiber
         .instantiate_pre(component)

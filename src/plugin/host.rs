@@ -37,7 +37,7 @@ use super::instance::LoadedPlugin;
 use super::lane::Lane;
 use super::registry::{validate_name, Registry, VersionInfo};
 use super::stats::PluginStats;
-use super::types::{HostConfig, Logged, PluginKind, PluginLimits, RouteContext, RouteVerdict};
+use super::types::{HostConfig, PluginKind, PluginLimits, RouteContext, RouteVerdict};
 use super::PluginError;
 use crate::message::Message;
 
@@ -405,54 +405,6 @@ impl PluginHost {
         ctx: &RouteContext,
     ) -> Result<Message, PluginError> {
         self.live(name)?.transform(msg, ctx, None).await
-    }
-
-    /// [`PluginHost::route`], also returning the plugin's log lines when `capture` is set.
-    pub async fn route_logged(
-        &self,
-        name: &str,
-        msg: &Message,
-        ctx: &RouteContext,
-        capture: bool,
-    ) -> Logged<RouteVerdict> {
-        let mut logs = Vec::new();
-        let result = match self.live(name) {
-            Ok(p) => p.route(msg, ctx, capture.then_some(&mut logs)).await,
-            Err(e) => Err(e),
-        };
-        Logged { result, logs }
-    }
-
-    /// [`PluginHost::filter`], also returning the plugin's log lines when `capture` is set.
-    pub async fn filter_logged(
-        &self,
-        name: &str,
-        msg: &Message,
-        ctx: &RouteContext,
-        capture: bool,
-    ) -> Logged<bool> {
-        let mut logs = Vec::new();
-        let result = match self.live(name) {
-            Ok(p) => p.filter(msg, ctx, capture.then_some(&mut logs)).await,
-            Err(e) => Err(e),
-        };
-        Logged { result, logs }
-    }
-
-    /// [`PluginHost::transform`], also returning the plugin's log lines when `capture` is set.
-    pub async fn transform_logged(
-        &self,
-        name: &str,
-        msg: &Message,
-        ctx: &RouteContext,
-        capture: bool,
-    ) -> Logged<Message> {
-        let mut logs = Vec::new();
-        let result = match self.live(name) {
-            Ok(p) => p.transform(msg, ctx, capture.then_some(&mut logs)).await,
-            Err(e) => Err(e),
-        };
-        Logged { result, logs }
     }
 }
 

@@ -14,6 +14,9 @@ use super::PluginError;
 pub struct PluginInfo {
     pub name: String,
     pub kind: PluginKind,
+    /// The WIT world the serving version implements: the kind's world, or `view-router` for a
+    /// router that reads the message through a `message-view` (empty if it is not loaded).
+    pub world: &'static str,
     /// The serving version.
     pub current: VersionInfo,
     /// All deployments, oldest first; the last is `current`.
@@ -61,6 +64,7 @@ impl PluginHost {
         Ok(PluginInfo {
             name: name.to_string(),
             kind: record.kind,
+            world: self.world(name).unwrap_or(""),
             current: record.current().clone(),
             history: record.history.clone(),
             last_load_error: self.load_error(name),
@@ -99,6 +103,11 @@ impl PluginHost {
     /// Whether calls to the serving version of `name` go direct (`None`: not loaded).
     pub fn direct_calls(&self, name: &str) -> Option<bool> {
         self.inner.live.read().get(name).map(|p| p.direct())
+    }
+
+    /// The WIT world of the serving version of `name` (`None`: not loaded).
+    pub fn world(&self, name: &str) -> Option<&'static str> {
+        self.inner.live.read().get(name).map(|p| p.world())
     }
 
     /// Whether calls to the serving version of `name` run in the penalty lane (`None`: not

@@ -147,6 +147,11 @@ impl LoadedPlugin {
         self.identity.version.to_string()
     }
 
+    /// The WIT world this version implements.
+    pub fn world(&self) -> &'static str {
+        self.pres.fiber.world().name()
+    }
+
     /// Whether calls currently go direct.
     pub fn direct(&self) -> bool {
         !self.fiber_only.load(Ordering::Relaxed)
@@ -230,7 +235,7 @@ impl LoadedPlugin {
             .direct
             .as_ref()
             .ok_or(Ok(Escape::Blocking("(not linked)")))?;
-        match Worker::direct(&self.engine, pre, self.kind, self.state()) {
+        match Worker::direct(&self.engine, pre, self.pres.fiber.world(), self.state()) {
             Ok(worker) => {
                 self.stats.instantiated();
                 Ok(worker)
@@ -347,8 +352,6 @@ impl LoadedPlugin {
         logs: Option<&mut Vec<PluginLog>>,
         wall_clock: Duration,
     ) -> Result<Raw, PluginError> {
-        let wit_msg = marshal::message_to_wit(msg);
-        let wit_ctx = marshal::context_to_wit(ctx);
         let popped = self.idle_fiber.lock().pop();
         let mut worker = match popped {
             Some(w) => w,
@@ -360,7 +363,7 @@ impl LoadedPlugin {
             msg.id.as_str(),
             logs.is_some(),
         );
-        let result = worker.call_fiber(&wit_msg, &wit_ctx, wall_clock).await;
+        let result = worker.call_fiber(msg, ctx, wall_clock).await;
         let cost = Cost {
             elapsed: started.elapsed(),
             cpu: worker.cpu_used(),
@@ -384,7 +387,7 @@ impl LoadedPlugin {
         };
         let started = Instant::now();
         worker.prepare(Budget::Ticks(DIRECT_TICKS), msg.id.as_str(), capture);
-        let result = worker.call_direct(marshal::message_to_wit(msg), marshal::context_to_wit(ctx));
+        let result = worker.call_direct(msg, ctx);
         let elapsed = started.elapsed();
         if let Err(e) = &result {
             if let Some(escape) = escape_of(e) {

@@ -1,9 +1,10 @@
 //! The plugin host: runs user-supplied WebAssembly components that filter, transform and route
 //! messages, under limits, with a persisted registry and hot reload.
 //!
-//! The contract is the WIT package `switchyard:plugin@0.1.0` in `wit/plugin.wit`. Nothing in
-//! this module's public API mentions wasmtime: the broker sees [`PluginHost`], plain value types
-//! and [`PluginError`].
+//! The contract is the WIT package `switchyard:plugin@0.1.0` in `wit/plugin.wit`: four worlds,
+//! `filter`, `transform`, `router`, and `view-router` (a router that reads the message lazily).
+//! Nothing in this module's public API mentions wasmtime: the broker sees [`PluginHost`], plain
+//! value types and [`PluginError`].
 //!
 //! Files, one concern each:
 //! - `types`: public value types (kinds, verdicts, limits, host config);
@@ -11,15 +12,15 @@
 //! - `bindings`: generated WIT bindings and the host imports (`log`, `config`, `clock`, WASI);
 //! - `engine`: engine configuration and the epoch ticker;
 //! - `limiter`: the memory cap;
-//! - `marshal`: `Message` ⇄ WIT;
+//! - `marshal`: `Message` ⇄ WIT; `view`: the `message-view` a `view-router` reads lazily;
 //! - `compile`: bytes → type-checked pre-instance; `cache`: compiled artifacts on disk;
 //! - `instance`: a loaded version and its pools of warm instances (`instance/settle`: the end
 //!   of a call); `worker`: one instance and the two ways to call it (direct, fiber);
 //!   `nonblocking`: WASI for direct calls; `cpu`: a fiber call's CPU time;
 //! - `penalty`: when a version's calls move to the penalty lane and back; `lane`: that lane,
 //!   a thread at the lowest CPU priority;
-//! - `registry`: persisted names, histories and blobs; `host`: [`PluginHost`]; `info`: what
-//!   `list`/`show`/stats report;
+//! - `registry`: persisted names, histories and blobs; `host`: [`PluginHost`]; `serving`: a
+//!   handle on one serving version; `info`: what `list`/`show`/stats report;
 //! - `watch`: hot reload from a directory; `harness`: the offline JSONL runner;
 //! - `fuzzing`: the `plugin_verdict` fuzz target's entry point (results as hostile input).
 //!
@@ -43,8 +44,10 @@ mod marshal;
 mod nonblocking;
 mod penalty;
 mod registry;
+mod serving;
 mod stats;
 mod types;
+mod view;
 mod watch;
 mod worker;
 
@@ -52,6 +55,7 @@ pub use error::PluginError;
 pub use host::{DeployOptions, PluginHost};
 pub use info::{HostStats, PluginInfo};
 pub use registry::VersionInfo;
+pub use serving::Serving;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 pub use types::{
     Destination, HostConfig, Logged, PluginKind, PluginLimits, PluginLog, RouteContext,

@@ -19,13 +19,16 @@ use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
 
-use wasmtime::component::{InstancePre, TypedFunc};
+use wasmtime::component::{InstancePre, Resource, TypedFunc};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings::{filter, router, transform, wit, StoreState};
+use super::bindings::{filter, router, transform, view_router, wit, StoreState};
 use super::cpu::metered;
+use super::marshal;
 use super::nonblocking::NeedsFiber;
-use super::types::PluginKind;
+use super::types::{PluginKind, RouteContext};
+use super::view::{self, MessageView, View};
+use crate::message::Message;
 
 /// Ticks a direct call may observe before it is interrupted and moved to a fiber: one full
 /// tick at least (5 ms by default), at most two. A small plugin's call is microseconds.
@@ -40,6 +43,34 @@ pub(crate) enum Budget {
     Cpu(Duration),
 }
 
+/// Which world a component implements: its [`PluginKind`] and, for a router, how it reads the
+/// message (a `message` record copied in, or a `message-view` read lazily).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum World {
+    Filter,
+    Transform,
+    Router,
+    ViewRouter,
+}
+
+impl World {
+    pub fn kind(self) -> PluginKind {
+        match self {
+            World::Filter => PluginKind::Filter,
+            World::Transform => PluginKind::Transform,
+            World::Router | World::ViewRouter => PluginKind::Router,
+        }
+    }
+
+    /// The WIT world name.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::ViewRouter => "view-router",
+            other => other.kind().world(),
+        }
+    }
+}
+
 /// The world-typed pre-instances of a version: always one for fibers; one for direct calls
 /// unless the component could not be linked with non-blocking WASI.
 pub(crate) struct Pres {
@@ -52,16 +83,36 @@ pub(crate) enum FiberPre {
     Filter(filter::FilterPre<StoreState>),
     Transform(transform::TransformPre<StoreState>),
     Router(router::RouterPre<StoreState>),
+    ViewRouter(view_router::ViewRouterPre<StoreState>),
 }
 
 impl FiberPre {
     /// Checks that `pre`'s component exports what `kind`'s world requires, with the right types.
+    /// A router may take either a `message` (world `router`) or a `message-view`
+    /// (`view-router`): both export `route`, and the parameter's type tells them apart.
     pub fn new(kind: PluginKind, pre: InstancePre<StoreState>) -> wasmtime::Result<FiberPre> {
         Ok(match kind {
             PluginKind::Filter => FiberPre::Filter(filter::FilterPre::new(pre)?),
             PluginKind::Transform => FiberPre::Transform(transform::TransformPre::new(pre)?),
-            PluginKind::Router => FiberPre::Router(router::RouterPre::new(pre)?),
+            PluginKind::Router => match router::RouterPre::new(pre.clone()) {
+                Ok(record) => FiberPre::Router(record),
+                Err(record) => match view_router::ViewRouterPre::new(pre) {
+                    Ok(view) => FiberPre::ViewRouter(view),
+                    Err(view) => {
+                        wasmtime::bail!("as a router: {record:#}; as a view-router: {view:#}")
+                    }
+                },
+            },
         })
+    }
+
+    pub fn world(&self) -> World {
+        match self {
+            FiberPre::Filter(_) => World::Filter,
+            FiberPre::Transform(_) => World::Transform,
+            FiberPre::Router(_) => World::Router,
+            FiberPre::ViewRouter(_) => World::ViewRouter,
+        }
     }
 }
 
@@ -72,12 +123,14 @@ enum DirectExport {
     Filter(TypedFunc<Args, (Result<bool, wit::PluginError>,)>),
     Transform(TypedFunc<Args, (Result<wit::Message, wit::PluginError>,)>),
     Router(TypedFunc<Args, (Result<wit::Verdict, wit::PluginError>,)>),
+    ViewRouter(TypedFunc<(Resource<MessageView>,), (Result<wit::Verdict, wit::PluginError>,)>),
 }
 
 enum FiberExport {
     Filter(filter::Filter),
     Transform(transform::Transform),
     Router(router::Router),
+    ViewRouter(view_router::ViewRouter),
 }
 
 enum Export {
@@ -159,22 +212,21 @@ impl Worker {
     pub fn direct(
         engine: &Engine,
         pre: &InstancePre<StoreState>,
-        kind: PluginKind,
+        world: World,
         state: StoreState,
     ) -> Result<Worker, StartError> {
         let mut store = Self::store(engine, state, DIRECT_TICKS, true);
         let export = (|| {
             let instance = pre.instantiate(&mut store)?;
-            let name = kind.export();
-            wasmtime::Result::Ok(match kind {
-                PluginKind::Filter => {
-                    DirectExport::Filter(instance.get_typed_func(&mut store, name)?)
-                }
-                PluginKind::Transform => {
+            let name = world.kind().export();
+            wasmtime::Result::Ok(match world {
+                World::Filter => DirectExport::Filter(instance.get_typed_func(&mut store, name)?),
+                World::Transform => {
                     DirectExport::Transform(instance.get_typed_func(&mut store, name)?)
                 }
-                PluginKind::Router => {
-                    DirectExport::Router(instance.get_typed_func(&mut store, name)?)
+                World::Router => DirectExport::Router(instance.get_typed_func(&mut store, name)?),
+                World::ViewRouter => {
+                    DirectExport::ViewRouter(instance.get_typed_func(&mut store, name)?)
                 }
             })
         })();
@@ -211,6 +263,10 @@ impl Worker {
                     .instantiate_async(&mut store)
                     .await
                     .map(FiberExport::Router),
+                FiberPre::ViewRouter(p) => p
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(FiberExport::ViewRouter),
             }
         };
         let export = tokio::time::timeout(wall_clock, instantiate)
@@ -263,12 +319,19 @@ impl Worker {
     }
 
     /// Calls a direct worker's export. Panics on a fiber worker (a bug in the caller).
-    pub fn call_direct(&mut self, msg: wit::Message, ctx: wit::RouteContext) -> CallResult {
+    pub fn call_direct(&mut self, msg: &Message, ctx: &RouteContext) -> CallResult {
         let Export::Direct(export) = &self.export else {
             unreachable!("call_direct on a fiber worker")
         };
         let store = &mut self.store;
-        let args = (msg, ctx);
+        if let DirectExport::ViewRouter(f) = export {
+            store.data_mut().view = Some(View::of(msg, ctx));
+            let result = f.call(&mut *store, (view::lend(),));
+            store.data_mut().view = None;
+            let (r,) = result?;
+            return Ok(r.map(Raw::Router));
+        }
+        let args = (marshal::message_to_wit(msg), marshal::context_to_wit(ctx));
         Ok(match export {
             DirectExport::Filter(f) => {
                 let (r,) = f.call(&mut *store, args)?;
@@ -282,6 +345,7 @@ impl Worker {
                 let (r,) = f.call(&mut *store, args)?;
                 r.map(Raw::Router)
             }
+            DirectExport::ViewRouter(_) => unreachable!("answered above"),
         })
     }
 
@@ -289,8 +353,20 @@ impl Worker {
     /// `wall_clock`. Panics on a direct worker (a bug in the caller).
     pub async fn call_fiber(
         &mut self,
-        msg: &wit::Message,
-        ctx: &wit::RouteContext,
+        msg: &Message,
+        ctx: &RouteContext,
+        wall_clock: Duration,
+    ) -> CallResult {
+        let result = self.call_fiber_inner(msg, ctx, wall_clock).await;
+        // Cleared here, not in the call, so that a call cut off by its wall clock clears it too.
+        self.store.data_mut().view = None;
+        result
+    }
+
+    async fn call_fiber_inner(
+        &mut self,
+        msg: &Message,
+        ctx: &RouteContext,
         wall_clock: Duration,
     ) -> CallResult {
         let meter = self.store.data().meter.clone();
@@ -298,20 +374,32 @@ impl Worker {
         let Export::Fiber(export) = export else {
             unreachable!("call_fiber on a direct worker")
         };
+        let record = match export {
+            FiberExport::ViewRouter(_) => {
+                store.data_mut().view = Some(View::of(msg, ctx));
+                None
+            }
+            _ => Some((marshal::message_to_wit(msg), marshal::context_to_wit(ctx))),
+        };
         let call = metered(&meter, async {
-            match export {
-                FiberExport::Filter(b) => b
-                    .call_filter(&mut *store, msg, ctx)
+            match (export, &record) {
+                (FiberExport::Filter(b), Some((m, c))) => b
+                    .call_filter(&mut *store, m, c)
                     .await
                     .map(|r| r.map(Raw::Filter)),
-                FiberExport::Transform(b) => b
-                    .call_transform(&mut *store, msg, ctx)
+                (FiberExport::Transform(b), Some((m, c))) => b
+                    .call_transform(&mut *store, m, c)
                     .await
                     .map(|r| r.map(Raw::Transform)),
-                FiberExport::Router(b) => b
-                    .call_route(&mut *store, msg, ctx)
+                (FiberExport::Router(b), Some((m, c))) => b
+                    .call_route(&mut *store, m, c)
                     .await
                     .map(|r| r.map(Raw::Router)),
+                (FiberExport::ViewRouter(b), _) => b
+                    .call_route(&mut *store, view::lend())
+                    .await
+                    .map(|r| r.map(Raw::Router)),
+                (_, None) => unreachable!("record worlds are marshalled above"),
             }
         });
         // Most calls complete in their first poll and need no timer: it is armed only for a

@@ -9,14 +9,28 @@
 //! - every order also goes to `analytics` as a **slimmed copy**: a body with only `id`, `region`
 //!   and `amount`, and header `x-slimmed: true`;
 //! - a body that is not JSON, or has no `region`, is dead-lettered with the reason.
+//!
+//! The threshold is read once per instance (a deployment's config never changes; each
+//! `config::get` is a host call).
 
 wit_bindgen::generate!({ world: "router", path: "../../wit" });
+
+use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 use switchyard::plugin::config;
 use switchyard::plugin::types::{Destination, HeaderValue, Target};
 
 struct JsonRouter;
+
+fn threshold() -> f64 {
+    static THRESHOLD: OnceLock<f64> = OnceLock::new();
+    *THRESHOLD.get_or_init(|| {
+        config::get("threshold")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1000.0)
+    })
+}
 
 fn to_queue(name: String, message: Option<Message>) -> Destination {
     Destination {
@@ -36,9 +50,7 @@ impl Guest for JsonRouter {
             return Ok(Verdict::DeadLetter("order has no region".to_string()));
         };
         let amount = order.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
-        let threshold: f64 = config::get("threshold")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1000.0);
+        let threshold = threshold();
 
         let slim_body = json!({ "id": order.get("id"), "region": region, "amount": amount });
         let mut slim = Message {

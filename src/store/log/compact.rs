@@ -40,44 +40,7 @@ impl MessageLog {
             )
         };
         if live > 0 || !is_oldest {
-            let bytes = fs::read(segment::path(&self.dir, victim)).map_err(io(&self.dir))?;
-            let mut at = 0;
-            let mut candidates = Vec::new();
-            while at < bytes.len() {
-                let Decoded::Frame { len, ops } = frame::decode(&bytes[at..]) else {
-                    break;
-                };
-                for op in ops {
-                    candidates.push((at, op));
-                }
-                at += len;
-            }
-            for group in candidates.chunks(BATCH) {
-                let mut st = self.state.lock();
-                let ops: Vec<WriteOp> = group
-                    .iter()
-                    .filter_map(|(frame_at, op)| match *op {
-                        Op::Put {
-                            key,
-                            value_off,
-                            value_len,
-                        } => {
-                            let here = Loc {
-                                seg: victim,
-                                len: value_len as u32,
-                                off: (frame_at + value_off) as u32,
-                            };
-                            (st.index.get(key) == Some(here)).then(|| {
-                                let v = &bytes[here.off as usize..][..value_len];
-                                (key.to_vec(), Some(v.to_vec()))
-                            })
-                        }
-                        Op::Del { key } => (!is_oldest && st.index.get(key).is_none())
-                            .then(|| (key.to_vec(), None)),
-                    })
-                    .collect();
-                self.append(&mut st, &ops)?;
-            }
+            self.carry_forward(victim, is_oldest)?;
             self.flush()?;
         }
         let mut st = self.state.lock();
@@ -99,6 +62,70 @@ impl MessageLog {
             "message log segment compacted and removed"
         );
         Ok(true)
+    }
+}
+
+impl MessageLog {
+    /// Appends the victim's live entries (and, unless it is the oldest segment, its removal
+    /// markers for absent keys) at the log's end. Reads the victim one frame at a time; an
+    /// entry is kept only if the index still points at it when it is appended, under the same
+    /// hold of the state lock, so one removed meanwhile is never resurrected.
+    fn carry_forward(&self, victim: u32, is_oldest: bool) -> Result<(), StoreError> {
+        let mut frames = segment::Frames::open(&self.dir, victim).map_err(io(&self.dir))?;
+        let mut batch: Vec<(WriteOp, Option<Loc>)> = Vec::new();
+        while let Some((at, bytes)) = frames.next_frame().map_err(io(&self.dir))? {
+            let Decoded::Frame { ops, .. } = frame::decode(bytes) else {
+                break;
+            };
+            // A first look, so that dead values (at least half of a victim) are never copied.
+            let st = self.state.lock();
+            for op in ops {
+                match op {
+                    Op::Put {
+                        key,
+                        value_off,
+                        value_len,
+                    } => {
+                        let here = Loc {
+                            seg: victim,
+                            len: value_len as u32,
+                            off: (at as usize + value_off) as u32,
+                        };
+                        if st.index.get(key) == Some(here) {
+                            let value = bytes[value_off..][..value_len].to_vec();
+                            batch.push(((key.to_vec(), Some(value)), Some(here)));
+                        }
+                    }
+                    Op::Del { key } => {
+                        if !is_oldest && st.index.get(key).is_none() {
+                            batch.push(((key.to_vec(), None), None));
+                        }
+                    }
+                }
+            }
+            drop(st);
+            if batch.len() >= BATCH {
+                self.append_still_live(&mut batch)?;
+            }
+        }
+        self.append_still_live(&mut batch)
+    }
+
+    /// Appends the entries of `batch` that are still live, and empties it.
+    fn append_still_live(&self, batch: &mut Vec<(WriteOp, Option<Loc>)>) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        let ops: Vec<WriteOp> = batch
+            .drain(..)
+            .filter(|((key, _), here)| match here {
+                Some(here) => st.index.get(key) == Some(*here),
+                None => st.index.get(key).is_none(),
+            })
+            .map(|(op, _)| op)
+            .collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.append(&mut st, &ops)
     }
 }
 

@@ -32,12 +32,13 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
     };
     for (i, &id) in ids.iter().enumerate() {
         let file = segment::open(dir, id).map_err(io(dir))?;
-        let bytes = fs::read(segment::path(dir, id)).map_err(io(dir))?;
+        let mut frames = segment::Frames::open(dir, id).map_err(io(dir))?;
         st.segments.insert(id, Segment::new(file));
         st.active = id;
         let mut at = 0;
-        while at < bytes.len() {
-            match frame::decode(&bytes[at..]) {
+        while let Some((offset, bytes)) = frames.next_frame().map_err(io(dir))? {
+            at = offset as usize;
+            match frame::decode(bytes) {
                 Decoded::Frame { len, ops } => {
                     for op in ops {
                         match op {
@@ -73,7 +74,7 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
                         segment = id,
                         offset = at,
                         reason = why,
-                        discarded = bytes.len() - at,
+                        discarded = frames.len() - at as u64,
                         "cutting off a torn write at the end of the message log"
                     );
                     let f = &st.segments[&id].file;
@@ -101,6 +102,8 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
 }
 
 fn holds_a_frame(dir: &Path, id: u32) -> bool {
-    fs::read(segment::path(dir, id))
-        .is_ok_and(|b| matches!(frame::decode(&b), Decoded::Frame { .. }))
+    let Ok(mut frames) = segment::Frames::open(dir, id) else {
+        return false;
+    };
+    matches!(frames.next_frame(), Ok(Some((_, bytes))) if matches!(frame::decode(bytes), Decoded::Frame { .. }))
 }

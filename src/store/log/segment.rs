@@ -2,9 +2,12 @@
 //!
 //! A segment is written only at its end (positional writes at increasing offsets), sealed when
 //! it reaches the size limit, and deleted whole once nothing in it is live (see `compact.rs`).
+//!
+//! Segments are read whole only frame by frame ([`Frames`]): a segment is up to 64 MiB, and
+//! reading one into memory at once made every compaction and recovery cost that much RSS.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -50,4 +53,83 @@ pub fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Reads a segment from its start, one frame in memory at a time.
+pub struct Frames {
+    reader: BufReader<File>,
+    /// Offset of the next frame.
+    at: u64,
+    len: u64,
+    buf: Vec<u8>,
+}
+
+impl Frames {
+    pub fn open(dir: &Path, id: u32) -> io::Result<Frames> {
+        let file = File::open(path(dir, id))?;
+        let len = file.metadata()?.len();
+        Ok(Frames {
+            reader: BufReader::with_capacity(256 << 10, file),
+            at: 0,
+            len,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The segment's length when it was opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The next frame's offset and bytes, header included, or `None` at the end. The bytes are
+    /// the whole frame if the segment holds it; otherwise (cut short, or a damaged length) they
+    /// are the rest of the segment, which `frame::decode` reports as bad. Either way the
+    /// reader moves past them.
+    pub fn next_frame(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+        let rest = self.len - self.at;
+        if rest == 0 {
+            return Ok(None);
+        }
+        let header = (super::frame::HEADER as u64).min(rest) as usize;
+        self.buf.resize(header, 0);
+        self.reader.read_exact(&mut self.buf)?;
+        if header == super::frame::HEADER {
+            let payload = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as u64;
+            let whole = (header as u64 + payload).min(rest) as usize;
+            self.buf.resize(whole, 0);
+            self.reader.read_exact(&mut self.buf[header..])?;
+        }
+        let at = self.at;
+        self.at += self.buf.len() as u64;
+        Ok(Some((at, &self.buf)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::frame::{self, Decoded};
+    use super::*;
+
+    #[test]
+    fn frames_come_one_at_a_time_and_a_cut_frame_comes_whole_as_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        let small: Vec<frame::WriteOp> = vec![(b"a".to_vec(), Some(vec![1; 10]))];
+        let large: Vec<frame::WriteOp> = vec![(b"b".to_vec(), Some(vec![2; 300_000]))];
+        frame::encode(&small, &mut bytes);
+        let second = bytes.len() as u64;
+        frame::encode(&large, &mut bytes);
+        let cut = bytes.len() - 7;
+        fs::write(path(dir.path(), 1), &bytes[..cut]).unwrap();
+
+        let mut frames = Frames::open(dir.path(), 1).unwrap();
+        assert_eq!(frames.len(), cut as u64);
+        let (at, first) = frames.next_frame().unwrap().unwrap();
+        assert_eq!(at, 0);
+        assert!(matches!(frame::decode(first), Decoded::Frame { len, .. } if len as u64 == second));
+        let (at, rest) = frames.next_frame().unwrap().unwrap();
+        assert_eq!((at, rest.len()), (second, cut - second as usize));
+        assert!(matches!(frame::decode(rest), Decoded::Bad(_)));
+        assert!(frames.next_frame().unwrap().is_none());
+    }
 }

@@ -125,14 +125,11 @@ fn a_slow_call_that_succeeds_is_penalized_too() {
 fn dry_run_logs_come_back_from_the_lane() {
     let host = memory_host();
     deploy(&host, "trapper", "test_trapper");
-    let trap = host
-        .route_logged("trapper", &Message::new("trap"), &ctx(), true)
-        .wait();
+    let trapper = host.serving("trapper").unwrap();
+    let trap = trapper.route(&Message::new("trap"), &ctx(), true).wait();
     assert!(trap.result.is_err());
     assert_eq!(host.penalized("trapper"), Some(true));
-    let fine = host
-        .route_logged("trapper", &Message::new("fine"), &ctx(), true)
-        .wait();
+    let fine = trapper.route(&Message::new("fine"), &ctx(), true).wait();
     assert_eq!(queues(&fine.result.unwrap()), ["ok"]);
     assert!(
         fine.logs.iter().any(|l| l.message.contains("fine")),
