@@ -175,24 +175,53 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(if smoke { 400 } else { 40_000usize });
+    let rounds: usize = std::env::args()
+        .skip_while(|a| a != "--rounds")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    println!("| exchange | durability | msg/s | vs direct |");
+    // Rounds alternate every case, so a machine that gets busier or quieter during the run
+    // moves every row alike; each round's ratio is against that round's `direct`.
+    let mut rates: Vec<Vec<Vec<f64>>> = Vec::new();
+    let durabilities = [Durability::Fsync, Durability::Relaxed];
+    for round in 0..rounds {
+        for (d, &durability) in durabilities.iter().enumerate() {
+            for (c, case) in cases().iter().enumerate() {
+                let rate = rt.block_on(run(case, durability, messages));
+                if round == 0 && c == 0 {
+                    rates.push(Vec::new());
+                }
+                if round == 0 {
+                    rates[d].push(Vec::new());
+                }
+                rates[d][c].push(rate);
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "| exchange | durability | msg/s (median of {rounds}) | vs direct (median of ratios) |"
+    );
     println!("|---|---|---|---|");
-    for durability in [Durability::Fsync, Durability::Relaxed] {
-        let mut direct = None;
-        for case in cases() {
-            let rate = rt.block_on(run(&case, durability, messages));
-            let base = *direct.get_or_insert(rate);
+    for (d, durability) in durabilities.iter().enumerate() {
+        for (c, case) in cases().iter().enumerate() {
+            let ratios = (0..rounds)
+                .map(|r| rates[d][c][r] / rates[d][0][r])
+                .collect();
             println!(
                 "| {} | {:?} | {:.0} | {:.0}% |",
                 case.name,
                 durability,
-                rate,
-                100.0 * rate / base
+                median(rates[d][c].clone()),
+                100.0 * median(ratios)
             );
         }
     }

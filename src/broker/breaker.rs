@@ -7,6 +7,7 @@
 //! released by [`crate::broker::Broker::release_quarantine`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -15,6 +16,10 @@ use parking_lot::Mutex;
 pub struct Breakers {
     threshold: u32,
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// `failures.len()`, readable without the lock: every plugin call on every publish asks,
+    /// and when nothing is failing (the common case) the answer needs no lock at all. Written
+    /// under the lock; a stale read can only delay a breaker by the call in flight.
+    tracked: AtomicUsize,
 }
 
 impl Breakers {
@@ -22,23 +27,30 @@ impl Breakers {
         Breakers {
             threshold: threshold.max(1),
             failures: Mutex::new(HashMap::new()),
+            tracked: AtomicUsize::new(0),
         }
     }
 
     /// Whether calls to this version are currently refused.
     pub fn is_open(&self, plugin: &str, version: &str) -> bool {
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
         let map = self.failures.lock();
-        // The common case (nothing failing) allocates no lookup key.
-        !map.is_empty()
-            && map
-                .get(&(plugin.to_owned(), version.to_owned()))
-                .is_some_and(|n| *n >= self.threshold)
+        map.get(&(plugin.to_owned(), version.to_owned()))
+            .is_some_and(|n| *n >= self.threshold)
     }
 
     pub fn record_success(&self, plugin: &str, version: &str) {
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut map = self.failures.lock();
-        if !map.is_empty() {
-            map.remove(&(plugin.to_owned(), version.to_owned()));
+        if map
+            .remove(&(plugin.to_owned(), version.to_owned()))
+            .is_some()
+        {
+            self.tracked.store(map.len(), Ordering::Relaxed);
         }
     }
 
@@ -49,7 +61,9 @@ impl Breakers {
             .entry((plugin.to_owned(), version.to_owned()))
             .or_insert(0);
         *n += 1;
-        *n == self.threshold
+        let opened = *n == self.threshold;
+        self.tracked.store(map.len(), Ordering::Relaxed);
+        opened
     }
 
     /// Versions whose breaker is open, for the admin API.
@@ -64,7 +78,9 @@ impl Breakers {
 
     /// Close every breaker of a plugin (after a fix was deployed or rolled back).
     pub fn reset(&self, plugin: &str) {
-        self.failures.lock().retain(|(p, _), _| p != plugin);
+        let mut map = self.failures.lock();
+        map.retain(|(p, _), _| p != plugin);
+        self.tracked.store(map.len(), Ordering::Relaxed);
     }
 }
 

@@ -70,12 +70,18 @@ impl<'a> Router<'a> {
         if ex.internal {
             return Err(BrokerError::InternalExchange(exchange.to_owned()));
         }
-        let alternate = ex.alternate_exchange.clone();
-        self.enter(ex, routing_key, message.clone(), 0).await;
+        let alternate = ex
+            .alternate_exchange
+            .as_deref()
+            .and_then(|a| self.topology.exchange(a));
+        // The original is kept only for an alternate exchange: a copy costs an allocation per
+        // header.
+        let kept = alternate.map(|_| message.clone());
+        self.enter(ex, routing_key, message, 0).await;
         let nothing =
             |d: &Decision| d.outputs.is_empty() && d.dropped.is_none() && d.rejected.is_none();
         if nothing(&self.decision) {
-            if let Some(alt) = alternate.as_deref().and_then(|a| self.topology.exchange(a)) {
+            if let (Some(alt), Some(message)) = (alternate, kept) {
                 self.enter(alt, routing_key, message, 1).await;
             }
         }
@@ -126,25 +132,35 @@ impl<'a> Router<'a> {
             .matching(ex, key, &message.headers)
             .cloned()
             .collect();
-        for binding in bindings {
+        let last = bindings.len().saturating_sub(1);
+        let mut original = Some(message);
+        for (i, binding) in bindings.into_iter().enumerate() {
+            let Some(message) = original.as_ref() else {
+                break;
+            };
             if let Some(filter) = &binding.filter {
                 let (ctx, dry_run) = (context(ex, key), self.dry_run);
-                let (m, c) = (&message, &ctx);
+                let (m, c) = (message, &ctx);
                 let call = |p: Serving| async move { p.filter(m, c, dry_run).await };
                 match self.call(ex, filter, "binding-filter", key, m, call).await {
                     Called::Ok(true, _) => {}
                     Called::Ok(false, _) | Called::Handled => continue,
                 }
             }
+            // The last binding gets the message itself, the others a copy.
+            let copy = |original: &mut Option<Message>| match i == last {
+                true => original.take().expect("taken only at the last binding"),
+                false => original.clone().expect("taken only at the last binding"),
+            };
             match &binding.target {
                 BindingTarget::Queue(q) => {
                     if self.seen.insert(q.clone()) {
-                        self.push(q, message.clone(), None, None);
+                        self.push(q, copy(&mut original), None, None);
                     }
                 }
                 BindingTarget::Exchange(name) => {
                     if let Some(next) = self.topology.exchange(name) {
-                        self.enter(next, key, message.clone(), hops + 1).await;
+                        self.enter(next, key, copy(&mut original), hops + 1).await;
                     }
                 }
             }
@@ -213,8 +229,15 @@ impl<'a> Router<'a> {
                 self.dead_letter(m, ex, key, format!("{plugin}: {reason}"));
             }
             RouteVerdict::Deliver(dests) => {
-                for dest in dests {
-                    let copy = dest.message.unwrap_or_else(|| message.clone());
+                let last = dests.len() - 1;
+                let mut original = Some(message);
+                for (i, dest) in dests.into_iter().enumerate() {
+                    // The last destination that wants the original gets it, not a copy.
+                    let copy = match dest.message {
+                        Some(replacement) => replacement,
+                        None if i == last => original.take().expect("taken only here"),
+                        None => original.clone().expect("taken only at the last"),
+                    };
                     let copy = stamp(copy, plugin, &version);
                     match dest.target {
                         Target::Queue(q) if (self.queue_exists)(&q) => {

@@ -441,7 +441,7 @@ impl LoadedPlugin {
         self.check_kind(PluginKind::Transform)?;
         match self.run(msg, ctx, logs).await? {
             Raw::Transform(m) => {
-                marshal::message_from_wit(m).map_err(|c| self.invalid(c.to_string()))
+                marshal::message_from_wit(*m).map_err(|c| self.invalid(c.to_string()))
             }
             _ => unreachable!("kind checked"),
         }

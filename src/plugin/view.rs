@@ -7,12 +7,21 @@
 //! Invariants:
 //! - a store holds at most one view, set by the worker just before a `view-router` call and
 //!   taken out right after it, whatever the call's outcome;
+//! - a direct call's view is the caller's message itself, *lent* (no copy: a copy of a message
+//!   with a few headers was half of the call). Only [`lend_during`] makes a lent view, and it
+//!   empties the slot before it returns or unwinds, so the pointers never outlive the borrows
+//!   they were made from. A fiber call can be suspended, moved to another thread or dropped
+//!   half-way, so it gets an owned copy instead;
 //! - the guest only ever holds the view as a `borrow` lent for that call (the canonical ABI
 //!   ends the borrow at return), so no method can run while the slot is empty. The methods
 //!   still answer with empty values rather than panic if one did;
 //! - every handle has the same representation, [`REP`]: the store has one slot, not a table.
 
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+
 use wasmtime::component::Resource;
+use wasmtime::Store;
 
 use super::bindings::{view_router::switchyard::plugin::view, wit, StoreState};
 use super::marshal;
@@ -28,18 +37,55 @@ pub struct MessageView;
 pub(crate) const REP: u32 = 0;
 
 /// What the view shows during one call.
-pub(crate) struct View {
-    pub message: Message,
-    pub context: RouteContext,
+pub(crate) enum View {
+    /// Copies, for a fiber call.
+    Owned(Box<(Message, RouteContext)>),
+    /// The caller's message and context, lent to a direct call by [`lend_during`].
+    Lent {
+        message: NonNull<Message>,
+        context: NonNull<RouteContext>,
+    },
 }
 
+// SAFETY: `Message` and `RouteContext` are `Sync`, so reading them through shared pointers from
+// any thread is sound; and a `Lent` view is only read while `lend_during` holds the borrows it
+// was made from (see `View::parts`).
+#[allow(unsafe_code)]
+unsafe impl Send for View {}
+
 impl View {
-    pub fn of(message: &Message, context: &RouteContext) -> View {
-        View {
-            message: message.clone(),
-            context: context.clone(),
+    /// An owned copy, for a fiber call.
+    pub fn copy(message: &Message, context: &RouteContext) -> View {
+        View::Owned(Box::new((message.clone(), context.clone())))
+    }
+
+    fn parts(&self) -> (&Message, &RouteContext) {
+        match self {
+            View::Owned(parts) => (&parts.0, &parts.1),
+            // SAFETY: a `Lent` view is only ever in a store's slot while `lend_during` runs
+            // (it empties the slot before returning or unwinding), and `lend_during` holds
+            // shared borrows of both values for that whole time.
+            #[allow(unsafe_code)]
+            View::Lent { message, context } => unsafe { (message.as_ref(), context.as_ref()) },
         }
     }
+}
+
+/// Runs `call` with `message` and `context` lent to `store`'s view slot, without a copy, and
+/// empties the slot when `call` returns or panics.
+pub(crate) fn lend_during<R>(
+    store: &mut Store<StoreState>,
+    message: &Message,
+    context: &RouteContext,
+    call: impl FnOnce(&mut Store<StoreState>) -> R,
+) -> R {
+    store.data_mut().view = Some(View::Lent {
+        message: NonNull::from(message),
+        context: NonNull::from(context),
+    });
+    let result = catch_unwind(AssertUnwindSafe(|| call(&mut *store)));
+    store.data_mut().view = None;
+    result.unwrap_or_else(|panic| resume_unwind(panic))
 }
 
 /// The borrowed handle a `view-router` call passes to its export.
@@ -47,9 +93,16 @@ pub(crate) fn lend() -> Resource<MessageView> {
     Resource::new_borrow(REP)
 }
 
+/// The message and context the slot shows, if a call is running.
+struct Viewed<'a> {
+    message: &'a Message,
+    context: &'a RouteContext,
+}
+
 impl StoreState {
-    fn viewed(&self) -> Option<&View> {
-        self.view.as_ref()
+    fn viewed(&self) -> Option<Viewed<'_>> {
+        let (message, context) = self.view.as_ref()?.parts();
+        Some(Viewed { message, context })
     }
 }
 
@@ -77,9 +130,10 @@ impl view::HostMessageView for StoreState {
     }
 
     fn properties(&mut self, _: Resource<MessageView>) -> wit::Properties {
-        let default = crate::message::Properties::default();
-        let properties = self.viewed().map_or(&default, |v| &v.message.properties);
-        marshal::properties_to_wit(properties)
+        match self.viewed() {
+            Some(v) => marshal::properties_to_wit(&v.message.properties),
+            None => marshal::properties_to_wit(&Default::default()),
+        }
     }
 
     fn body_size(&mut self, _: Resource<MessageView>) -> u64 {
@@ -99,8 +153,10 @@ impl view::HostMessageView for StoreState {
     }
 
     fn context(&mut self, _: Resource<MessageView>) -> wit::RouteContext {
-        let default = RouteContext::default();
-        marshal::context_to_wit(self.viewed().map_or(&default, |v| &v.context))
+        match self.viewed() {
+            Some(v) => marshal::context_to_wit(v.context),
+            None => marshal::context_to_wit(&RouteContext::default()),
+        }
     }
 
     /// Only owned handles are dropped, and the host never gives one out.

@@ -138,12 +138,12 @@ enum Export {
     Fiber(FiberExport),
 }
 
-/// What a call returned, before conversion to host types.
-// Lives on the stack for one call; boxing the large variant would add an allocation per call.
-#[allow(clippy::large_enum_variant)]
+/// What a call returned, before conversion to host types. A transform's message is boxed: it
+/// is ten times the size of the other variants, and an unboxed one made every router call's
+/// result (moved through several frames) pay for copying it.
 pub(crate) enum Raw {
     Filter(bool),
-    Transform(wit::Message),
+    Transform(Box<wit::Message>),
     Router(wit::Verdict),
 }
 
@@ -325,9 +325,7 @@ impl Worker {
         };
         let store = &mut self.store;
         if let DirectExport::ViewRouter(f) = export {
-            store.data_mut().view = Some(View::of(msg, ctx));
-            let result = f.call(&mut *store, (view::lend(),));
-            store.data_mut().view = None;
+            let result = view::lend_during(store, msg, ctx, |store| f.call(store, (view::lend(),)));
             let (r,) = result?;
             return Ok(r.map(Raw::Router));
         }
@@ -339,7 +337,7 @@ impl Worker {
             }
             DirectExport::Transform(f) => {
                 let (r,) = f.call(&mut *store, args)?;
-                r.map(Raw::Transform)
+                r.map(|m| Raw::Transform(Box::new(m)))
             }
             DirectExport::Router(f) => {
                 let (r,) = f.call(&mut *store, args)?;
@@ -376,7 +374,7 @@ impl Worker {
         };
         let record = match export {
             FiberExport::ViewRouter(_) => {
-                store.data_mut().view = Some(View::of(msg, ctx));
+                store.data_mut().view = Some(View::copy(msg, ctx));
                 None
             }
             _ => Some((marshal::message_to_wit(msg), marshal::context_to_wit(ctx))),
@@ -390,7 +388,7 @@ impl Worker {
                 (FiberExport::Transform(b), Some((m, c))) => b
                     .call_transform(&mut *store, m, c)
                     .await
-                    .map(|r| r.map(Raw::Transform)),
+                    .map(|r| r.map(|m| Raw::Transform(Box::new(m)))),
                 (FiberExport::Router(b), Some((m, c))) => b
                     .call_route(&mut *store, m, c)
                     .await

@@ -24,9 +24,9 @@ use switchyard::plugin::types::{Destination, HeaderValue, Target};
 
 struct HeaderRouter;
 
-fn header_text(value: &HeaderValue) -> Option<String> {
+fn header_text(value: HeaderValue) -> Option<String> {
     Some(match value {
-        HeaderValue::Text(s) => s.clone(),
+        HeaderValue::Text(s) => s,
         HeaderValue::Int8(v) => v.to_string(),
         HeaderValue::Uint8(v) => v.to_string(),
         HeaderValue::Int16(v) => v.to_string(),
@@ -66,7 +66,7 @@ impl Guest for HeaderRouter {
     fn route(msg: &MessageView) -> Result<Verdict, PluginError> {
         let settings = settings();
         let header = &settings.header;
-        let value = msg.header(header).as_ref().and_then(header_text);
+        let value = msg.header(header).and_then(header_text);
         let queue = value
             .as_ref()
             .and_then(|v| settings.routes.get(v))

@@ -29,16 +29,21 @@ async fn window(ch: &Channel, next: &mut usize) -> lapin::Result<Window> {
     for _ in 0..WINDOW {
         let id = format!("m{next}");
         *next += 1;
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                QUEUE.into(),
-                BasicPublishOptions::default(),
-                &big(&id),
-                BasicProperties::default().with_message_id(id.clone().into()),
-            )
-            .await?;
-        pending.push((id, confirm));
+        let body = big(&id);
+        let publish = ch.basic_publish(
+            "".into(),
+            QUEUE.into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default().with_message_id(id.clone().into()),
+        );
+        match tokio::time::timeout(Duration::from_secs(3), publish).await {
+            Ok(confirm) => pending.push((id, confirm?)),
+            // The resource alarm holds this connection's publishes (the broker stops reading
+            // them) and the socket is full: the rest of the window cannot be sent now. What
+            // was sent is settled below.
+            Err(_) => break,
+        }
     }
     let (mut acked, mut nacked, mut waiting) = (Vec::new(), 0, Vec::new());
     for (id, mut confirm) in pending {
