@@ -4,6 +4,8 @@
 //! --all-targets` runs it) a 400-message smoke run. Four publisher tasks keep up to 256
 //! publishes in flight between them (as AMQP publishers with confirms do), 1 KiB bodies, `fsync`
 //! durability, one destination queue. Not a timed test: figures go to `docs/benchmarks.md`.
+//! `--rounds N` alternates all cases N times and prints medians; `--only <case> [--relaxed]`
+//! runs one case (for a profiler).
 
 #[path = "../tests/all/support/plugins.rs"]
 mod plugins;
@@ -90,7 +92,15 @@ fn open(dir: &std::path::Path, durability: Durability) -> Arc<Broker> {
     Arc::new(Broker::open(dir, config).expect("open broker"))
 }
 
-async fn run(case: &Case, durability: Durability, messages: usize) -> f64 {
+/// CPU time this process has used so far, all threads (publishers, routing, the flusher).
+fn process_cpu() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// One case: (msg/s, process CPU µs per message). CPU per message is the steadier figure on a
+/// shared VM, where throughput moves with the disk's fsync latency from run to run.
+async fn run(case: &Case, durability: Durability, messages: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let broker = open(dir.path(), durability);
     let queue = QueueName::new("bench").unwrap();
@@ -132,7 +142,7 @@ async fn run(case: &Case, durability: Durability, messages: usize) -> f64 {
         .with_header("priority", 3i64)
         .with_header("source", "bench");
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), process_cpu());
     let mut tasks = Vec::new();
     for _ in 0..PUBLISHERS {
         let (broker, permits, template) = (broker.clone(), permits.clone(), template.clone());
@@ -159,11 +169,12 @@ async fn run(case: &Case, durability: Durability, messages: usize) -> f64 {
         t.await.unwrap();
     }
     let rate = messages as f64 / start.elapsed().as_secs_f64();
+    let cpu_per_msg = (process_cpu() - cpu).as_secs_f64() * 1e6 / messages as f64;
     assert_eq!(
         broker.queues().stats(&queue).unwrap().messages,
         messages as u64
     );
-    rate
+    (rate, cpu_per_msg)
 }
 
 fn main() {
@@ -185,21 +196,32 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // `--only <case> [--relaxed]`: one case, one figure: for a profiler, not for the table.
+    if let Some(only) = std::env::args().skip_while(|a| a != "--only").nth(1) {
+        let durability = match std::env::args().any(|a| a == "--relaxed") {
+            true => Durability::Relaxed,
+            false => Durability::Fsync,
+        };
+        let Some(case) = cases().into_iter().find(|c| c.name.starts_with(&only)) else {
+            panic!("no case named {only:?}: the names are those of the table's first column");
+        };
+        let (rate, cpu) = rt.block_on(run(&case, durability, messages));
+        println!(
+            "{} {durability:?}: {rate:.0} msg/s, {cpu:.1} µs CPU/msg",
+            case.name
+        );
+        return;
+    }
     // Rounds alternate every case, so a machine that gets busier or quieter during the run
     // moves every row alike; each round's ratio is against that round's `direct`.
-    let mut rates: Vec<Vec<Vec<f64>>> = Vec::new();
+    // `runs[d][c][round]` = (msg/s, CPU µs per message).
     let durabilities = [Durability::Fsync, Durability::Relaxed];
-    for round in 0..rounds {
+    let n_cases = cases().len();
+    let mut runs = vec![vec![Vec::new(); n_cases]; durabilities.len()];
+    for _ in 0..rounds {
         for (d, &durability) in durabilities.iter().enumerate() {
             for (c, case) in cases().iter().enumerate() {
-                let rate = rt.block_on(run(case, durability, messages));
-                if round == 0 && c == 0 {
-                    rates.push(Vec::new());
-                }
-                if round == 0 {
-                    rates[d].push(Vec::new());
-                }
-                rates[d][c].push(rate);
+                runs[d][c].push(rt.block_on(run(case, durability, messages)));
             }
         }
     }
@@ -208,20 +230,23 @@ fn main() {
         v[v.len() / 2]
     };
     println!(
-        "| exchange | durability | msg/s (median of {rounds}) | vs direct (median of ratios) |"
+        "| exchange | durability | msg/s (median of {rounds}) | vs direct (median of ratios) \
+         | CPU µs/msg (median) |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     for (d, durability) in durabilities.iter().enumerate() {
         for (c, case) in cases().iter().enumerate() {
+            let of = |c: usize, f: fn(&(f64, f64)) -> f64| runs[d][c].iter().map(f).collect();
             let ratios = (0..rounds)
-                .map(|r| rates[d][c][r] / rates[d][0][r])
+                .map(|r| runs[d][c][r].0 / runs[d][0][r].0)
                 .collect();
             println!(
-                "| {} | {:?} | {:.0} | {:.0}% |",
+                "| {} | {:?} | {:.0} | {:.0}% | {:.1} |",
                 case.name,
                 durability,
-                median(rates[d][c].clone()),
-                100.0 * median(ratios)
+                median(of(c, |r| r.0)),
+                100.0 * median(ratios),
+                median(of(c, |r| r.1)),
             );
         }
     }

@@ -138,6 +138,19 @@ impl Channel {
                 return Err(queue_error(e));
             }
         };
+        // Listed before consume-ok goes out: a client that has its consume-ok
+        // finds itself in `/api/consumers`. If the send fails the guard unlists it.
+        let registered = self
+            .shared
+            .registry
+            .add_consumer(super::registry::ConsumerInfo {
+                connection: self.conn,
+                channel: self.id,
+                tag: tag.clone(),
+                queue: queue.to_string(),
+                prefetch: self.prefetch,
+                no_ack: c.no_ack,
+            });
         if !c.nowait {
             let ok = basic::ConsumeOk {
                 consumer_tag: short(tag.clone()),
@@ -158,17 +171,6 @@ impl Channel {
         if c.exclusive {
             self.exclusive_consumers.insert(queue.clone());
         }
-        let registered = self
-            .shared
-            .registry
-            .add_consumer(super::registry::ConsumerInfo {
-                connection: self.conn,
-                channel: self.id,
-                tag: tag.clone(),
-                queue: queue.to_string(),
-                prefetch: self.prefetch,
-                no_ack: c.no_ack,
-            });
         self.consumers.insert(
             tag,
             ConsumerHandle {

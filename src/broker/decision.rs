@@ -3,6 +3,7 @@
 //! The same value serves the real publish (which commits its outputs in one storage batch) and
 //! the dry run (which returns it untouched), so a dry run shows exactly what a publish would do.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -25,9 +26,10 @@ pub struct Output {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     pub exchange: String,
-    pub plugin: String,
+    pub plugin: Arc<str>,
     /// The plugin version (content hash) that answered; empty when the call did not happen.
-    pub version: String,
+    /// Shared with the plugin host, not copied: a step is recorded on every routed publish.
+    pub version: Arc<str>,
     /// `filter`, `transform`, `router` or `binding-filter`.
     pub role: &'static str,
     /// What the plugin decided (`keep`, `drop`, `rewrite`, `deliver 2`...) or the error.

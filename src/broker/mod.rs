@@ -105,8 +105,7 @@ impl Core {
         dry_run: bool,
     ) -> Result<Decision, BrokerError> {
         let queues = &self.queues;
-        let queue_exists =
-            |q: &str| QueueName::new(q.to_owned()).is_ok_and(|n| queues.config(&n).is_ok());
+        let queue_exists = |q: &str| queues.exists(q);
         Router {
             topology,
             plugins: &self.plugins,

@@ -48,7 +48,8 @@ pub(super) struct Router<'a> {
 
 /// What a plugin call came to, once failures are handled.
 enum Called<T> {
-    /// The plugin's answer, and the version that gave it (for lineage).
+    /// The plugin's answer, and the lineage entry (`plugin@version`) of the version that
+    /// gave it.
     Ok(T, Arc<str>),
     /// The failure policy or breaker already disposed of the message.
     Handled,
@@ -182,7 +183,7 @@ impl<'a> Router<'a> {
                 Ok(PluginKind::Transform) => {
                     let call = |p: Serving| async move { p.transform(m, c, dry_run).await };
                     match self.call(ex, name, "transform", key, m, call).await {
-                        Called::Ok(out, version) => message = stamp(out, name, &version),
+                        Called::Ok(out, lineage) => message = stamp(out, &lineage),
                         Called::Handled => return None,
                     }
                 }
@@ -215,8 +216,8 @@ impl<'a> Router<'a> {
         let (ctx, dry_run) = (context(ex, key), self.dry_run);
         let (m, c) = (&message, &ctx);
         let call = |p: Serving| async move { p.route(m, c, dry_run).await };
-        let (verdict, version) = match self.call(ex, plugin, "router", key, m, call).await {
-            Called::Ok(v, version) => (v, version),
+        let (verdict, lineage) = match self.call(ex, plugin, "router", key, m, call).await {
+            Called::Ok(v, lineage) => (v, lineage),
             Called::Handled => return,
         };
         match verdict {
@@ -225,7 +226,7 @@ impl<'a> Router<'a> {
                 self.decision.dropped = Some(format!("{plugin} chose no destination"));
             }
             RouteVerdict::DeadLetter { reason } => {
-                let m = stamp(message, plugin, &version);
+                let m = stamp(message, &lineage);
                 self.dead_letter(m, ex, key, format!("{plugin}: {reason}"));
             }
             RouteVerdict::Deliver(dests) => {
@@ -238,7 +239,7 @@ impl<'a> Router<'a> {
                         None if i == last => original.take().expect("taken only here"),
                         None => original.clone().expect("taken only at the last"),
                     };
-                    let copy = stamp(copy, plugin, &version);
+                    let copy = stamp(copy, &lineage);
                     match dest.target {
                         Target::Queue(q) if (self.queue_exists)(&q) => {
                             self.push(&q, copy, dest.delay_ms, None)
@@ -284,14 +285,14 @@ impl<'a> Router<'a> {
         Fut: Future<Output = Logged<T>>,
     {
         let serving = self.plugins.serving(plugin);
-        let version = match &serving {
-            Ok(p) => p.version().clone(),
-            Err(_) => Arc::from(""),
+        let (name, version, lineage) = match &serving {
+            Ok(p) => (p.name().clone(), p.version().clone(), p.lineage().clone()),
+            Err(_) => (Arc::from(plugin), Arc::from(""), Arc::from("")),
         };
         let mut step = Step {
             exchange: ex.name.clone(),
-            plugin: plugin.to_owned(),
-            version: version.to_string(),
+            plugin: name,
+            version: version.clone(),
             role,
             outcome: String::new(),
             elapsed: Default::default(),
@@ -328,7 +329,7 @@ impl<'a> Router<'a> {
                 }
                 step.outcome = value.describe();
                 self.decision.steps.push(step);
-                Called::Ok(value, version)
+                Called::Ok(value, lineage)
             }
             Err(err) => {
                 if !self.dry_run && self.breakers.record_failure(plugin, &version) {
@@ -381,9 +382,9 @@ impl<'a> Router<'a> {
     }
 }
 
-/// Add `plugin@version` to the message's lineage.
-fn stamp(mut message: Message, plugin: &str, version: &str) -> Message {
-    let entry = FieldValue::String(format!("{plugin}@{version}"));
+/// Add a version's lineage entry (`plugin@version`) to the message's lineage.
+fn stamp(mut message: Message, entry: &str) -> Message {
+    let entry = FieldValue::String(entry.to_owned());
     match message.headers.get_mut(LINEAGE_HEADER) {
         Some(FieldValue::Array(a)) => a.push(entry),
         _ => {

@@ -77,6 +77,8 @@ use router::switchyard::plugin::{clock, config, log};
 pub(crate) struct Identity {
     pub name: Arc<str>,
     pub version: Arc<str>,
+    /// `name@version`, as routing stamps it on every message this version routes or rewrites.
+    pub lineage: Arc<str>,
     pub config: BTreeMap<String, String>,
 }
 

@@ -213,6 +213,7 @@ impl PluginHost {
         let identity = Arc::new(Identity {
             name: name.into(),
             version: info.version.clone().into(),
+            lineage: format!("{name}@{}", info.version).into(),
             config: info.config.clone(),
         });
         let plugin = LoadedPlugin::new(

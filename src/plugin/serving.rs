@@ -33,6 +33,12 @@ impl Serving {
         &self.0.identity.version
     }
 
+    /// `name@version`: this version's entry in a message's lineage header. Made once per
+    /// version, not per message.
+    pub fn lineage(&self) -> &Arc<str> {
+        &self.0.identity.lineage
+    }
+
     pub fn kind(&self) -> PluginKind {
         self.0.kind
     }

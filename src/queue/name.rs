@@ -1,5 +1,6 @@
 //! Validated queue names.
 
+use std::borrow::Borrow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -82,5 +83,13 @@ mod tests {
         }
         let err = QueueName::new("x".repeat(256)).unwrap_err().to_string();
         assert!(err.contains("255"), "{err}");
+    }
+}
+
+/// Lets maps keyed by name be searched with a `&str` without building a name. Sound because the
+/// derived `Eq`, `Ord` and `Hash` are those of the inner string.
+impl Borrow<str> for QueueName {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }

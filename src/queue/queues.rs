@@ -212,6 +212,12 @@ impl Queues {
         v
     }
 
+    /// Whether a queue named `name` exists. Routing asks this for every destination a plugin
+    /// picks, so it neither allocates nor clones a configuration.
+    pub fn exists(&self, name: &str) -> bool {
+        self.inner.engine.lock().by_name.contains_key(name)
+    }
+
     /// A queue's configuration.
     pub fn config(&self, name: &QueueName) -> Result<QueueConfig, QueueError> {
         let eng = self.inner.engine.lock();

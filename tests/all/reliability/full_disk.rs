@@ -153,11 +153,16 @@ async fn a_full_disk_refuses_publishes_clearly_loses_nothing_and_recovers() {
     };
     assert!(nacked > 0, "the disk filled but no publish was nacked");
     let full_at = confirmed.len();
+    // The broker logs before it nacks, but its output reaches this process through a pipe
+    // and a reader thread, which may lag the nack.
+    let clear =
+        |log: &str| log.contains("the disk is full") && log.contains("No space left on device");
+    let logged = std::time::Instant::now();
+    while !clear(&serve.broker.log()) && logged.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let log = serve.broker.log();
-    assert!(
-        log.contains("the disk is full") && log.contains("No space left on device"),
-        "no clear log line:\n{log}"
-    );
+    assert!(clear(&log), "no clear log line:\n{log}");
     // The admin API says why, with 507.
     let (status, err) = http(
         &serve,
