@@ -9,6 +9,8 @@
 //!
 //! Bounds: the confirmer's queue holds at most `max_inflight_publishes`; when it is full the
 //! connection task waits, so it stops reading the socket — TCP pushes back on the publisher.
+//! A publisher without confirms is held the same way while the store has more unflushed
+//! relaxed writes than it allows (`Submitted::paced`).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -80,8 +82,19 @@ impl Channel {
                         self.out.send(frames).await.map_err(gone)?;
                     }
                 }
-                // Without confirms nobody waits: the batch is applied and will be flushed.
-                seq.map(|s| Confirm::Wait(s, Box::pin(submitted.durable())))
+                match seq {
+                    Some(s) => Some(Confirm::Wait(s, Box::pin(submitted.durable()))),
+                    // Without confirms nobody waits: the batch is applied and will be flushed.
+                    // Unless the store is behind: then this connection waits for the flush
+                    // and stops reading, and TCP holds the publisher to the disk's pace.
+                    None if submitted.paced() => {
+                        if let Err(e) = submitted.durable().await {
+                            tracing::warn!(error = %e, "publish failed");
+                        }
+                        None
+                    }
+                    None => None,
+                }
             }
             Err(BrokerError::Rejected(why)) => {
                 tracing::debug!(reason = %why, "publish rejected by policy");

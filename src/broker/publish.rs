@@ -37,6 +37,12 @@ impl Submitted {
         &self.decision
     }
 
+    /// The store is behind its relaxed writes: a publisher that does not wait for confirms
+    /// should await [`durable`](Submitted::durable) anyway (see [`queue::Pending::paced`]).
+    pub fn paced(&self) -> bool {
+        self.pending.as_ref().is_some_and(queue::Pending::paced)
+    }
+
     /// Waits until every output is durable (group commit).
     pub async fn durable(self) -> Result<Published, BrokerError> {
         let outcomes = match self.pending {

@@ -147,7 +147,7 @@ impl view::HostMessageView for StoreState {
 
     fn to_message(&mut self, _: Resource<MessageView>) -> wit::Message {
         match self.viewed() {
-            Some(v) => marshal::message_to_wit(&v.message),
+            Some(v) => marshal::message_to_wit(v.message),
             None => marshal::message_to_wit(&Message::new(Vec::new())),
         }
     }

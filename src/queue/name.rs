@@ -69,6 +69,14 @@ impl fmt::Display for QueueName {
     }
 }
 
+/// Lets maps keyed by name be searched with a `&str` without building a name. Sound because the
+/// derived `Eq`, `Ord` and `Hash` are those of the inner string.
+impl Borrow<str> for QueueName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,13 +91,5 @@ mod tests {
         }
         let err = QueueName::new("x".repeat(256)).unwrap_err().to_string();
         assert!(err.contains("255"), "{err}");
-    }
-}
-
-/// Lets maps keyed by name be searched with a `&str` without building a name. Sound because the
-/// derived `Eq`, `Ord` and `Hash` are those of the inner string.
-impl Borrow<str> for QueueName {
-    fn borrow(&self) -> &str {
-        &self.0
     }
 }

@@ -68,9 +68,19 @@ pub struct PublishReceipt {
 pub struct Pending {
     pub(crate) receipt: PublishReceipt,
     pub(crate) ticket: Option<Ticket>,
+    /// A relaxed batch whose ticket is only there because the store is behind
+    /// ([`crate::store::Store::pace`]).
+    pub(crate) paced: bool,
 }
 
 impl Pending {
+    /// The store has more unflushed bytes than it allows: a publisher that would not
+    /// otherwise wait for durability (AMQP without confirms) must await
+    /// [`durable`](Pending::durable) before its next publish, or memory grows with the backlog.
+    pub fn paced(&self) -> bool {
+        self.paced
+    }
+
     /// Wait until the batch is durable, then return its receipt.
     pub async fn durable(self) -> Result<PublishReceipt, QueueError> {
         if let Some(t) = self.ticket {

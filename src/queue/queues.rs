@@ -318,13 +318,21 @@ impl Queues {
         let stored = outcomes
             .iter()
             .any(|o| o.is_stored() || *o == PublishOutcome::Duplicate);
-        let ticket = match (stored, ticket) {
-            (true, _) => self.inner.store.commit(durability),
-            (false, t) => t,
+        let (ticket, paced) = match (stored, ticket) {
+            (true, _) => match self.inner.store.commit(durability) {
+                Some(t) => (Some(t), false),
+                // Relaxed: no wait, unless the store is too far behind.
+                None => match self.inner.store.pace() {
+                    Some(t) => (Some(t), true),
+                    None => (None, false),
+                },
+            },
+            (false, t) => (t, false),
         };
         Ok(Pending {
             receipt: PublishReceipt { outcomes },
             ticket,
+            paced,
         })
     }
 

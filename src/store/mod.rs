@@ -45,6 +45,10 @@ pub struct StoreConfig {
     pub cache_capacity: u64,
     /// Longest time a relaxed write stays unflushed.
     pub relaxed_flush_interval: Duration,
+    /// Unflushed bytes above which relaxed publishers wait for a flush ([`Store::pace`]): a
+    /// publisher faster than the disk is slowed to the disk's pace instead of growing the
+    /// process's memory without bound.
+    pub max_unflushed_bytes: u64,
     /// Size at which a message-log segment is sealed and a new one started.
     pub segment_bytes: u64,
     /// How often the compactor looks for sealed segments to reclaim.
@@ -57,6 +61,7 @@ impl Default for StoreConfig {
             durability: Durability::Fsync,
             cache_capacity: 32 * 1024 * 1024,
             relaxed_flush_interval: Duration::from_millis(5),
+            max_unflushed_bytes: 16 << 20,
             segment_bytes: 64 << 20,
             compaction_interval: Duration::from_millis(500),
         }
@@ -206,6 +211,14 @@ impl Store {
                 None
             }
         }
+    }
+
+    /// For a relaxed write that has been committed: a ticket to wait on while more than
+    /// [`StoreConfig::max_unflushed_bytes`] wait for a flush, else `None`. Only writers that
+    /// can be held back ask (publishers); acks and moves never wait on it.
+    pub fn pace(&self) -> Option<Ticket> {
+        (self.data.unflushed_bytes() > self.config.max_unflushed_bytes)
+            .then(|| self.flusher.ticket())
     }
 
     /// Flush the catalog synchronously (rare metadata writes such as queue declarations). A

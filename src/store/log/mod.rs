@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -113,6 +114,9 @@ pub struct MessageLog {
     flushing: Mutex<()>,
     /// One compaction at a time.
     compacting: Mutex<()>,
+    /// Bytes of frames appended and not yet written by a flush (`pending` and `inflight`),
+    /// kept outside the state lock so writers can read it for pacing without taking it.
+    unflushed: AtomicU64,
 }
 
 fn io(dir: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -134,6 +138,7 @@ impl MessageLog {
             state: Mutex::new(state),
             flushing: Mutex::new(()),
             compacting: Mutex::new(()),
+            unflushed: AtomicU64::new(0),
         })
     }
 
@@ -179,6 +184,7 @@ impl MessageLog {
         let frame_start = chunk.buf.len();
         let offsets = frame::encode(ops, &mut chunk.buf);
         let frame_len = (chunk.buf.len() - frame_start) as u64;
+        self.unflushed.fetch_add(frame_len, Ordering::Relaxed);
         st.segments.get_mut(&seg).expect("active segment").len += frame_len;
         for ((key, value), off) in ops.iter().zip(offsets) {
             let new = match (value, off) {
@@ -273,6 +279,8 @@ impl MessageLog {
             }
             Ok(())
         })();
+        let written: usize = chunks.iter().map(|c| c.buf.len()).sum();
+        self.unflushed.fetch_sub(written as u64, Ordering::Relaxed);
         let mut st = self.state.lock();
         st.inflight = Arc::default();
         match &synced {
@@ -281,6 +289,11 @@ impl MessageLog {
         }
         drop(st);
         synced.map_err(io(&self.dir))
+    }
+
+    /// Bytes appended that no flush has written yet: what a relaxed write's memory is waiting on.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.unflushed.load(Ordering::Relaxed)
     }
 
     /// The directory of the segment files.

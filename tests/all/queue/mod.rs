@@ -4,5 +4,6 @@ mod common;
 mod crash;
 mod delivery;
 mod model;
+mod pacing;
 mod policies;
 mod recovery;
