@@ -236,7 +236,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     for (d, durability) in durabilities.iter().enumerate() {
         for (c, case) in cases().iter().enumerate() {
-            let of = |c: usize, f: fn(&(f64, f64)) -> f64| runs[d][c].iter().map(f).collect();
+            let column = |f: fn(&(f64, f64)) -> f64| runs[d][c].iter().map(f).collect();
             let ratios = (0..rounds)
                 .map(|r| runs[d][c][r].0 / runs[d][0][r].0)
                 .collect();
@@ -244,9 +244,9 @@ fn main() {
                 "| {} | {:?} | {:.0} | {:.0}% | {:.1} |",
                 case.name,
                 durability,
-                median(of(c, |r| r.0)),
+                median(column(|r| r.0)),
                 100.0 * median(ratios),
-                median(of(c, |r| r.1)),
+                median(column(|r| r.1)),
             );
         }
     }

@@ -85,7 +85,7 @@ pub async fn declare(
     let mut spec = body.map(|Json(s)| s).unwrap_or_default();
     spec.name = name;
     let (name, config) = spec.to_config()?;
-    let existed = state.broker().queues().config(&name).is_ok();
+    let existed = state.broker().queues().exists(name.as_str());
     state.broker().declare_queue(&name, config)?;
     let status = if existed {
         StatusCode::OK
