@@ -10,7 +10,8 @@
 //! - [`store`]: the sled database under a validated data directory — keyspace layout,
 //!   durability modes, the group-commit flusher.
 //! - [`queue`]: the durable queue engine — queues, consumers, deliveries, retry, dead-letter,
-//!   TTL, max-length, dedup, redrive, restart recovery.
+//!   TTL, max-length, dedup, redrive, restart recovery; and `queue::jetstream`, the same queues
+//!   on a NATS JetStream cluster for many nodes (not yet wired into `serve`).
 //! - [`plugin`]: the WebAssembly plugin host — filter, transform and route plugins under limits,
 //!   with a persisted registry and hot reload. No wasmtime types in its API.
 //! - [`auth`]: AMQP users (salted password hashes in RabbitMQ's format) and per-vhost

@@ -1,5 +1,6 @@
 //! The durable queue engine: queues, consumers, deliveries and their policies, on top of
-//! [`crate::store`]. Knows nothing of sockets, AMQP framing or WebAssembly.
+//! [`crate::store`]. Knows nothing of AMQP framing or WebAssembly, and nothing of sockets
+//! except in [`jetstream`], the same queues kept in a NATS JetStream cluster for scale-out.
 //!
 //! Guarantees (see `ARCHITECTURE.md`, "Queue engine", for the reasoning):
 //! - at-least-once: a message is removed only by an ack, a dead-lettering or a queue delete;
@@ -17,6 +18,7 @@ mod death;
 mod engine;
 mod envelope;
 mod error;
+pub mod jetstream;
 mod name;
 mod publish;
 mod queues;

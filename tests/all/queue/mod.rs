@@ -3,6 +3,7 @@
 mod common;
 mod crash;
 mod delivery;
+mod jetstream;
 mod model;
 mod pacing;
 mod policies;
