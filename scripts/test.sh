@@ -17,5 +17,8 @@ python3 -m pip install --quiet pika==1.4.4
 echo "==> tools the README tour and HTTPS admin tests run: curl"
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 
+echo "==> a NATS cluster for the JetStream store's tests: nats-server (Debian)"
+command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server; }
+
 echo "==> tests"
 cargo test --all-targets 2>&1

@@ -77,7 +77,7 @@ const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(120);
 /// How to reach and lay out the JetStream store.
 #[derive(Debug, Clone)]
 pub struct JetStreamOptions {
-    /// `nats://host:port`.
+    /// `nats://host:port`, or several separated by commas (servers of one cluster).
     pub url: String,
     /// Prefix of every stream, subject and bucket: clusters (and tests) sharing one NATS stay
     /// apart. `[A-Za-z0-9_-]+`.
@@ -132,11 +132,14 @@ impl JetStreamQueues {
             url: options.url.clone(),
             cause,
         };
+        // Every server listed is tried in turn, and the client learns the cluster's other
+        // servers from the one it reaches: it reconnects to a survivor when its server dies.
+        let servers: Vec<&str> = options.url.split(',').map(str::trim).collect();
         let client = tokio::time::timeout(
             Duration::from_secs(5),
             async_nats::ConnectOptions::new()
                 .name("switchyard")
-                .connect(&options.url),
+                .connect(servers.as_slice()),
         )
         .await
         .map_err(|_| unreachable("no answer within 5 s".into()))?
@@ -151,6 +154,12 @@ impl JetStreamQueues {
             options: Arc::new(options),
             clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The name of the NATS server this node is connected to right now (it changes when that
+    /// server dies and the client moves to another).
+    pub fn server(&self) -> String {
+        self.js.client().server_info().server_name
     }
 
     pub fn options(&self) -> &JetStreamOptions {

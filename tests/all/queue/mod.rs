@@ -4,6 +4,7 @@ mod common;
 mod crash;
 mod delivery;
 mod jetstream;
+mod jetstream_cluster;
 mod model;
 mod pacing;
 mod policies;
