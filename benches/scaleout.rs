@@ -83,13 +83,21 @@ async fn run(url: &str, workload: Workload, nodes: usize, messages: usize) -> (f
     for (n, store) in stores.iter().enumerate() {
         for q in &queues {
             let mut consumer = store
-                .consume(q, ConsumerOptions { prefetch: 500, push: true })
+                .consume(
+                    q,
+                    ConsumerOptions {
+                        prefetch: 500,
+                        push: true,
+                    },
+                )
                 .await
                 .unwrap();
             let received = received.clone();
             tasks.push(tokio::spawn(async move {
                 while received.load(std::sync::atomic::Ordering::Relaxed) < deliveries {
-                    let Ok(d) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await else {
+                    let Ok(d) =
+                        tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+                    else {
                         continue;
                     };
                     let d = d.unwrap().unwrap();
@@ -145,7 +153,8 @@ fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     let messages = arg("--messages").unwrap_or(if smoke { 300 } else { 20_000usize });
     let rounds = arg("--rounds").unwrap_or(1usize);
-    let url = std::env::var("SWITCHYARD_BENCH_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let url =
+        std::env::var("SWITCHYARD_BENCH_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

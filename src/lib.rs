@@ -17,6 +17,8 @@
 //! - [`auth`]: AMQP users (salted password hashes in RabbitMQ's format) and per-vhost
 //!   configure/write/read permissions. Protocol-free.
 //! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers).
+//! - [`cluster`]: what many nodes share through NATS JetStream besides the queues: the
+//!   plugin registry, followed by every node's plugin host.
 //! - [`broker`]: routing decisions over exchanges and plugins, committed atomically into the
 //!   queues; failure policies, circuit breakers, dry runs, replay of dead letters.
 //! - [`tls`]: the certificate and key (rustls) and the server side of the TLS handshake, shared
@@ -37,6 +39,7 @@ pub mod amqp;
 pub mod auth;
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod definitions;
 pub mod message;

@@ -45,7 +45,7 @@
 
 mod consumer;
 mod error;
-mod names;
+pub(crate) mod names;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -146,7 +146,7 @@ impl JetStreamQueues {
         .map_err(|e| unreachable(e.to_string()))?;
         let js = jetstream::new(client);
         let bucket = names.declarations();
-        let declarations = open_bucket(&js, &bucket, options.replicas).await?;
+        let declarations = open_bucket(&js, &bucket, 1, options.replicas).await?;
         Ok(JetStreamQueues {
             js,
             declarations,
@@ -160,6 +160,11 @@ impl JetStreamQueues {
     /// server dies and the client moves to another).
     pub fn server(&self) -> String {
         self.js.client().server_info().server_name
+    }
+
+    /// The JetStream context, for the cluster's other stores (`crate::cluster`).
+    pub(crate) fn context(&self) -> &Context {
+        &self.js
     }
 
     pub fn options(&self) -> &JetStreamOptions {
@@ -382,17 +387,25 @@ impl JetStreamQueues {
         JetStreamConsumer::open(self.clone(), name.clone(), config, options).await
     }
 
-    /// Deletes every queue of this namespace and its declarations bucket: what is left of a
-    /// cluster that is retired (and of a test).
+    /// Deletes every queue of this namespace and every bucket of it (declarations, and the
+    /// plugin registry of [`crate::cluster`]): what is left of a retired cluster (and of a
+    /// test).
     pub async fn remove_namespace(self) -> Result<(), JetStreamError> {
         for queue in self.list().await? {
             self.delete(&queue).await?;
         }
-        let bucket = self.names.declarations();
-        self.js
-            .delete_key_value(&bucket)
-            .await
-            .map_err(|e| JetStreamError::nats(format!("deleting bucket {bucket}"), e))?;
+        let ns = &self.options.namespace;
+        for stream in [
+            format!("KV_{ns}_queues"),
+            format!("KV_{ns}_plugin_heads"),
+            format!("OBJ_{ns}_plugins"),
+        ] {
+            match self.js.delete_stream(&stream).await {
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("not found") => {}
+                Err(e) => return Err(JetStreamError::nats(format!("deleting {stream}"), e)),
+            }
+        }
         Ok(())
     }
 
@@ -412,9 +425,10 @@ impl JetStreamQueues {
 /// Why not `create_key_value`: the client asks the server for its account limits first, and
 /// it cannot read NATS 2.9's answer. The stream is laid out as that call would (`KV_<bucket>`,
 /// `$KV.<bucket>.>`, one value per key, direct get), so any KV client reads the bucket.
-async fn open_bucket(
+pub(crate) async fn open_bucket(
     js: &Context,
     bucket: &str,
+    history: i64,
     replicas: usize,
 ) -> Result<kv::Store, JetStreamError> {
     let failed = |e: &dyn std::fmt::Display| {
@@ -422,9 +436,9 @@ async fn open_bucket(
     };
     js.get_or_create_stream(stream::Config {
         name: format!("KV_{bucket}"),
-        description: Some("Switchyard queue declarations".into()),
+        description: Some(format!("Switchyard bucket {bucket}")),
         subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
+        max_messages_per_subject: history,
         storage: StorageType::File,
         num_replicas: replicas,
         allow_rollup: true,

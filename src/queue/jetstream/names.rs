@@ -57,10 +57,11 @@ impl Names {
     }
 }
 
-/// The escaped form of a queue name; refused when it would be too long.
-pub fn escape(queue: &QueueName) -> Result<String, String> {
-    let mut out = String::with_capacity(queue.as_str().len() + 8);
-    for c in queue.as_str().chars() {
+/// `name` in `[A-Za-z0-9_-]` (for names of `[A-Za-z0-9._:-]`: queues and plugins), by the
+/// escape this module's documentation describes.
+pub(crate) fn escape_token(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
         match c {
             '_' => out.push_str("__"),
             '.' => out.push_str("_d"),
@@ -68,6 +69,12 @@ pub fn escape(queue: &QueueName) -> Result<String, String> {
             c => out.push(c),
         }
     }
+    out
+}
+
+/// The escaped form of a queue name; refused when it would be too long.
+pub fn escape(queue: &QueueName) -> Result<String, String> {
+    let out = escape_token(queue.as_str());
     match out.len() {
         n if n > MAX_ESCAPED => Err(format!(
             "queue name {:?} is too long for the JetStream store ({n} bytes escaped, at most \
@@ -80,6 +87,11 @@ pub fn escape(queue: &QueueName) -> Result<String, String> {
 
 /// The queue name an escaped key stands for; `None` for a key this module did not write.
 pub fn unescape(key: &str) -> Option<QueueName> {
+    QueueName::new(unescape_token(key)?).ok()
+}
+
+/// The inverse of [`escape_token`]; `None` for text it cannot have written.
+pub(crate) fn unescape_token(key: &str) -> Option<String> {
     let mut out = String::with_capacity(key.len());
     let mut chars = key.chars();
     while let Some(c) = chars.next() {
@@ -93,7 +105,7 @@ pub fn unescape(key: &str) -> Option<QueueName> {
             c => out.push(c),
         }
     }
-    QueueName::new(out).ok()
+    Some(out)
 }
 
 #[cfg(test)]

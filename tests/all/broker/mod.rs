@@ -1,6 +1,7 @@
 //! The broker layer over a real sled store and real plugins built from `plugins/`.
 
 mod builtin;
+mod cluster;
 mod crash;
 mod plugins;
 

@@ -1,0 +1,158 @@
+//! The cluster plugin registry (`cluster::PluginSync`) over the local NATS: three brokers, each
+//! following the registry. A plugin deployed through node A routes messages published on node
+//! C; a hot swap through B and a rollback through C reach every node. Skipped, saying so, when
+//! NATS is not at 127.0.0.1:4222 (`SWITCHYARD_TEST_NATS`).
+
+use std::time::{Duration, Instant};
+
+use switchyard::broker::LINEAGE_HEADER;
+use switchyard::cluster::PluginSync;
+use switchyard::message::FieldValue;
+use switchyard::plugin::{DeployOptions, PluginHost};
+use switchyard::queue::jetstream::{JetStreamError, JetStreamOptions, JetStreamQueues};
+use switchyard::routing::{Exchange, ExchangeKind};
+
+use super::*;
+use crate::support::plugins::with_custom_section;
+
+/// Waits until `env`'s plugin host serves `version` of `name`; returns how long that took.
+async fn serving(env: &Env, name: &str, version: &str, since: Instant) -> Duration {
+    let deadline = since + Duration::from_secs(20);
+    loop {
+        if env
+            .broker
+            .plugins()
+            .current(name)
+            .is_some_and(|(_, v)| v == version)
+        {
+            return since.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}@{version} never reached this node"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_deployed_on_one_node_routes_on_another_and_swaps_everywhere() {
+    let url =
+        std::env::var("SWITCHYARD_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let mut options = JetStreamOptions::new(url);
+    options.namespace = format!(
+        "SYT_plugins_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let first = match JetStreamQueues::connect(options.clone()).await {
+        Ok(q) => q,
+        Err(e @ JetStreamError::Connect { .. }) => return println!("skipped: {e}"),
+        Err(e) => panic!("NATS is there but the store would not open: {e}"),
+    };
+    let nodes = [Env::new(), Env::new(), Env::new()];
+    let mut syncs = Vec::new();
+    let mut followers = Vec::new();
+    for node in &nodes {
+        let store = JetStreamQueues::connect(options.clone()).await.unwrap();
+        let sync = PluginSync::open(&store).await.unwrap();
+        followers.push(
+            sync.follow(PluginHost::clone(node.broker.plugins()))
+                .await
+                .unwrap(),
+        );
+        syncs.push(sync);
+    }
+    let [a, b, c] = &nodes;
+
+    // Deployed through A.
+    let v1 = rust_plugin_bytes("header_router");
+    let opts = DeployOptions {
+        config: [
+            ("header".to_string(), "region".to_string()),
+            ("route.eu".into(), "orders-eu".into()),
+        ]
+        .into(),
+        ..DeployOptions::default()
+    };
+    let started = Instant::now();
+    let head = syncs[0]
+        .deploy(a.broker.plugins(), "router", v1.clone(), opts.clone())
+        .await
+        .unwrap();
+    let took = serving(c, "router", &head.version, started).await;
+    println!("a deploy through node A served on node C after {took:?}");
+
+    // Published on C, routed by the plugin A deployed.
+    c.queue("orders-eu");
+    c.broker
+        .declare_exchange(Exchange::new(
+            "orders",
+            ExchangeKind::Wasm {
+                plugin: "router".into(),
+            },
+        ))
+        .unwrap();
+    let published = c
+        .publish("orders", "", msg("order").with_header("region", "eu"))
+        .await;
+    assert_eq!(
+        published.decision.queues().collect::<Vec<_>>(),
+        ["orders-eu"]
+    );
+    let lineage = c.messages("orders-eu")[0]
+        .headers
+        .get(LINEAGE_HEADER)
+        .cloned();
+    assert_eq!(
+        lineage,
+        Some(FieldValue::Array(vec![
+            format!("router@{}", head.version).into()
+        ]))
+    );
+
+    // A hot swap through B reaches A and C.
+    let v2 = with_custom_section(&v1, "second version");
+    let started = Instant::now();
+    let head2 = syncs[1]
+        .deploy(b.broker.plugins(), "router", v2, opts.clone())
+        .await
+        .unwrap();
+    assert_ne!(head2.version, head.version);
+    for node in [a, c] {
+        let took = serving(node, "router", &head2.version, started).await;
+        println!("a hot swap through node B served after {took:?}");
+    }
+
+    // A rollback through C brings v1 back everywhere.
+    let back = syncs[2].rollback("router").await.unwrap();
+    assert_eq!(back.version, head.version);
+    let started = Instant::now();
+    for node in &nodes {
+        serving(node, "router", &head.version, started).await;
+    }
+
+    // A version that does not load is refused before it reaches the cluster.
+    let err = syncs[0]
+        .deploy(
+            a.broker.plugins(),
+            "router",
+            b"not a component".to_vec(),
+            opts,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("did not load"), "{err}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for node in &nodes {
+        assert_eq!(
+            node.broker.plugins().current("router").unwrap().1,
+            head.version
+        );
+    }
+
+    for f in followers {
+        f.abort();
+    }
+    first.remove_namespace().await.unwrap();
+}
