@@ -388,7 +388,7 @@ impl JetStreamQueues {
     }
 
     /// Deletes every queue of this namespace and every bucket of it (declarations, and the
-    /// plugin registry of [`crate::cluster`]): what is left of a retired cluster (and of a
+    /// plugin registry and topology of [`crate::cluster`]): what is left of a retired cluster (and of a
     /// test).
     pub async fn remove_namespace(self) -> Result<(), JetStreamError> {
         for queue in self.list().await? {
@@ -398,6 +398,7 @@ impl JetStreamQueues {
         for stream in [
             format!("KV_{ns}_queues"),
             format!("KV_{ns}_plugin_heads"),
+            format!("KV_{ns}_topology"),
             format!("OBJ_{ns}_plugins"),
         ] {
             match self.js.delete_stream(&stream).await {

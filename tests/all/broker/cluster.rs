@@ -5,12 +5,14 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
 use switchyard::broker::LINEAGE_HEADER;
-use switchyard::cluster::PluginSync;
+
+use switchyard::cluster::{PluginSync, TopologySync};
 use switchyard::message::FieldValue;
 use switchyard::plugin::{DeployOptions, PluginHost};
 use switchyard::queue::jetstream::{JetStreamError, JetStreamOptions, JetStreamQueues};
-use switchyard::routing::{Exchange, ExchangeKind};
+use switchyard::routing::{Binding, BindingTarget, Exchange, ExchangeKind};
 
 use super::*;
 use crate::support::plugins::with_custom_section;
@@ -150,6 +152,100 @@ async fn a_plugin_deployed_on_one_node_routes_on_another_and_swaps_everywhere() 
             head.version
         );
     }
+
+    for f in followers {
+        f.abort();
+    }
+    first.remove_namespace().await.unwrap();
+}
+
+/// A broker of its own, shareable with a follower task.
+fn node() -> (tempfile::TempDir, Arc<Broker>) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path(), config(Durability::Relaxed)).unwrap();
+    let queue = QueueName::new("eu-orders").unwrap();
+    // Queues are per node here (the embedded store); the topology is the cluster's.
+    broker
+        .declare_queue(&queue, QueueConfig::default())
+        .unwrap();
+    (dir, Arc::new(broker))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchanges_and_bindings_declared_through_one_node_route_on_the_others() {
+    let url =
+        std::env::var("SWITCHYARD_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let mut options = JetStreamOptions::new(url);
+    options.namespace = format!(
+        "SYT_topology_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let first = match JetStreamQueues::connect(options.clone()).await {
+        Ok(q) => q,
+        Err(e @ JetStreamError::Connect { .. }) => return println!("skipped: {e}"),
+        Err(e) => panic!("NATS is there but the store would not open: {e}"),
+    };
+    let ((_da, a), (_db, b)) = (node(), node());
+    let sync = TopologySync::open(&first).await.unwrap();
+    let followers = [
+        sync.follow(a.clone()).await.unwrap(),
+        sync.follow(b.clone()).await.unwrap(),
+    ];
+
+    sync.declare_exchange(&a, Exchange::new("orders", ExchangeKind::Topic))
+        .await
+        .unwrap();
+    let binding = Binding {
+        source: "orders".into(),
+        target: BindingTarget::Queue("eu-orders".into()),
+        routing_key: "eu.*".into(),
+        arguments: Default::default(),
+        filter: None,
+    };
+    sync.bind(&a, binding.clone()).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let t = b.topology();
+        if t.exchange("orders").is_some() && t.bindings().any(|x| x.same_as(&binding)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the topology never reached node B"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "an exchange and a binding declared through A reached B after {:?}",
+        started.elapsed()
+    );
+    let p = b
+        .publish("orders", "eu.paris", msg("order"), false)
+        .await
+        .unwrap();
+    assert_eq!(p.decision.queues().collect::<Vec<_>>(), ["eu-orders"]);
+
+    // An inequivalent redeclaration is refused on the node that tried it, and never spreads.
+    let err = sync
+        .declare_exchange(&b, Exchange::new("orders", ExchangeKind::Fanout))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("refused"), "{err}");
+
+    // Unbinding and deleting through B reach node A.
+    sync.unbind(&b, &binding).await.unwrap();
+    sync.delete_exchange(&b, "orders", false).await.unwrap();
+    let started = Instant::now();
+    while a.topology().exchange("orders").is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the deletion never reached node A"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!a.topology().bindings().any(|x| x.same_as(&binding)));
+    assert_eq!(a.topology().exchange("orders"), None);
 
     for f in followers {
         f.abort();
