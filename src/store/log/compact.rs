@@ -2,8 +2,9 @@
 //!
 //! A victim is a sealed segment whose live values fill at most half of it. Its live entries
 //! (index still pointing into it) are appended again at the log's end, a few at a time under
-//! the state lock — so an entry removed meanwhile is never resurrected — then flushed; only then
-//! is the segment deleted. Removal markers in the victim are carried forward for keys that are
+//! the state lock — so an entry removed meanwhile is never resurrected — and flushed whenever
+//! [`CARRY_FLUSH_BYTES`] wait (memory stays bounded), and at the end; only then is the segment
+//! deleted. Removal markers in the victim are carried forward for keys that are
 //! absent, unless the victim is the oldest segment (no older value can exist to resurrect).
 //! Each byte is copied at most once per halving of live data, so write amplification stays ≤ 2.
 
@@ -15,6 +16,11 @@ use crate::store::StoreError;
 
 /// Entries copied per hold of the state lock.
 const BATCH: usize = 256;
+
+/// Carried-forward bytes that may wait in memory before compaction flushes them. Without a
+/// bound, a victim's whole live half (up to half a segment, 32 MiB by default) waited for the
+/// flush at the end: the largest single item of a draining broker's heap.
+pub(super) const CARRY_FLUSH_BYTES: u64 = 1 << 20;
 
 impl MessageLog {
     /// Compacts one eligible segment, if any. Returns whether it did.
@@ -106,6 +112,9 @@ impl MessageLog {
             drop(st);
             if batch.len() >= BATCH {
                 self.append_still_live(&mut batch)?;
+                if self.unflushed_bytes() >= CARRY_FLUSH_BYTES {
+                    self.flush()?;
+                }
             }
         }
         self.append_still_live(&mut batch)

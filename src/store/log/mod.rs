@@ -117,6 +117,8 @@ pub struct MessageLog {
     /// Bytes of frames appended and not yet written by a flush (`pending` and `inflight`),
     /// kept outside the state lock so writers can read it for pacing without taking it.
     unflushed: AtomicU64,
+    /// The most `unflushed` has been since [`MessageLog::take_unflushed_peak`].
+    unflushed_peak: AtomicU64,
 }
 
 fn io(dir: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -139,6 +141,7 @@ impl MessageLog {
             flushing: Mutex::new(()),
             compacting: Mutex::new(()),
             unflushed: AtomicU64::new(0),
+            unflushed_peak: AtomicU64::new(0),
         })
     }
 
@@ -184,7 +187,8 @@ impl MessageLog {
         let frame_start = chunk.buf.len();
         let offsets = frame::encode(ops, &mut chunk.buf);
         let frame_len = (chunk.buf.len() - frame_start) as u64;
-        self.unflushed.fetch_add(frame_len, Ordering::Relaxed);
+        let unflushed = self.unflushed.fetch_add(frame_len, Ordering::Relaxed) + frame_len;
+        self.unflushed_peak.fetch_max(unflushed, Ordering::Relaxed);
         st.segments.get_mut(&seg).expect("active segment").len += frame_len;
         for ((key, value), off) in ops.iter().zip(offsets) {
             let new = match (value, off) {
@@ -294,6 +298,12 @@ impl MessageLog {
     /// Bytes appended that no flush has written yet: what a relaxed write's memory is waiting on.
     pub fn unflushed_bytes(&self) -> u64 {
         self.unflushed.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes that waited for a flush since the last call: the memory frames held.
+    pub fn take_unflushed_peak(&self) -> u64 {
+        self.unflushed_peak
+            .swap(self.unflushed_bytes(), Ordering::Relaxed)
     }
 
     /// The directory of the segment files.
