@@ -19,8 +19,9 @@ const BATCH: usize = 256;
 
 /// Carried-forward bytes that may wait in memory before compaction flushes them. Without a
 /// bound, a victim's whole live half (up to half a segment, 32 MiB by default) waited for the
-/// flush at the end: the largest single item of a draining broker's heap.
-pub(super) const CARRY_FLUSH_BYTES: u64 = 1 << 20;
+/// flush at the end: the largest single item of a draining broker's heap. 1 MiB cost relaxed
+/// brokers ~20% of their end-to-end rate in extra fsyncs; 4 MiB did not (docs/benchmarks.md).
+pub(super) const CARRY_FLUSH_BYTES: u64 = 4 << 20;
 
 impl MessageLog {
     /// Compacts one eligible segment, if any. Returns whether it did.

@@ -128,14 +128,14 @@ fn compaction_gives_disk_back_and_never_resurrects_removed_keys() {
 #[test]
 fn compaction_holds_a_bounded_amount_of_carried_data_in_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let log = MessageLog::open(dir.path(), 8 << 20).unwrap();
+    let log = MessageLog::open(dir.path(), 24 << 20).unwrap();
     let value = "v".repeat(1024);
-    // ~9 MiB: the first segment fills at 8 MiB, then half of its keys are removed, so it is a
-    // victim with ~4 MiB still live.
-    for i in 0..9_000 {
+    // ~25 MiB: the first segment fills at 24 MiB, then half of its keys are removed, so it is
+    // a victim with ~12 MiB still live.
+    for i in 0..25_000 {
         log.write(&[put(&format!("k{i:05}"), &value)]).unwrap();
     }
-    for i in (0..8_000).step_by(2) {
+    for i in (0..24_000).step_by(2) {
         log.write(&[del(&format!("k{i:05}"))]).unwrap();
     }
     log.flush().unwrap();
@@ -150,12 +150,12 @@ fn compaction_holds_a_bounded_amount_of_carried_data_in_memory() {
         peak <= bound,
         "compaction held {peak} bytes unflushed (bound {bound})"
     );
-    assert_eq!(log.stats().keys, 5_000);
+    assert_eq!(log.stats().keys, 13_000);
     drop(log);
-    let log = MessageLog::open(dir.path(), 8 << 20).unwrap();
+    let log = MessageLog::open(dir.path(), 24 << 20).unwrap();
     assert_eq!(
         log.stats().keys,
-        5_000,
+        13_000,
         "everything carried forward was made durable"
     );
 }
