@@ -43,16 +43,18 @@
 //! - Durability is JetStream's: a stream acknowledges once its replicas have the message;
 //!   [`Durability`](crate::store::Durability) does not apply.
 
+mod bucket;
 mod consumer;
 mod error;
 pub(crate) mod names;
+mod pending;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
-use async_nats::jetstream::context::{GetStreamErrorKind, PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::context::{GetStreamErrorKind, PublishAckFuture};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
@@ -61,14 +63,15 @@ use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use futures::TryStreamExt;
 
+pub(crate) use bucket::open_bucket;
 pub use consumer::JetStreamConsumer;
 pub use error::JetStreamError;
 use names::Names;
+pub use pending::JetStreamPending;
 
 use super::envelope::{self, EnvelopeHeader};
 use super::{
-    Clock, ConsumerOptions, Overflow, PublishItem, PublishOutcome, PublishReceipt, QueueConfig,
-    QueueError, QueueName, SystemClock,
+    Clock, ConsumerOptions, Overflow, PublishItem, QueueConfig, QueueError, QueueName, SystemClock,
 };
 
 /// JetStream's default duplicate window, used when a queue sets none.
@@ -421,38 +424,6 @@ impl JetStreamQueues {
     }
 }
 
-/// Opens the key-value bucket `bucket`, creating its stream first if needed.
-///
-/// Why not `create_key_value`: the client asks the server for its account limits first, and
-/// it cannot read NATS 2.9's answer. The stream is laid out as that call would (`KV_<bucket>`,
-/// `$KV.<bucket>.>`, one value per key, direct get), so any KV client reads the bucket.
-pub(crate) async fn open_bucket(
-    js: &Context,
-    bucket: &str,
-    history: i64,
-    replicas: usize,
-) -> Result<kv::Store, JetStreamError> {
-    let failed = |e: &dyn std::fmt::Display| {
-        JetStreamError::nats(format!("opening key-value bucket {bucket}"), e)
-    };
-    js.get_or_create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some(format!("Switchyard bucket {bucket}")),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: history,
-        storage: StorageType::File,
-        num_replicas: replicas,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: DiscardPolicy::New,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| failed(&e))?;
-    js.get_key_value(bucket).await.map_err(|e| failed(&e))
-}
-
 /// When a message published now with `options` may first be delivered.
 fn not_before(now: u64, options: &super::EnqueueOptions) -> Option<u64> {
     let relative = options.delay_ms.map(|d| now.saturating_add(d));
@@ -460,43 +431,4 @@ fn not_before(now: u64, options: &super::EnqueueOptions) -> Option<u64> {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     }
-}
-
-/// A publish sent to every stream, not yet acknowledged by all of them.
-#[derive(Debug)]
-#[must_use = "a publish is acknowledged only after `durable()` returns Ok"]
-pub struct JetStreamPending {
-    acks: Vec<PublishAckFuture>,
-}
-
-impl JetStreamPending {
-    /// Waits for every stream's acknowledgement. An error means some copy may be missing: the
-    /// publisher must not be confirmed, and may retry the whole publish.
-    pub async fn durable(self) -> Result<PublishReceipt, JetStreamError> {
-        let mut outcomes = Vec::with_capacity(self.acks.len());
-        for ack in self.acks {
-            outcomes.push(match ack.await {
-                Ok(ack) if ack.duplicate => PublishOutcome::Duplicate,
-                Ok(ack) => PublishOutcome::Enqueued { seq: ack.sequence },
-                Err(e) if e.kind() == PublishErrorKind::Other && is_full(&e) => {
-                    PublishOutcome::RejectedMaxLength
-                }
-                Err(e) => return Err(JetStreamError::nats("a publish", e)),
-            });
-        }
-        Ok(PublishReceipt { outcomes })
-    }
-}
-
-/// JetStream refused the message because the stream is at `max_messages` with discard-new.
-/// The server says so only in text (error code 10077 covers every store failure).
-fn is_full(e: &dyn std::error::Error) -> bool {
-    let mut cause: Option<&dyn std::error::Error> = Some(e);
-    while let Some(c) = cause {
-        if c.to_string().contains("maximum messages exceeded") {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
 }

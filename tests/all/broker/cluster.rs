@@ -11,10 +11,11 @@ use switchyard::broker::LINEAGE_HEADER;
 use switchyard::cluster::{PluginSync, TopologySync};
 use switchyard::message::FieldValue;
 use switchyard::plugin::{DeployOptions, PluginHost};
-use switchyard::queue::jetstream::{JetStreamError, JetStreamOptions, JetStreamQueues};
+use switchyard::queue::jetstream::JetStreamQueues;
 use switchyard::routing::{Binding, BindingTarget, Exchange, ExchangeKind};
 
 use super::*;
+use crate::support::nats::first_node;
 use crate::support::plugins::with_custom_section;
 
 /// Waits until `env`'s plugin host serves `version` of `name`; returns how long that took.
@@ -39,19 +40,10 @@ async fn serving(env: &Env, name: &str, version: &str, since: Instant) -> Durati
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_deployed_on_one_node_routes_on_another_and_swaps_everywhere() {
-    let url =
-        std::env::var("SWITCHYARD_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let mut options = JetStreamOptions::new(url);
-    options.namespace = format!(
-        "SYT_plugins_{}_{}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    let first = match JetStreamQueues::connect(options.clone()).await {
-        Ok(q) => q,
-        Err(e @ JetStreamError::Connect { .. }) => return println!("skipped: {e}"),
-        Err(e) => panic!("NATS is there but the store would not open: {e}"),
+    let Some(first) = first_node("plugins").await else {
+        return;
     };
+    let options = first.options().clone();
     let nodes = [Env::new(), Env::new(), Env::new()];
     let mut syncs = Vec::new();
     let mut followers = Vec::new();
@@ -173,18 +165,8 @@ fn node() -> (tempfile::TempDir, Arc<Broker>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchanges_and_bindings_declared_through_one_node_route_on_the_others() {
-    let url =
-        std::env::var("SWITCHYARD_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let mut options = JetStreamOptions::new(url);
-    options.namespace = format!(
-        "SYT_topology_{}_{}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    let first = match JetStreamQueues::connect(options.clone()).await {
-        Ok(q) => q,
-        Err(e @ JetStreamError::Connect { .. }) => return println!("skipped: {e}"),
-        Err(e) => panic!("NATS is there but the store would not open: {e}"),
+    let Some(first) = first_node("topology").await else {
+        return;
     };
     let ((_da, a), (_db, b)) = (node(), node());
     let sync = TopologySync::open(&first).await.unwrap();
