@@ -174,16 +174,25 @@ async fn a_nats_node_killed_under_load_loses_no_confirmed_publish() {
     assert_ne!(store.server(), format!("n{victim}"));
 
     // Everything confirmed is there, once, and the store still serves consumers.
-    let mut consumer = store
-        .consume(
-            &q,
-            ConsumerOptions {
-                prefetch: 200,
-                push: true,
-            },
-        )
-        .await
-        .unwrap();
+    // The killed server held some stream and consumer leaders: until they are re-elected,
+    // opening a consumer may time out, and a node retries as it does for publishes.
+    let options = ConsumerOptions {
+        prefetch: 200,
+        push: true,
+    };
+    let opened = Instant::now();
+    let mut consumer = loop {
+        match store.consume(&q, options).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(
+                    opened.elapsed() < Duration::from_secs(60),
+                    "no consumer: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
     let mut seen = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < confirmed.len() {
