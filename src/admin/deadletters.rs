@@ -52,6 +52,7 @@ pub async fn list(
     let messages = state
         .broker()
         .queues()
+        .embedded()?
         .browse(&queue, q.limit.unwrap_or(100).min(10_000))?;
     let entries: Vec<Value> = messages
         .iter()
@@ -94,7 +95,11 @@ pub async fn redrive(
     let moved = if left == Some(0) {
         0
     } else {
-        broker.queues().redrive(&queue, left)?
+        // On JetStream only replay applies (see the README's store differences).
+        match broker.queues().embedded() {
+            Ok(queues) => queues.redrive(&queue, left)?,
+            Err(_) => 0,
+        }
     };
     let remaining = broker.queues().stats(&queue)?.messages;
     Ok(Json(json!({

@@ -56,6 +56,8 @@ fn queue_status(e: &QueueError) -> StatusCode {
         QueueError::Store(StoreError::NoSpace { .. } | StoreError::CatalogFull { .. }) => {
             StatusCode::INSUFFICIENT_STORAGE
         }
+        QueueError::EmbeddedOnly(_) => StatusCode::NOT_IMPLEMENTED,
+        QueueError::JetStream(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -90,6 +92,7 @@ fn broker_status(e: &BrokerError) -> StatusCode {
         BrokerError::Topology(t) => topology_status(t),
         BrokerError::Queue(q) => queue_status(q),
         BrokerError::Plugin(p) => plugin_status(p),
+        BrokerError::Cluster(_) => StatusCode::SERVICE_UNAVAILABLE,
         BrokerError::Internal(_) | BrokerError::TopologyFile { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

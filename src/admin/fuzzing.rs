@@ -99,7 +99,7 @@ impl Harness {
             max_plugin_bytes: 1 << 20,
             ..AdminConfig::default()
         };
-        let state = AdminState::new(broker, None, admin);
+        let state = AdminState::new(broker, None, admin, None);
         state.set_ready(true);
         Ok(Harness {
             rt,

@@ -49,6 +49,7 @@ use tokio::net::TcpListener;
 
 use crate::amqp::Registry;
 use crate::broker::Broker;
+use crate::cluster::Cluster;
 use crate::queue::Consumer;
 use crate::tls::Tls;
 
@@ -88,11 +89,19 @@ struct Inner {
     /// in flight until acked or nacked here (or the broker stops).
     pulls: Mutex<HashMap<String, Consumer>>,
     rates: rates::Rates,
+    /// In cluster mode, where plugin deploys, rollbacks and removals go (every node).
+    cluster: Option<Cluster>,
 }
 
 impl AdminState {
     /// `amqp`: the AMQP listener's registry, if one runs, for connection and consumer lists.
-    pub fn new(broker: Arc<Broker>, amqp: Option<Arc<Registry>>, config: AdminConfig) -> Self {
+    /// `cluster`: the cluster this node belongs to (plugin changes then reach every node).
+    pub fn new(
+        broker: Arc<Broker>,
+        amqp: Option<Arc<Registry>>,
+        config: AdminConfig,
+        cluster: Option<Cluster>,
+    ) -> Self {
         AdminState {
             inner: Arc::new(Inner {
                 broker,
@@ -102,8 +111,13 @@ impl AdminState {
                 ready: AtomicBool::new(false),
                 pulls: Mutex::default(),
                 rates: rates::Rates::default(),
+                cluster,
             }),
         }
+    }
+
+    fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.as_ref()
     }
 
     /// Mark startup finished: `/readyz` answers 200 from now on.

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::AdminState;
+use crate::cluster::ClusterPluginError;
 use crate::plugin::{DeployOptions, PluginInfo, PluginKind, StatsSnapshot, LATENCY_BUCKETS};
 
 pub async fn list(State(state): State<AdminState>) -> Json<Vec<PluginInfo>> {
@@ -84,8 +85,24 @@ pub async fn deploy(
     }
     let opts = deploy_options(query)?;
     let host = state.broker().plugins().clone();
-    let plugin = name.clone();
-    let info = tokio::task::spawn_blocking(move || host.deploy(&plugin, &body, opts)).await??;
+    let info = match state.cluster() {
+        // Loaded here first (what does not load is refused, 422), then every node's.
+        Some(cluster) => {
+            cluster
+                .plugins
+                .deploy(&host, &name, body.to_vec(), opts)
+                .await
+                .map_err(cluster_error)?;
+            let show = host.show(&name)?;
+            serde_json::to_value(show.current).unwrap_or_default()
+        }
+        None => {
+            let plugin = name.clone();
+            let info =
+                tokio::task::spawn_blocking(move || host.deploy(&plugin, &body, opts)).await??;
+            serde_json::to_value(info).unwrap_or_default()
+        }
+    };
     let kind = state.broker().plugins().current(&name).map(|(k, _)| k);
     Ok((
         StatusCode::CREATED,
@@ -97,6 +114,16 @@ pub async fn rollback(
     State(state): State<AdminState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(cluster) = state.cluster() {
+        let head = cluster
+            .plugins
+            .rollback(&name)
+            .await
+            .map_err(cluster_error)?;
+        return Ok(Json(
+            json!({ "plugin": name, "version": { "version": head.version } }),
+        ));
+    }
     let host = state.broker().plugins().clone();
     let plugin = name.clone();
     let info = tokio::task::spawn_blocking(move || host.rollback(&plugin)).await??;
@@ -107,10 +134,30 @@ pub async fn remove(
     State(state): State<AdminState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(cluster) = state.cluster() {
+        cluster
+            .plugins
+            .remove(&name)
+            .await
+            .map_err(|e| cluster_error(e.into()))?;
+        return Ok(Json(json!({ "removed": name })));
+    }
     let host = state.broker().plugins().clone();
     let plugin = name.clone();
     tokio::task::spawn_blocking(move || host.remove(&plugin)).await??;
     Ok(Json(json!({ "removed": name })))
+}
+
+/// A cluster registry failure as an HTTP answer.
+fn cluster_error(e: ClusterPluginError) -> ApiError {
+    let status = match e {
+        ClusterPluginError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ClusterPluginError::Unknown(_) => StatusCode::NOT_FOUND,
+        ClusterPluginError::NoPrevious(_) => StatusCode::CONFLICT,
+        ClusterPluginError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ClusterPluginError::JetStream(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::new(status, e.to_string())
 }
 
 /// The upper bound, in microseconds, of the bucket holding quantile `q` of the calls.

@@ -51,13 +51,15 @@ pub async fn get(
     let mut pulls = state.inner.pulls.lock();
     let consumer = match pulls.entry(name.clone()) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(v) => v.insert(state.broker().queues().consume(
-            &queue,
-            ConsumerOptions {
-                prefetch: 0,
-                push: false,
-            },
-        )?),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(state.broker().queues().embedded()?.consume(
+                &queue,
+                ConsumerOptions {
+                    prefetch: 0,
+                    push: false,
+                },
+            )?)
+        }
     };
     let mut out = Vec::new();
     while out.len() < count {

@@ -40,8 +40,14 @@ pub(super) fn view(state: &AdminState, name: &QueueName) -> ApiResult<QueueView>
     let queues = state.broker().queues();
     let s = queues.stats(name)?;
     let config = queues.config(name)?;
-    let now = queues.clock().now_ms();
-    let oldest = queues.oldest_enqueued_ms(name)?;
+    // The age of the oldest message is read from the embedded store's log; JetStream's
+    // stream info does not say when its first message was published by Switchyard.
+    let oldest = match queues.embedded() {
+        Ok(q) => q
+            .oldest_enqueued_ms(name)?
+            .map(|t| q.clock().now_ms().saturating_sub(t)),
+        Err(_) => None,
+    };
     let rates = state.inner.rates.get(name.as_str());
     Ok(QueueView {
         name: name.to_string(),
@@ -55,7 +61,7 @@ pub(super) fn view(state: &AdminState, name: &QueueName) -> ApiResult<QueueView>
         delivered_total: s.delivered_total,
         publish_rate: rates.publish_per_s,
         deliver_rate: rates.deliver_per_s,
-        oldest_message_age_ms: oldest.map(|t| now.saturating_sub(t)),
+        oldest_message_age_ms: oldest,
         config: QueueSpec::from_config(name.as_str(), &config),
     })
 }
@@ -111,7 +117,7 @@ pub async fn purge(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let queue = queue_name(&name)?;
-    let consumer = state.broker().queues().consume(
+    let consumer = state.broker().queues().embedded()?.consume(
         &queue,
         ConsumerOptions {
             prefetch: 0,

@@ -151,9 +151,9 @@ pub fn broker_error(e: BrokerError) -> AmqpError {
         BrokerError::Topology(t) => topology_error(t),
         BrokerError::Queue(q) => queue_error(q),
         BrokerError::Plugin(p) => AmqpError::precondition_failed(p.to_string()),
-        e @ (BrokerError::TopologyFile { .. } | BrokerError::Internal(_)) => {
-            AmqpError::internal(e.to_string())
-        }
+        e @ (BrokerError::TopologyFile { .. }
+        | BrokerError::Internal(_)
+        | BrokerError::Cluster(_)) => AmqpError::internal(e.to_string()),
     }
 }
 
@@ -180,6 +180,7 @@ pub fn queue_error(e: QueueError) -> AmqpError {
         | QueueError::InvalidConfig(_)
         | QueueError::TooManyQueues { .. }
         | QueueError::UnknownDeliveryTag(_) => AmqpError::precondition_failed(text),
+        QueueError::EmbeddedOnly(_) => AmqpError::not_implemented(text),
         _ => AmqpError::internal(text),
     }
 }

@@ -25,7 +25,7 @@ use super::error::AmqpError;
 use super::outbound::Outbound;
 pub(crate) use super::tags::{Source, Tags};
 use crate::auth::{Access, Resource};
-use crate::queue::{Consumer, ConsumerOptions, Delivery, QueueError, QueueName};
+use crate::queue::{Consumer, ConsumerOptions, Delivery, QueueError, QueueName, StoreConsumer};
 
 /// A settlement for a consumer task.
 #[derive(Debug, Clone, Copy)]
@@ -50,11 +50,24 @@ pub(crate) struct ConsumerHandle {
     _registered: super::registry::Registered,
 }
 
+/// Settles on a `basic.get` consumer (embedded store only).
 fn apply(consumer: &Consumer, s: &Settle) {
     let r = match s.how {
         How::Ack => consumer.ack(s.tag, s.multiple),
         How::Requeue => consumer.nack(s.tag, s.multiple, true),
         How::Reject => consumer.nack(s.tag, s.multiple, false),
+    };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "settlement not applied");
+    }
+}
+
+/// Settles on a `basic.consume` consumer, of either store.
+async fn apply_to(consumer: &mut StoreConsumer, s: &Settle) {
+    let r = match s.how {
+        How::Ack => consumer.ack(s.tag, s.multiple).await,
+        How::Requeue => consumer.nack(s.tag, s.multiple, true).await,
+        How::Reject => consumer.nack(s.tag, s.multiple, false).await,
     };
     if let Err(e) = r {
         tracing::debug!(error = %e, "settlement not applied");
@@ -131,7 +144,7 @@ impl Channel {
             prefetch: self.prefetch,
             push: true,
         };
-        let consumer = match queues.consume(&queue, options) {
+        let consumer = match queues.consume(&queue, options).await {
             Ok(c) => c,
             Err(e) => {
                 self.shared.exclusive_consumers.lock().remove(&queue);
@@ -201,7 +214,11 @@ impl Channel {
         let queue = self.queue_name(g.queue.as_str())?;
         self.check_owner(&queue)?;
         self.authorize(Access::Read, Resource::Queue(queue.as_str()))?;
-        let queues = self.shared.broker.queues();
+        // basic.get pulls one message at a time: on JetStream each would be a pull request and
+        // a wait for "empty", so it is the embedded store's alone; consumers work on both.
+        let queues = self.shared.broker.queues().embedded().map_err(|_| {
+            AmqpError::not_implemented("basic.get on the JetStream store: use basic.consume")
+        })?;
         let pull = ConsumerOptions {
             prefetch: 0,
             push: false,
@@ -313,7 +330,7 @@ impl Channel {
 
 /// Push deliveries of one consumer to the client and apply its settlements.
 async fn deliver_loop(
-    mut consumer: Consumer,
+    mut consumer: StoreConsumer,
     tag: String,
     no_ack: bool,
     channel: u16,
@@ -324,17 +341,26 @@ async fn deliver_loop(
     loop {
         tokio::select! {
             s = settle.recv() => match s {
-                Some(s) => apply(&consumer, &s),
+                Some(s) => apply_to(&mut consumer, &s).await,
                 None => return,
             },
             d = consumer.recv() => {
+                let d = match d {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // The store failed under this consumer (NATS gone): cancel it, so the
+                        // client subscribes again (to this node or another) instead of waiting.
+                        tracing::warn!(error = %e, consumer = %tag, "consumer cancelled: the store failed");
+                        None
+                    }
+                };
                 let Some(d) = d else {
                     // The queue was deleted: tell the client (consumer_cancel_notify).
                     let cancel = basic::Cancel { consumer_tag: short(tag.clone()), nowait: true };
                     let _ = out.method(channel, AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel))).await;
                     return;
                 };
-                if !deliver(&consumer, &tag, no_ack, channel, &out, &tags, d).await {
+                if !deliver(&mut consumer, &tag, no_ack, channel, &out, &tags, d).await {
                     return;
                 }
             }
@@ -343,7 +369,7 @@ async fn deliver_loop(
 }
 
 async fn deliver(
-    consumer: &Consumer,
+    consumer: &mut StoreConsumer,
     tag: &str,
     no_ack: bool,
     channel: u16,
@@ -371,7 +397,7 @@ async fn deliver(
     }
     if no_ack {
         // Settled once handed to the writer: the outbound bound keeps memory bounded.
-        let _ = consumer.ack(d.tag, false);
+        let _ = consumer.ack(d.tag, false).await;
     }
     true
 }

@@ -287,6 +287,8 @@ pub(crate) fn ready(stats: &crate::queue::QueueStats) -> u32 {
 fn purge(broker: &crate::broker::Broker, queue: &QueueName) -> Result<u32, AmqpError> {
     let consumer = broker
         .queues()
+        .embedded()
+        .map_err(queue_error)?
         .consume(
             queue,
             ConsumerOptions {

@@ -21,6 +21,8 @@ pub enum BrokerError {
     Plugin(#[from] PluginError),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the cluster did not take the change, so it was not made: {0}")]
+    Cluster(String),
     #[error("topology file {path}: {cause}")]
     TopologyFile { path: String, cause: String },
 }

@@ -14,6 +14,7 @@ mod publish;
 mod replay;
 mod route;
 mod topology_file;
+mod topology_sink;
 mod verdicts;
 
 pub use alarm::{ResourceAlarm, DEFAULT_DISK_FREE_LIMIT};
@@ -24,17 +25,18 @@ pub use publish::{BrokerCounters, Published, Submitted};
 pub use route::{
     SpecialQueues, EXCHANGE_HEADER, LINEAGE_HEADER, MAX_HOPS, REASON_HEADER, ROUTING_KEY_HEADER,
 };
+pub use topology_sink::{TopologyChange, TopologySink};
 pub use verdicts::{VersionStats, VersionVerdicts};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
 use crate::message::Message;
 use crate::plugin::{HostConfig, PluginHost};
-use crate::queue::{QueueConfig, QueueName, Queues, QueuesOptions};
+use crate::queue::{QueueConfig, QueueName, QueueStore, Queues, QueuesOptions};
 use crate::routing::{Binding, BindingTarget, Exchange, Topology};
 use route::Router;
 use topology_file::TopologyFile;
@@ -88,7 +90,7 @@ impl BrokerConfig {
 /// What routing needs.
 #[derive(Debug)]
 struct Core {
-    queues: Queues,
+    queues: QueueStore,
     plugins: Arc<PluginHost>,
     breakers: Breakers,
     special: SpecialQueues,
@@ -136,6 +138,8 @@ pub struct Broker {
     /// Serialises replays so two redrives of one queue do not interleave.
     replay_lock: tokio::sync::Mutex<()>,
     alarm: ResourceAlarm,
+    /// Set once, in cluster mode: where client-made topology changes are published.
+    topology_sink: OnceLock<Arc<dyn TopologySink>>,
 }
 
 impl Broker {
@@ -143,11 +147,21 @@ impl Broker {
     /// topology in `dir/topology.json`.
     pub fn open(dir: impl AsRef<Path>, config: BrokerConfig) -> Result<Broker, BrokerError> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| BrokerError::TopologyFile {
-            path: dir.display().to_string(),
-            cause: format!("cannot create the data directory: {e}"),
-        })?;
-        let queues = Queues::open(dir.join("queues"), config.queues)?;
+        create_dir(&dir)?;
+        let queues = Queues::open(dir.join("queues"), config.queues.clone())?;
+        Broker::with_store(dir, config, queues.into())
+    }
+
+    /// Open a broker over queues that live elsewhere (a JetStream namespace shared with other
+    /// nodes); `dir` holds this node's plugins and its copy of the topology.
+    /// `config.queues` is not used.
+    pub fn with_store(
+        dir: impl AsRef<Path>,
+        config: BrokerConfig,
+        queues: QueueStore,
+    ) -> Result<Broker, BrokerError> {
+        let dir = dir.as_ref().to_path_buf();
+        create_dir(&dir)?;
         let plugins = Arc::new(PluginHost::open(dir.join("plugins"), config.plugins)?);
         let topology_file = TopologyFile::new(&dir);
         let topology = topology_file.load()?;
@@ -157,7 +171,7 @@ impl Broker {
         };
         for q in [&special.dead_letter, &special.quarantine] {
             let name = QueueName::new(q.clone())?;
-            if queues.config(&name).is_err() {
+            if !queues.exists(name.as_str()) {
                 queues.declare(&name, QueueConfig::default())?;
             }
         }
@@ -177,14 +191,23 @@ impl Broker {
             verdicts: verdicts::VerdictCounts::default(),
             replay_lock: tokio::sync::Mutex::new(()),
             alarm,
+            topology_sink: OnceLock::new(),
         })
+    }
+
+    /// Publish every client-made topology change to `sink` from now on (cluster mode). Set
+    /// once; a second call is refused.
+    pub fn set_topology_sink(&self, sink: Arc<dyn TopologySink>) -> Result<(), BrokerError> {
+        self.topology_sink
+            .set(sink)
+            .map_err(|_| BrokerError::Rejected("a topology sink is already set".into()))
     }
 
     pub fn data_dir(&self) -> &Path {
         &self.dir
     }
 
-    pub fn queues(&self) -> &Queues {
+    pub fn queues(&self) -> &QueueStore {
         &self.core.queues
     }
 
@@ -234,11 +257,13 @@ impl Broker {
     }
 
     pub fn declare_exchange(&self, exchange: Exchange) -> Result<bool, BrokerError> {
-        self.change_topology(|t| Ok(t.declare_exchange(exchange)?))
+        let change = TopologyChange::DeclareExchange(exchange.clone());
+        self.change_topology(Some(&change), |t| Ok(t.declare_exchange(exchange)?))
     }
 
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), BrokerError> {
-        self.change_topology(|t| Ok(t.delete_exchange(name, if_unused)?))
+        let change = TopologyChange::DeleteExchange(name.to_owned());
+        self.change_topology(Some(&change), |t| Ok(t.delete_exchange(name, if_unused)?))
     }
 
     /// Bind; the target queue or exchange must exist.
@@ -246,12 +271,28 @@ impl Broker {
         if let BindingTarget::Queue(q) = &binding.target {
             self.queues().config(&QueueName::new(q.clone())?)?;
         }
-        self.change_topology(|t| Ok(t.bind(binding)?))
+        let change = TopologyChange::Bind(binding.clone());
+        self.change_topology(Some(&change), |t| Ok(t.bind(binding)?))
     }
 
     pub fn unbind(&self, binding: &Binding) -> Result<(), BrokerError> {
-        self.change_topology(|t| {
+        let change = TopologyChange::Unbind(binding.clone());
+        self.change_topology(Some(&change), |t| {
             t.unbind(binding);
+            Ok(())
+        })
+    }
+
+    /// Apply a change that came from the cluster (not published again). A binding whose
+    /// queue this node does not know (yet) is applied anyway: routing skips a missing queue.
+    pub fn apply_topology(&self, change: TopologyChange) -> Result<(), BrokerError> {
+        self.change_topology(None, |t| {
+            match change {
+                TopologyChange::DeclareExchange(e) => drop(t.declare_exchange(e)?),
+                TopologyChange::DeleteExchange(name) => t.delete_exchange(&name, false)?,
+                TopologyChange::Bind(b) => t.bind(b)?,
+                TopologyChange::Unbind(b) => t.unbind(&b),
+            }
             Ok(())
         })
     }
@@ -263,11 +304,31 @@ impl Broker {
     /// Delete a queue and every binding to it; returns how many messages it held.
     pub fn delete_queue(&self, name: &QueueName) -> Result<u64, BrokerError> {
         let n = self.queues().delete(name)?;
-        self.change_topology(|t| {
-            t.unbind_queue(name.as_str());
-            Ok(())
-        })?;
+        self.unbind_queues(std::slice::from_ref(name))?;
         Ok(n)
+    }
+
+    /// Removes every binding to `queues` (deleted), here and, in cluster mode, everywhere.
+    fn unbind_queues(&self, queues: &[QueueName]) -> Result<(), BrokerError> {
+        let target = |b: &Binding| matches!(&b.target, BindingTarget::Queue(q) if queues.iter().any(|n| n.as_str() == q));
+        let bindings: Vec<Binding> = self
+            .topology()
+            .bindings()
+            .filter(|b| target(b))
+            .cloned()
+            .collect();
+        if let Some(sink) = self.topology_sink.get() {
+            for b in bindings {
+                sink.publish(&TopologyChange::Unbind(b))
+                    .map_err(BrokerError::Cluster)?;
+            }
+        }
+        self.change_topology(None, |t| {
+            for name in queues {
+                t.unbind_queue(name.as_str());
+            }
+            Ok(())
+        })
     }
 
     /// Delete the queues whose `expires_ms` has passed unused (see
@@ -276,25 +337,34 @@ impl Broker {
     pub fn delete_expired_queues(&self) -> Result<Vec<QueueName>, BrokerError> {
         let names = self.queues().delete_expired()?;
         if !names.is_empty() {
-            self.change_topology(|t| {
-                for name in &names {
-                    t.unbind_queue(name.as_str());
-                }
-                Ok(())
-            })?;
+            self.unbind_queues(&names)?;
         }
         Ok(names)
     }
 
+    /// Applies `f` to a copy of the topology; if it succeeds, publishes `change` (a client's
+    /// change, in cluster mode), saves the copy and makes it current — under the write lock,
+    /// so changes reach the cluster in the order they are committed here.
     fn change_topology<T>(
         &self,
+        change: Option<&TopologyChange>,
         f: impl FnOnce(&mut Topology) -> Result<T, BrokerError>,
     ) -> Result<T, BrokerError> {
         let mut topology = self.topology.write();
         let mut next = Topology::clone(&topology);
         let out = f(&mut next)?;
+        if let (Some(change), Some(sink)) = (change, self.topology_sink.get()) {
+            sink.publish(change).map_err(BrokerError::Cluster)?;
+        }
         self.topology_file.save(&next)?;
         *topology = Arc::new(next);
         Ok(out)
     }
+}
+
+fn create_dir(dir: &Path) -> Result<(), BrokerError> {
+    std::fs::create_dir_all(dir).map_err(|e| BrokerError::TopologyFile {
+        path: dir.display().to_string(),
+        cause: format!("cannot create the data directory: {e}"),
+    })
 }

@@ -29,7 +29,7 @@ impl Published {
 #[derive(Debug)]
 pub struct Submitted {
     decision: Decision,
-    pending: Option<queue::Pending>,
+    pending: Option<queue::StorePending>,
 }
 
 impl Submitted {
@@ -38,9 +38,11 @@ impl Submitted {
     }
 
     /// The store is behind its relaxed writes: a publisher that does not wait for confirms
-    /// should await [`durable`](Submitted::durable) anyway (see [`queue::Pending::paced`]).
+    /// should await [`durable`](Submitted::durable) anyway (see [`queue::StorePending::paced`]).
     pub fn paced(&self) -> bool {
-        self.pending.as_ref().is_some_and(queue::Pending::paced)
+        self.pending
+            .as_ref()
+            .is_some_and(queue::StorePending::paced)
     }
 
     /// Waits until every output is durable (group commit).

@@ -19,17 +19,20 @@ impl Broker {
         // queue (a breaker still open) must not be replayed again in the same pass.
         let held = usize::try_from(self.queues().stats(queue)?.messages).unwrap_or(usize::MAX);
         let budget = limit.map_or(held, |l| l.min(held));
-        let consumer = self.queues().consume(
-            queue,
-            ConsumerOptions {
-                prefetch: 0,
-                push: false,
-            },
-        )?;
+        let mut consumer = self
+            .queues()
+            .consume(
+                queue,
+                ConsumerOptions {
+                    prefetch: 0,
+                    push: false,
+                },
+            )
+            .await?;
         let mut done = 0;
         let mut skipped = Vec::new();
         while done + skipped.len() < budget {
-            let Some(delivery) = consumer.get()? else {
+            let Some(delivery) = consumer.next_ready().await? else {
                 break;
             };
             let mut message = delivery.message;
@@ -47,11 +50,11 @@ impl Broker {
                 key.as_str().unwrap_or("").to_owned(),
             );
             self.publish(&ex, &key, message, false).await?;
-            consumer.ack(delivery.tag, false)?;
+            consumer.ack(delivery.tag, false).await?;
             done += 1;
         }
         for tag in skipped {
-            consumer.nack(tag, false, true)?;
+            consumer.nack(tag, false, true).await?;
         }
         Ok(done)
     }

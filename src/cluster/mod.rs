@@ -8,10 +8,65 @@
 //! - [`TopologySync`]: exchanges and bindings declared through one node are declared on every
 //!   node that follows the cluster's topology.
 //!
+//! - [`Cluster`]: the three together, as `switchyard serve --store nats://…` uses them.
+//!
 //! Knows the broker's and the plugin host's public APIs and NATS; the plugin host knows nothing of NATS.
 
 mod plugins;
 mod topology;
 
 pub use plugins::{ClusterPluginError, PluginHead, PluginSync};
-pub use topology::{ClusterTopologyError, TopologySync};
+pub use topology::TopologySync;
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::broker::{Broker, BrokerError};
+use crate::queue::jetstream::{JetStreamError, JetStreamOptions};
+use crate::queue::Remote;
+
+/// What one node shares with the others: the queues, the plugin registry, the topology.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub store: Remote,
+    pub plugins: PluginSync,
+    pub topology: TopologySync,
+}
+
+/// Why a node could not join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(transparent)]
+    JetStream(#[from] JetStreamError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+impl Cluster {
+    /// Connects to the namespace (creating its buckets on first use).
+    pub async fn connect(options: JetStreamOptions) -> Result<Cluster, JetStreamError> {
+        let store = Remote::connect(options).await?;
+        let plugins = PluginSync::open(store.queues()).await?;
+        let topology = TopologySync::open(&store).await?;
+        Ok(Cluster {
+            store,
+            plugins,
+            topology,
+        })
+    }
+
+    /// Makes `broker` (opened over [`Cluster::store`]) a node: its topology changes go to the
+    /// cluster, and it follows the cluster's topology and plugins until the returned tasks are
+    /// aborted.
+    pub async fn join(&self, broker: &Arc<Broker>) -> Result<Vec<JoinHandle<()>>, JoinError> {
+        self.topology.attach(broker)?;
+        Ok(vec![
+            self.topology.follow(broker.clone()).await?,
+            self.plugins
+                .follow(broker.plugins().as_ref().clone())
+                .await?,
+        ])
+    }
+}

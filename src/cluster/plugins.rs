@@ -118,6 +118,16 @@ impl PluginSync {
         Ok(head)
     }
 
+    /// What the registry serves as `name`, if anything.
+    pub async fn head(&self, name: &str) -> Result<Option<PluginHead>, ClusterPluginError> {
+        let entry = self
+            .heads
+            .get(escape_token(name))
+            .await
+            .map_err(|e| JetStreamError::nats(format!("reading plugin {name}"), e))?;
+        entry.map(|bytes| decode(&bytes)).transpose()
+    }
+
     /// Makes the head before the current one of `name` current again, on every node.
     pub async fn rollback(&self, name: &str) -> Result<PluginHead, ClusterPluginError> {
         let mut history = self.heads.history(escape_token(name)).await.map_err(|e| {

@@ -7,43 +7,40 @@
 //!
 //! Invariants:
 //! - What reaches the bucket was accepted by the calling node's broker first (an inequivalent
-//!   redeclaration or a binding to a missing exchange is refused there, not stored).
+//!   redeclaration or a binding to a missing exchange is refused there, not stored), and is
+//!   committed on that node only once the bucket has it (a failed put refuses the change).
 //! - Followers apply changes in the bucket's order; a change equal to what a node has changes
 //!   nothing, so the node that made it and a restarting node replaying the bucket do no work.
 //! - A change a node cannot apply (a binding to a queue that node does not have) is logged and
 //!   skipped; the others still apply.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, Operation};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::broker::{Broker, BrokerError};
+use tokio::task::JoinHandle;
+
+use crate::broker::{Broker, BrokerError, TopologyChange, TopologySink};
 use crate::queue::jetstream::names::{escape_token, unescape_token};
-use crate::queue::jetstream::{open_bucket, JetStreamError, JetStreamQueues};
-use crate::routing::{Binding, Exchange};
+use crate::queue::jetstream::{open_bucket, JetStreamError};
+use crate::queue::Remote;
+use crate::routing::{Binding, Exchange, TopologyError};
 
 /// The cluster's topology. Cheap to clone.
 #[derive(Clone)]
 pub struct TopologySync {
     bucket: kv::Store,
+    remote: Remote,
 }
 
 impl std::fmt::Debug for TopologySync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TopologySync").finish_non_exhaustive()
     }
-}
-
-/// Why a cluster topology change failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterTopologyError {
-    #[error("this node's broker refused the change, so it was not published: {0}")]
-    Refused(#[from] BrokerError),
-    #[error(transparent)]
-    JetStream(#[from] JetStreamError),
 }
 
 fn exchange_key(name: &str) -> String {
@@ -62,81 +59,25 @@ fn binding_key(b: &Binding) -> String {
 
 impl TopologySync {
     /// Opens (or creates) the topology bucket of the namespace `store` works in.
-    pub async fn open(store: &JetStreamQueues) -> Result<TopologySync, JetStreamError> {
-        let options = store.options();
+    pub async fn open(store: &Remote) -> Result<TopologySync, JetStreamError> {
+        let options = store.queues().options();
         let bucket = format!("{}_topology", options.namespace);
-        let bucket = open_bucket(store.context(), &bucket, 1, options.replicas).await?;
-        Ok(TopologySync { bucket })
+        let bucket = open_bucket(store.queues().context(), &bucket, 1, options.replicas).await?;
+        Ok(TopologySync {
+            bucket,
+            remote: store.clone(),
+        })
     }
 
-    /// Declares `exchange` on this node, then on every node.
-    pub async fn declare_exchange(
-        &self,
-        broker: &Broker,
-        exchange: Exchange,
-    ) -> Result<(), ClusterTopologyError> {
-        broker.declare_exchange(exchange.clone())?;
-        self.put(&exchange_key(&exchange.name), &exchange).await
-    }
-
-    /// Deletes `name` (and the bindings from and to it) on this node, then on every node.
-    pub async fn delete_exchange(
-        &self,
-        broker: &Broker,
-        name: &str,
-        if_unused: bool,
-    ) -> Result<(), ClusterTopologyError> {
-        broker.delete_exchange(name, if_unused)?;
-        self.delete(&exchange_key(name)).await
-    }
-
-    /// Binds on this node, then on every node.
-    pub async fn bind(
-        &self,
-        broker: &Broker,
-        binding: Binding,
-    ) -> Result<(), ClusterTopologyError> {
-        broker.bind(binding.clone())?;
-        self.put(&binding_key(&binding), &binding).await
-    }
-
-    /// Unbinds on this node, then on every node.
-    pub async fn unbind(
-        &self,
-        broker: &Broker,
-        binding: &Binding,
-    ) -> Result<(), ClusterTopologyError> {
-        broker.unbind(binding)?;
-        self.delete(&binding_key(binding)).await
-    }
-
-    async fn put<T: serde::Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-    ) -> Result<(), ClusterTopologyError> {
-        let json = serde_json::to_vec(value).expect("topology always serializes");
-        self.bucket
-            .put(key, json.into())
-            .await
-            .map_err(|e| JetStreamError::nats(format!("publishing {key}"), e))?;
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), ClusterTopologyError> {
-        self.bucket
-            .delete(key)
-            .await
-            .map_err(|e| JetStreamError::nats(format!("deleting {key}"), e))?;
-        Ok(())
+    /// From now on every exchange and binding a client changes through `broker` is published
+    /// to the cluster before `broker` commits it (see [`TopologySink`]).
+    pub fn attach(&self, broker: &Broker) -> Result<(), BrokerError> {
+        broker.set_topology_sink(Arc::new(self.clone()))
     }
 
     /// Applies the whole topology to `broker`, then every change, until the returned task is
     /// aborted.
-    pub async fn follow(
-        &self,
-        broker: std::sync::Arc<Broker>,
-    ) -> Result<tokio::task::JoinHandle<()>, JetStreamError> {
+    pub async fn follow(&self, broker: Arc<Broker>) -> Result<JoinHandle<()>, JetStreamError> {
         let mut watch = self
             .bucket
             .watch_with_history(">")
@@ -162,56 +103,75 @@ impl TopologySync {
     }
 }
 
+impl TopologySink for TopologySync {
+    /// One round trip to the bucket, on the store's runtime.
+    fn publish(&self, change: &TopologyChange) -> Result<(), String> {
+        let bucket = self.bucket.clone();
+        let (key, value) = match change {
+            TopologyChange::DeclareExchange(e) => (exchange_key(&e.name), Some(json(e))),
+            TopologyChange::DeleteExchange(name) => (exchange_key(name), None),
+            TopologyChange::Bind(b) => (binding_key(b), Some(json(b))),
+            TopologyChange::Unbind(b) => (binding_key(b), None),
+        };
+        self.remote.block(async move {
+            let done = match value {
+                Some(value) => bucket
+                    .put(&key, value.into())
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                None => bucket.delete(&key).await.map_err(|e| e.to_string()),
+            };
+            done.map_err(|e| format!("publishing {key} to the cluster topology: {e}"))
+        })
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("topology always serializes")
+}
+
 fn apply(
     broker: &Broker,
     bindings: &mut HashMap<String, Binding>,
     entry: &kv::Entry,
-) -> Result<(), String> {
+) -> Result<(), BrokerError> {
     let put = entry.operation == Operation::Put;
+    let bad = |why: String| BrokerError::Cluster(format!("{}: {why}", entry.key));
     if let Some(escaped) = entry.key.strip_prefix("x.") {
         let name = match escaped {
             "_e" => String::new(),
-            other => unescape_token(other).ok_or("not an exchange key")?,
+            other => unescape_token(other).ok_or_else(|| bad("not an exchange key".into()))?,
         };
         if !put {
-            return match broker.delete_exchange(&name, false) {
-                Ok(())
-                | Err(BrokerError::Topology(crate::routing::TopologyError::NoSuchExchange(_))) => {
-                    Ok(())
-                }
-                Err(e) => Err(e.to_string()),
+            return match broker.apply_topology(TopologyChange::DeleteExchange(name)) {
+                Ok(()) | Err(BrokerError::Topology(TopologyError::NoSuchExchange(_))) => Ok(()),
+                Err(e) => Err(e),
             };
         }
-        let exchange: Exchange = serde_json::from_slice(&entry.value).map_err(|e| e.to_string())?;
-        let topology = broker.topology();
-        match topology.exchange(&name) {
+        let exchange: Exchange =
+            serde_json::from_slice(&entry.value).map_err(|e| bad(e.to_string()))?;
+        match broker.topology().exchange(&name) {
             Some(existing) if *existing == exchange => Ok(()),
             // Redeclared differently elsewhere (deleted, then declared anew): follow it.
             Some(_) => {
-                broker
-                    .delete_exchange(&name, false)
-                    .map_err(|e| e.to_string())?;
-                broker
-                    .declare_exchange(exchange)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                broker.apply_topology(TopologyChange::DeleteExchange(name))?;
+                broker.apply_topology(TopologyChange::DeclareExchange(exchange))
             }
-            None => broker
-                .declare_exchange(exchange)
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            None => broker.apply_topology(TopologyChange::DeclareExchange(exchange)),
         }
     } else if entry.key.starts_with("b.") {
         if !put {
             return match bindings.remove(&entry.key) {
-                Some(b) => broker.unbind(&b).map_err(|e| e.to_string()),
+                Some(b) => broker.apply_topology(TopologyChange::Unbind(b)),
                 None => Ok(()),
             };
         }
-        let binding: Binding = serde_json::from_slice(&entry.value).map_err(|e| e.to_string())?;
+        let binding: Binding =
+            serde_json::from_slice(&entry.value).map_err(|e| bad(e.to_string()))?;
         bindings.insert(entry.key.clone(), binding.clone());
-        broker.bind(binding).map_err(|e| e.to_string())
+        broker.apply_topology(TopologyChange::Bind(binding))
     } else {
-        Err("not a topology key".into())
+        Err(bad("not a topology key".into()))
     }
 }

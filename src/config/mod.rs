@@ -34,6 +34,20 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Where the queues live: `embedded` (sled under `data_dir`, one node) or
+    /// `nats://HOST:PORT` (several, comma-separated: servers of one cluster), a NATS
+    /// JetStream that any number of nodes share.
+    pub store: String,
+    /// Prefix of every stream and bucket on JetStream: nodes with one namespace are one
+    /// cluster. `[A-Za-z0-9_-]+`.
+    pub store_namespace: String,
+    /// Copies JetStream keeps of every stream and bucket (1 on one server, 3 on a 3-node
+    /// cluster).
+    pub store_replicas: usize,
+    /// How long a JetStream delivery may stay unacknowledged before it goes to another
+    /// consumer: how soon the messages a dead node held come back. Set when a queue is first
+    /// declared.
+    pub store_ack_wait_ms: u64,
     pub data_dir: PathBuf,
     /// Deployed at start and watched for hot reload; a missing directory turns watching off.
     pub plugins_dir: PathBuf,
@@ -85,6 +99,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            store: "embedded".into(),
+            store_namespace: "SWITCHYARD".into(),
+            store_replicas: 1,
+            store_ack_wait_ms: 30_000,
             data_dir: "./switchyard-data".into(),
             plugins_dir: "./plugins".into(),
             amqp_listen: SocketAddr::from(([127, 0, 0, 1], 5673)),
@@ -167,6 +185,11 @@ pub enum ConfigError {
          (--tls-cert, --tls-key) or unset amqps_listen"
     )]
     AmqpsWithoutTls { addr: SocketAddr },
+    #[error(
+        "store = {0:?}: expected `embedded` or `nats://HOST:PORT` (several comma-separated for \
+         the servers of one NATS cluster), e.g. --store nats://127.0.0.1:4222"
+    )]
+    Store(String),
 }
 
 /// `SWITCHYARD_*` variables that are not settings: the config file's path, the log filter,
@@ -175,6 +198,10 @@ const NOT_SETTINGS: &[&str] = &["config", "log", "url"];
 
 /// Setting names, in the order `config print` shows them.
 pub const KEYS: &[&str] = &[
+    "store",
+    "store_namespace",
+    "store_replicas",
+    "store_ack_wait_ms",
     "data_dir",
     "plugins_dir",
     "amqp_listen",
@@ -255,6 +282,20 @@ impl Config {
                 .map_err(|e| invalid(format!("{e} (expected a whole number)")))
         };
         match key {
+            "store" => self.store = value.to_owned(),
+            "store_namespace" => self.store_namespace = value.to_owned(),
+            "store_replicas" => {
+                self.store_replicas = match number(value)? {
+                    n @ 1..=5 => n as usize,
+                    _ => return Err(invalid("expected 1 to 5 (JetStream's limit)".into())),
+                }
+            }
+            "store_ack_wait_ms" => {
+                self.store_ack_wait_ms = match number(value)? {
+                    0 => return Err(invalid("must be at least 1".into())),
+                    n => n,
+                }
+            }
             "data_dir" => self.data_dir = value.into(),
             "plugins_dir" => self.plugins_dir = value.into(),
             "amqp_listen" => self.amqp_listen = addr(value)?,
@@ -307,8 +348,30 @@ impl Config {
         Ok(())
     }
 
+    /// The JetStream store's settings, or `None` for the embedded store.
+    pub fn jetstream(
+        &self,
+    ) -> Result<Option<crate::queue::jetstream::JetStreamOptions>, ConfigError> {
+        if self.store == "embedded" {
+            return Ok(None);
+        }
+        let urls: Vec<&str> = self.store.split(',').map(str::trim).collect();
+        if urls
+            .iter()
+            .any(|u| !u.starts_with("nats://") || u.len() == "nats://".len())
+        {
+            return Err(ConfigError::Store(self.store.clone()));
+        }
+        let mut options = crate::queue::jetstream::JetStreamOptions::new(urls.join(","));
+        options.namespace = self.store_namespace.clone();
+        options.replicas = self.store_replicas;
+        options.ack_wait = std::time::Duration::from_millis(self.store_ack_wait_ms);
+        Ok(Some(options))
+    }
+
     /// Refuse settings that are individually valid but unsafe together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.jetstream()?;
         if !self.http_listen.ip().is_loopback() && self.admin_token.is_none() {
             return Err(ConfigError::UnauthenticatedRemote {
                 addr: self.http_listen,

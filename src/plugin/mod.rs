@@ -61,4 +61,4 @@ pub use types::{
     Destination, HostConfig, Logged, PluginKind, PluginLimits, PluginLog, RouteContext,
     RouteVerdict, Target,
 };
-pub use watch::DirWatcher;
+pub use watch::{dir_plugins, DirPlugin, DirWatcher};

@@ -114,6 +114,32 @@ impl Scanner {
     }
 }
 
+/// A plugin found in a directory: its name, its component file and its config.
+pub type DirPlugin = (String, PathBuf, BTreeMap<String, String>);
+
+/// Every `<name>.wasm` of `dir` with its `<name>.config.json` (see the module docs), in name
+/// order, without deploying anything (cluster mode deploys them through the registry).
+pub fn dir_plugins(dir: &Path) -> Result<Vec<DirPlugin>, PluginError> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+            continue;
+        }
+        let Some(name) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let config = read_config(&dir.join(format!("{name}.config.json")))?;
+        found.push((name, path, config));
+    }
+    found.sort();
+    Ok(found)
+}
+
 impl PluginHost {
     /// Deploys every new or changed `.wasm` in `dir` once (see the module docs). Returns the
     /// outcome per plugin name: the deployed version or the error.

@@ -27,6 +27,22 @@ pub enum QueueError {
     TooManyQueues { name: String, limit: usize },
     #[error("the queue was deleted")]
     Deleted,
+    /// The JetStream store failed (NATS unreachable, a refusal) or cannot do this.
+    #[error(transparent)]
+    JetStream(Box<super::jetstream::JetStreamError>),
+    #[error("{0} is not available on the JetStream store (it is on the embedded one)")]
+    EmbeddedOnly(&'static str),
+}
+
+impl From<super::jetstream::JetStreamError> for QueueError {
+    /// A queue-level error keeps its own variant (a missing queue stays
+    /// [`QueueError::NotFound`]); only NATS failures are wrapped.
+    fn from(e: super::jetstream::JetStreamError) -> Self {
+        match e {
+            super::jetstream::JetStreamError::Queue(q) => q,
+            other => QueueError::JetStream(Box::new(other)),
+        }
+    }
 }
 
 impl From<sled::Error> for QueueError {

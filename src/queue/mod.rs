@@ -10,6 +10,7 @@
 //! - memory is O(queues + in-flight + requeued + delayed + dedup window), not O(backlog).
 
 mod admin;
+mod backend;
 mod clock;
 mod config;
 mod consumer;
@@ -26,6 +27,7 @@ mod recovery;
 mod retry;
 mod state;
 
+pub use backend::{QueueStore, Remote, StoreConsumer, StorePending};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Overflow, QueueConfig};
 pub use consumer::{Consumer, ConsumerOptions, Delivery};

@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use crate::admin::{self, AdminConfig, AdminState};
 use crate::amqp::{self, ServerConfig, Shared};
 use crate::broker::{Broker, BrokerError};
+use crate::cluster::Cluster;
 use crate::config::{Config, ConfigError};
 use crate::definitions::{apply_users, Definitions, DefinitionsError};
 use crate::queue::QueueError;
@@ -65,6 +66,10 @@ pub enum ServeError {
     Flush(#[from] QueueError),
     #[error("startup task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("joining the cluster: {0}")]
+    Cluster(#[from] crate::cluster::JoinError),
+    #[error("connecting to the cluster's store: {0}")]
+    Store(#[from] crate::queue::jetstream::JetStreamError),
 }
 
 /// The bound sockets.
@@ -140,6 +145,9 @@ pub struct Settings {
     pub plugins_dir: Option<PathBuf>,
     pub definitions: Option<PathBuf>,
     pub shutdown_timeout: Duration,
+    /// In cluster mode (queues on JetStream), the cluster the broker's store belongs to:
+    /// the node follows its topology and plugins, and publishes its own changes there.
+    pub cluster: Option<Cluster>,
 }
 
 impl Settings {
@@ -154,6 +162,7 @@ impl Settings {
             plugins_dir: Some(config.plugins_dir.clone()),
             definitions: config.definitions.clone(),
             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+            cluster: None,
         }
     }
 }
@@ -209,6 +218,54 @@ async fn start_plugins(
     Ok(Some(watcher))
 }
 
+/// Cluster mode: the plugins in `dir` that the cluster's registry does not have yet are
+/// deployed to every node (a fresh cluster starts with the example plugins); one the registry
+/// has is left alone, so a node restarting with an older directory never undoes a deploy.
+/// Later changes go through the admin API (`switchyard plugin deploy`), not the directory.
+async fn seed_cluster_plugins(cluster: &Cluster, broker: &Arc<Broker>, dir: Option<PathBuf>) {
+    let Some(dir) = dir.filter(|d| d.is_dir()) else {
+        return;
+    };
+    let found = match crate::plugin::dir_plugins(&dir) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "plugins directory not read");
+            return;
+        }
+    };
+    for (name, path, config) in found {
+        match cluster.plugins.head(&name).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(plugin = %name, error = %e, "cluster registry not readable");
+                continue;
+            }
+        }
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(plugin = %name, error = %e, "plugin file not read");
+                continue;
+            }
+        };
+        let options = crate::plugin::DeployOptions {
+            config,
+            ..Default::default()
+        };
+        match cluster
+            .plugins
+            .deploy(broker.plugins(), &name, bytes, options)
+            .await
+        {
+            Ok(head) => {
+                tracing::info!(plugin = %name, version = %head.version, "plugin deployed to the cluster")
+            }
+            Err(e) => tracing::warn!(plugin = %name, error = %e, "plugin not deployed"),
+        }
+    }
+}
+
 /// Serve until `shutdown` completes, then stop gracefully (see the module docs).
 pub async fn run(
     listeners: Listeners,
@@ -222,16 +279,30 @@ pub async fn run(
         .tls
         .as_ref()
         .and_then(|t| t.amqps.local_addr().ok());
+    let mut _followers = Vec::new();
+    let _watcher = match &settings.cluster {
+        Some(cluster) => {
+            // Topology and plugins first, so definitions and clients see the cluster's.
+            _followers = Box::pin(cluster.join(&broker)).await?;
+            Box::pin(seed_cluster_plugins(cluster, &broker, settings.plugins_dir.clone())).await;
+            None
+        }
+        None => None,
+    };
     if let Some(path) = settings.definitions.clone() {
         apply_definitions(&broker, path, &mut settings.amqp).await?;
     }
-    let _watcher = start_plugins(&broker, settings.plugins_dir.clone()).await?;
+    let _watcher = match settings.cluster {
+        Some(_) => _watcher,
+        None => start_plugins(&broker, settings.plugins_dir.clone()).await?,
+    };
 
     let shared = Arc::new(Shared::new(broker.clone(), settings.amqp.clone()));
     let state = AdminState::new(
         broker.clone(),
         Some(shared.registry.clone()),
         settings.admin.clone(),
+        settings.cluster.clone(),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -285,6 +356,9 @@ pub async fn run(
             Ok(())
         }
     };
+    for follower in _followers {
+        follower.abort();
+    }
     broker.queues().flush()?;
     tracing::info!("store flushed; bye");
     http_result

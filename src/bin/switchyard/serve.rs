@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use clap::Args;
 use switchyard::broker::Broker;
+use switchyard::cluster::Cluster;
 use switchyard::config::{Config, LogFormat};
+use switchyard::queue::QueueStore;
 use switchyard::server::{self, Listeners, Settings};
 
 /// Settings flags. Each also comes from `SWITCHYARD_<NAME>` or the config file; a flag wins.
@@ -14,6 +16,16 @@ pub struct ConfigArgs {
     /// A TOML config file (keys as in `switchyard config print`).
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     config: Option<PathBuf>,
+    /// Where the queues live: `embedded`, or `nats://HOST:PORT[,…]` to scale out over a NATS
+    /// JetStream shared with other nodes [default: embedded].
+    #[arg(long)]
+    store: Option<String>,
+    /// JetStream namespace: nodes with one namespace form one cluster [default: SWITCHYARD].
+    #[arg(long)]
+    store_namespace: Option<String>,
+    /// Copies JetStream keeps of each stream [default: 1].
+    #[arg(long)]
+    store_replicas: Option<String>,
     /// The data directory [default: ./switchyard-data].
     #[arg(long)]
     data_dir: Option<String>,
@@ -54,6 +66,9 @@ pub struct ServeArgs {
 
 pub fn resolve(args: &ConfigArgs) -> anyhow::Result<Config> {
     let flags: Vec<(&str, String)> = [
+        ("store", &args.store),
+        ("store_namespace", &args.store_namespace),
+        ("store_replicas", &args.store_replicas),
         ("data_dir", &args.data_dir),
         ("plugins_dir", &args.plugins_dir),
         ("amqp_listen", &args.amqp_listen),
@@ -100,15 +115,20 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listeners = Listeners::bind(&config).await?;
-        let broker = Arc::new(Broker::open(&config.data_dir, config.broker_config())?);
+        let mut settings = Settings::from_config(&config);
+        let broker = match config.jetstream()? {
+            None => Broker::open(&config.data_dir, config.broker_config())?,
+            Some(options) => {
+                let url = options.url.clone();
+                let cluster = Cluster::connect(options).await?;
+                let store = QueueStore::JetStream(cluster.store.clone());
+                settings.cluster = Some(cluster);
+                tracing::info!(%url, namespace = %config.store_namespace, "queues on NATS JetStream");
+                Broker::with_store(&config.data_dir, config.broker_config(), store)?
+            }
+        };
         tracing::info!(data_dir = %config.data_dir.display(), "broker opened");
-        server::run(
-            listeners,
-            broker,
-            Settings::from_config(&config),
-            server::signal(),
-        )
-        .await?;
+        server::run(listeners, Arc::new(broker), settings, server::signal()).await?;
         Ok(())
     })
 }

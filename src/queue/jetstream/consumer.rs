@@ -39,6 +39,11 @@ pub struct JetStreamConsumer {
     messages: pull::Stream,
     unsettled: BTreeMap<u64, Held>,
     next_tag: u64,
+    /// A message pulled and not yet admitted: kept until [`admit`](Self::admit) finishes, so
+    /// that a `recv` dropped halfway (a `select!` that took another branch) admits it again
+    /// next time instead of leaving it to `ack_wait`. Admitting twice is harmless: a hold is a
+    /// NAK, and a dead-letter copy carries a message id that JetStream deduplicates.
+    arrived: Option<jetstream::Message>,
 }
 
 impl std::fmt::Debug for JetStreamConsumer {
@@ -85,6 +90,7 @@ impl JetStreamConsumer {
             messages,
             unsettled: BTreeMap::new(),
             next_tag: 1,
+            arrived: None,
         })
     }
 
@@ -99,8 +105,17 @@ impl JetStreamConsumer {
 
     /// The next delivery; `None` once the queue is deleted. Messages whose time has not come,
     /// whose TTL passed or that reached the delivery limit are dealt with on the way.
+    /// Cancel-safe: no message is lost to a dropped call.
     pub async fn recv(&mut self) -> Result<Option<Delivery>, JetStreamError> {
         loop {
+            if let Some(message) = self.arrived.clone() {
+                let admitted = self.admit(message).await?;
+                self.arrived = None;
+                match admitted {
+                    Some(delivery) => return Ok(Some(delivery)),
+                    None => continue,
+                }
+            }
             let message = match self.messages.next().await {
                 None => return Ok(None),
                 Some(Ok(m)) => m,
@@ -116,9 +131,7 @@ impl JetStreamConsumer {
                     ))
                 }
             };
-            if let Some(delivery) = self.admit(message).await? {
-                return Ok(Some(delivery));
-            }
+            self.arrived = Some(message);
         }
     }
 

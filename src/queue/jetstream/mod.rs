@@ -44,9 +44,11 @@
 //!   [`Durability`](crate::store::Durability) does not apply.
 
 mod bucket;
+mod catalog;
 mod consumer;
 mod error;
 pub(crate) mod names;
+mod outbox;
 mod pending;
 
 use std::collections::HashMap;
@@ -62,11 +64,14 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use futures::TryStreamExt;
+use tokio::task::JoinHandle;
 
 pub(crate) use bucket::open_bucket;
+use catalog::Catalog;
 pub use consumer::JetStreamConsumer;
 pub use error::JetStreamError;
 use names::Names;
+use outbox::Outbox;
 pub use pending::JetStreamPending;
 
 use super::envelope::{self, EnvelopeHeader};
@@ -125,10 +130,24 @@ pub struct JetStreamQueues {
     names: Names,
     options: Arc<JetStreamOptions>,
     clock: Arc<dyn Clock>,
+    catalog: Catalog,
+    outbox: Outbox,
+    _follower: Arc<AbortOnDrop>,
+}
+
+/// Stops the catalog's watch when the last clone of the store is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl JetStreamQueues {
-    /// Connects and opens (or creates) the namespace's declarations bucket.
+    /// Connects, opens (or creates) the namespace's declarations bucket and reads it. The
+    /// tasks that follow the declarations and send publishes run on the calling runtime.
     pub async fn connect(options: JetStreamOptions) -> Result<JetStreamQueues, JetStreamError> {
         let names = Names::new(&options.namespace).map_err(JetStreamError::Unsupported)?;
         let unreachable = |cause: String| JetStreamError::Connect {
@@ -150,12 +169,17 @@ impl JetStreamQueues {
         let js = jetstream::new(client);
         let bucket = names.declarations();
         let declarations = open_bucket(&js, &bucket, 1, options.replicas).await?;
+        let catalog = Catalog::load(&declarations).await?;
+        let follower = catalog.follow(declarations.clone());
         Ok(JetStreamQueues {
+            outbox: Outbox::start(js.clone()),
             js,
             declarations,
             names,
             options: Arc::new(options),
             clock: Arc::new(SystemClock),
+            catalog,
+            _follower: Arc::new(AbortOnDrop(follower)),
         })
     }
 
@@ -163,6 +187,18 @@ impl JetStreamQueues {
     /// server dies and the client moves to another).
     pub fn server(&self) -> String {
         self.js.client().server_info().server_name
+    }
+
+    /// `Err` while the connection to NATS is down (the client reconnects on its own; publishes
+    /// fail meanwhile, and are not confirmed).
+    pub fn health(&self) -> Result<(), JetStreamError> {
+        match self.js.client().connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(JetStreamError::Connect {
+                url: self.options.url.clone(),
+                cause: format!("connection {state}"),
+            }),
+        }
     }
 
     /// The JetStream context, for the cluster's other stores (`crate::cluster`).
@@ -209,15 +245,17 @@ impl JetStreamQueues {
         let json = serde_json::to_vec(&config).expect("a queue config always serializes");
         let key = names::escape(name).map_err(JetStreamError::Unsupported)?;
         match self.declarations.create(&key, json.into()).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                match self.config(name).await? == config {
-                    true => Ok(()),
-                    false => Err(QueueError::ConfigMismatch(name.to_string()).into()),
+                self.catalog.remove(name); // read the bucket, not this node's copy
+                if self.config(name).await? != config {
+                    return Err(QueueError::ConfigMismatch(name.to_string()).into());
                 }
             }
-            Err(e) => Err(JetStreamError::nats(format!("declaring queue {name}"), e)),
+            Err(e) => return Err(JetStreamError::nats(format!("declaring queue {name}"), e)),
         }
+        self.catalog.insert(name.clone(), config);
+        Ok(())
     }
 
     fn stream_config(
@@ -254,6 +292,7 @@ impl JetStreamQueues {
             .purge(&key)
             .await
             .map_err(|e| JetStreamError::nats(format!("deleting the declaration of {name}"), e))?;
+        self.catalog.remove(name);
         let stream = self.stream(name)?;
         self.js
             .delete_stream(&stream)
@@ -262,19 +301,35 @@ impl JetStreamQueues {
         Ok(held)
     }
 
-    /// The queue's declared configuration.
+    /// The queue's declared configuration: this node's copy, or the bucket when the copy does
+    /// not have it (yet).
     pub async fn config(&self, name: &QueueName) -> Result<QueueConfig, JetStreamError> {
+        if let Some(config) = self.catalog.get(name.as_str()) {
+            return Ok(config);
+        }
         let key = names::escape(name).map_err(JetStreamError::Unsupported)?;
         let entry =
             self.declarations.get(&key).await.map_err(|e| {
                 JetStreamError::nats(format!("reading the declaration of {name}"), e)
             })?;
         let bytes = entry.ok_or_else(|| QueueError::NotFound(name.to_string()))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            QueueError::CorruptRecord(format!("declaration of queue {name}: {e}")).into()
-        })
+        let config: QueueConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| QueueError::CorruptRecord(format!("declaration of queue {name}: {e}")))?;
+        self.catalog.insert(name.clone(), config.clone());
+        Ok(config)
     }
 
+    /// Whether `name` is declared, as this node knows it (no round trip: what routing asks).
+    pub fn is_declared(&self, name: &str) -> bool {
+        self.catalog.contains(name)
+    }
+
+    /// Every declared queue as this node knows it, in name order (no round trip).
+    pub fn declared(&self) -> Vec<QueueName> {
+        self.catalog.names()
+    }
+
+    /// Whether `name` is declared, read from the bucket.
     pub async fn exists(&self, name: &QueueName) -> Result<bool, JetStreamError> {
         match self.config(name).await {
             Ok(_) => Ok(true),
@@ -330,20 +385,18 @@ impl JetStreamQueues {
         })
     }
 
-    /// Sends every item to its queue's stream. The returned [`JetStreamPending`] resolves once
-    /// every stream acknowledged its copy: only then may the publisher be confirmed.
-    pub async fn enqueue(
-        &self,
-        items: Vec<PublishItem>,
-    ) -> Result<JetStreamPending, JetStreamError> {
+    /// Hands every item to the store's sender, in order (see [`outbox`]). The returned
+    /// [`JetStreamPending`] resolves once every stream acknowledged its copy: only then may
+    /// the publisher be confirmed.
+    pub fn submit(&self, items: Vec<PublishItem>) -> Result<JetStreamPending, JetStreamError> {
         let now = self.clock.now_ms();
         // Copies of one message into one queue are told apart by their ordinal, so that a
         // plugin's two copies are two messages and a retried publish is still idempotent.
-        let mut copies: HashMap<&QueueName, u32> = HashMap::new();
-        let mut acks = Vec::with_capacity(items.len());
+        let mut ordinals: HashMap<&QueueName, u32> = HashMap::new();
+        let mut copies = Vec::with_capacity(items.len());
         for item in &items {
-            let copy = copies.entry(&item.queue).or_default();
-            *copy += 1;
+            let ordinal = ordinals.entry(&item.queue).or_default();
+            *ordinal += 1;
             let header = EnvelopeHeader {
                 enqueued_ms: now,
                 not_before_ms: not_before(now, &item.options),
@@ -354,16 +407,30 @@ impl JetStreamQueues {
             };
             let payload =
                 envelope::encode(&header, &item.message.encode().map_err(QueueError::from)?)?;
-            let id = match *copy {
-                1 => item.message.id.as_str().to_owned(),
-                n => format!("{}#{n}", item.message.id.as_str()),
-            };
-            acks.push(self.send(&item.queue, id, payload.into()).await?);
+            copies.push(outbox::Copy {
+                subject: self.subject(&item.queue)?,
+                id: match *ordinal {
+                    1 => item.message.id.as_str().to_owned(),
+                    n => format!("{}#{n}", item.message.id.as_str()),
+                },
+                payload: payload.into(),
+                queue: item.queue.to_string(),
+            });
         }
-        Ok(JetStreamPending { acks })
+        let (sent, paced) = self.outbox.submit(copies);
+        Ok(JetStreamPending { sent, paced })
     }
 
-    /// Publishes one stored record into `queue`'s stream.
+    /// [`submit`](Self::submit), for callers that are async anyway.
+    pub async fn enqueue(
+        &self,
+        items: Vec<PublishItem>,
+    ) -> Result<JetStreamPending, JetStreamError> {
+        self.submit(items)
+    }
+
+    /// Publishes one stored record into `queue`'s stream, outside the ordered sender (the
+    /// dead-lettering of a consumer).
     async fn send(
         &self,
         queue: &QueueName,

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 use switchyard::broker::LINEAGE_HEADER;
 
-use switchyard::cluster::{PluginSync, TopologySync};
+use switchyard::cluster::{Cluster, PluginSync};
 use switchyard::message::FieldValue;
 use switchyard::plugin::{DeployOptions, PluginHost};
-use switchyard::queue::jetstream::JetStreamQueues;
+use switchyard::queue::jetstream::{JetStreamOptions, JetStreamQueues};
+use switchyard::queue::QueueStore;
 use switchyard::routing::{Binding, BindingTarget, Exchange, ExchangeKind};
 
 use super::*;
@@ -151,16 +152,22 @@ async fn a_plugin_deployed_on_one_node_routes_on_another_and_swaps_everywhere() 
     first.remove_namespace().await.unwrap();
 }
 
-/// A broker of its own, shareable with a follower task.
-fn node() -> (tempfile::TempDir, Arc<Broker>) {
+/// A node over the cluster's JetStream store, publishing its topology changes there and
+/// following the cluster's.
+async fn node(
+    options: &JetStreamOptions,
+) -> (
+    tempfile::TempDir,
+    Arc<Broker>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(dir.path(), config(Durability::Relaxed)).unwrap();
-    let queue = QueueName::new("eu-orders").unwrap();
-    // Queues are per node here (the embedded store); the topology is the cluster's.
-    broker
-        .declare_queue(&queue, QueueConfig::default())
-        .unwrap();
-    (dir, Arc::new(broker))
+    let cluster = Cluster::connect(options.clone()).await.unwrap();
+    let store = QueueStore::JetStream(cluster.store.clone());
+    let broker =
+        Arc::new(Broker::with_store(dir.path(), config(Durability::Relaxed), store).unwrap());
+    let followers = cluster.join(&broker).await.unwrap();
+    (dir, broker, followers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,15 +175,12 @@ async fn exchanges_and_bindings_declared_through_one_node_route_on_the_others() 
     let Some(first) = first_node("topology").await else {
         return;
     };
-    let ((_da, a), (_db, b)) = (node(), node());
-    let sync = TopologySync::open(&first).await.unwrap();
-    let followers = [
-        sync.follow(a.clone()).await.unwrap(),
-        sync.follow(b.clone()).await.unwrap(),
-    ];
+    let ((_da, a, fa), (_db, b, fb)) = (node(first.options()).await, node(first.options()).await);
+    // Queues are the cluster's: declared through A, B has it too.
+    let queue = QueueName::new("eu-orders").unwrap();
+    a.declare_queue(&queue, QueueConfig::default()).unwrap();
 
-    sync.declare_exchange(&a, Exchange::new("orders", ExchangeKind::Topic))
-        .await
+    a.declare_exchange(Exchange::new("orders", ExchangeKind::Topic))
         .unwrap();
     let binding = Binding {
         source: "orders".into(),
@@ -185,7 +189,7 @@ async fn exchanges_and_bindings_declared_through_one_node_route_on_the_others() 
         arguments: Default::default(),
         filter: None,
     };
-    sync.bind(&a, binding.clone()).await.unwrap();
+    a.bind(binding.clone()).unwrap();
     let started = Instant::now();
     loop {
         let t = b.topology();
@@ -207,17 +211,26 @@ async fn exchanges_and_bindings_declared_through_one_node_route_on_the_others() 
         .await
         .unwrap();
     assert_eq!(p.decision.queues().collect::<Vec<_>>(), ["eu-orders"]);
+    assert_eq!(
+        a.queues().stats(&queue).unwrap().messages,
+        1,
+        "published through B, stored for all"
+    );
 
     // An inequivalent redeclaration is refused on the node that tried it, and never spreads.
-    let err = sync
-        .declare_exchange(&b, Exchange::new("orders", ExchangeKind::Fanout))
-        .await
+    let err = b
+        .declare_exchange(Exchange::new("orders", ExchangeKind::Fanout))
         .unwrap_err();
-    assert!(err.to_string().contains("refused"), "{err}");
+    assert!(err.to_string().contains("different settings"), "{err}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        a.topology().exchange("orders").unwrap().kind,
+        ExchangeKind::Topic
+    );
 
     // Unbinding and deleting through B reach node A.
-    sync.unbind(&b, &binding).await.unwrap();
-    sync.delete_exchange(&b, "orders", false).await.unwrap();
+    b.unbind(&binding).unwrap();
+    b.delete_exchange("orders", false).unwrap();
     let started = Instant::now();
     while a.topology().exchange("orders").is_some() {
         assert!(
@@ -229,7 +242,7 @@ async fn exchanges_and_bindings_declared_through_one_node_route_on_the_others() 
     assert!(!a.topology().bindings().any(|x| x.same_as(&binding)));
     assert_eq!(a.topology().exchange("orders"), None);
 
-    for f in followers {
+    for f in fa.into_iter().chain(fb) {
         f.abort();
     }
     first.remove_namespace().await.unwrap();

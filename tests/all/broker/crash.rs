@@ -109,6 +109,8 @@ fn sigkill_never_leaves_a_partial_fan_out() {
             let name = QueueName::new(q).unwrap();
             broker
                 .queues()
+                .embedded()
+                .unwrap()
                 .browse(&name, usize::MAX)
                 .unwrap()
                 .into_iter()

@@ -80,7 +80,12 @@ impl Env {
 
     pub fn messages(&self, name: &str) -> Vec<Message> {
         let q = QueueName::new(name).unwrap();
-        self.broker.queues().browse(&q, 10_000).unwrap()
+        self.broker
+            .queues()
+            .embedded()
+            .unwrap()
+            .browse(&q, 10_000)
+            .unwrap()
     }
 
     pub fn deploy(&self, name: &str, crate_name: &str, config: &[(&str, &str)]) -> String {

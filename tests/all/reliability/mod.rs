@@ -4,6 +4,7 @@
 
 mod body;
 mod clients;
+mod cluster_nodes;
 mod crash_hot_swap;
 mod crash_loop;
 mod crash_redrive;

@@ -1,0 +1,409 @@
+//! Three `switchyard serve --store nats://…` processes over the local NATS JetStream: one
+//! cluster of stateless front ends. Publish through A, consume through B and C; SIGKILL B,
+//! then A, mid-stream: every confirmed message is delivered at least once, and the clients
+//! reconnect to a surviving node. A plugin deployed through A's admin API routes what is
+//! published through C. Skipped, saying so, when NATS is not at 127.0.0.1:4222.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+
+use super::process::{data_dir, http, put_bytes, Serve};
+use crate::support::nats::{first_node, url};
+use crate::support::plugins::rust_plugin_bytes;
+
+const QUEUE: &str = "jobs";
+const MESSAGES: usize = 3_000;
+
+/// A node of the cluster `namespace`, its unacknowledged deliveries back after 2 s if it dies.
+fn node(namespace: &str) -> (tempfile::TempDir, Serve) {
+    let (work, data) = data_dir();
+    let store = url();
+    let serve = Serve::start(
+        &data,
+        &[
+            ("SWITCHYARD_STORE", store.as_str()),
+            ("SWITCHYARD_STORE_NAMESPACE", namespace),
+            ("SWITCHYARD_STORE_ACK_WAIT_MS", "2000"),
+        ],
+    );
+    (work, serve)
+}
+
+async fn try_connect(uri: &str) -> Option<Connection> {
+    let connecting = Connection::connect(uri, ConnectionProperties::default());
+    tokio::time::timeout(Duration::from_secs(3), connecting)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Publishes `job-0..MESSAGES` with confirms through `uris[0]`, moving to the next node when
+/// its node dies; records every confirmed id. A publish whose confirm was lost is sent again
+/// (same id) through the next node.
+async fn publisher(
+    uris: Vec<String>,
+    confirmed: Arc<Mutex<HashSet<String>>>,
+    sent: Arc<AtomicUsize>,
+) {
+    let mut node = 0;
+    let mut next = 0;
+    'nodes: while next < MESSAGES {
+        let Some(conn) = try_connect(&uris[node % uris.len()]).await else {
+            node += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(ch) = conn.create_channel().await else {
+            continue;
+        };
+        if ch
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        while next < MESSAGES {
+            let window: Vec<usize> = (next..(next + 32).min(MESSAGES)).collect();
+            let mut pending = Vec::new();
+            for n in &window {
+                let id = format!("job-{n}");
+                let props = BasicProperties::default().with_message_id(id.clone().into());
+                match ch
+                    .basic_publish(
+                        "".into(),
+                        QUEUE.into(),
+                        BasicPublishOptions::default(),
+                        id.as_bytes(),
+                        props,
+                    )
+                    .await
+                {
+                    Ok(confirm) => pending.push((id, confirm)),
+                    Err(_) => {
+                        node += 1;
+                        continue 'nodes;
+                    }
+                }
+            }
+            for (id, confirm) in pending {
+                match confirm.await {
+                    Ok(c) if c.is_ack() => {
+                        confirmed.lock().unwrap().insert(id);
+                    }
+                    _ => {
+                        node += 1;
+                        continue 'nodes;
+                    }
+                }
+            }
+            next += window.len();
+            sent.store(next, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Consumes `QUEUE` through `uris[start]`, acking each delivery after recording it, moving on
+/// to the next node when its node dies, until `done`.
+async fn consumer(
+    uris: Vec<String>,
+    start: usize,
+    seen: Arc<Mutex<HashSet<String>>>,
+    moves: Arc<AtomicUsize>,
+    done: Arc<AtomicBool>,
+) {
+    let mut node = start;
+    while !done.load(Ordering::SeqCst) {
+        let Some(conn) = try_connect(&uris[node % uris.len()]).await else {
+            node += 1;
+            moves.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let consumed = async {
+            let ch = conn.create_channel().await?;
+            ch.basic_qos(50, BasicQosOptions::default()).await?;
+            let mut deliveries = ch
+                .basic_consume(
+                    QUEUE.into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            loop {
+                let next =
+                    tokio::time::timeout(Duration::from_millis(200), deliveries.next()).await;
+                if done.load(Ordering::SeqCst) {
+                    return Ok::<(), lapin::Error>(());
+                }
+                let Ok(next) = next else { continue };
+                let Some(d) = next else { return Ok(()) };
+                let d = d?;
+                let id = d
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                seen.lock().unwrap().insert(id);
+                d.ack(BasicAckOptions::default()).await?;
+            }
+        };
+        if consumed.await.is_err() {
+            node += 1;
+            moves.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_queues_and_survive_sigkill() {
+    let Some(first) = first_node("nodes").await else {
+        return;
+    };
+    let namespace = first.options().namespace.clone();
+    let ((_wa, a), (_wb, b), (_wc, c)) = (node(&namespace), node(&namespace), node(&namespace));
+
+    // Declared through C: every node knows the queue.
+    let conn = try_connect(&c.amqp).await.expect("node C");
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        QUEUE.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+
+    let confirmed = Arc::new(Mutex::new(HashSet::new()));
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let moves = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    // A publishes (then C, when A dies); B and C consume (B's consumer then moves on).
+    let publishing = tokio::spawn(publisher(
+        vec![a.amqp.clone(), c.amqp.clone()],
+        confirmed.clone(),
+        sent.clone(),
+    ));
+    let consumers: Vec<_> = [
+        (vec![b.amqp.clone(), c.amqp.clone()], 0),
+        (vec![c.amqp.clone()], 0),
+    ]
+    .into_iter()
+    .map(|(uris, start)| {
+        tokio::spawn(consumer(
+            uris,
+            start,
+            seen.clone(),
+            moves.clone(),
+            done.clone(),
+        ))
+    })
+    .collect();
+
+    let wait_for = |n: usize| {
+        let sent = sent.clone();
+        async move {
+            let started = Instant::now();
+            while sent.load(Ordering::SeqCst) < n {
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "publishing stalled before {n}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for(MESSAGES / 3).await;
+    b.kill();
+    println!(
+        "node B killed after {} confirmed publishes",
+        confirmed.lock().unwrap().len()
+    );
+    wait_for(2 * MESSAGES / 3).await;
+    a.kill();
+    println!(
+        "node A killed after {} confirmed publishes",
+        confirmed.lock().unwrap().len()
+    );
+    tokio::time::timeout(Duration::from_secs(120), publishing)
+        .await
+        .expect("the publisher finished through node C")
+        .unwrap();
+
+    // Every confirmed message reaches a consumer (B's and A's unacked ones after ack_wait).
+    let started = Instant::now();
+    loop {
+        let missing: Vec<String> = {
+            let seen = seen.lock().unwrap();
+            confirmed
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|id| !seen.contains(*id))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} confirmed messages never delivered, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done.store(true, Ordering::SeqCst);
+    for task in consumers {
+        task.await.unwrap();
+    }
+    let confirmed = confirmed.lock().unwrap().len();
+    assert_eq!(
+        confirmed, MESSAGES,
+        "the publisher got every message confirmed in the end"
+    );
+    assert!(
+        moves.load(Ordering::SeqCst) >= 1,
+        "B's consumer moved to a surviving node"
+    );
+    println!(
+        "{confirmed} confirmed, all delivered; consumers moved {} times",
+        moves.load(Ordering::SeqCst)
+    );
+    drop(c);
+    first.remove_namespace().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_deployed_through_node_a_routes_on_node_c() {
+    let Some(first) = first_node("nodes_plugin").await else {
+        return;
+    };
+    let namespace = first.options().namespace.clone();
+    let ((_wa, a), (_wc, c)) = (node(&namespace), node(&namespace));
+
+    let (status, body) = put_bytes(
+        &a,
+        "/api/plugins/router?config.header=region&config.route.eu=orders-eu",
+        &rust_plugin_bytes("header_router"),
+    );
+    assert_eq!(status, 201, "{body}");
+    let version = body["version"]["version"]
+        .as_str()
+        .expect("a version")
+        .to_owned();
+
+    // Node C serves it within about a second.
+    let started = Instant::now();
+    loop {
+        let (status, body) = http(&c, "GET", "/api/plugins/router", None);
+        if status == 200 && body["current"]["version"] == version.as_str() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the plugin never reached node C"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "a plugin deployed through A served on C after {:?}",
+        started.elapsed()
+    );
+
+    let conn = try_connect(&c.amqp).await.expect("node C");
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    ch.queue_declare(
+        "orders-eu".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-plugin".into(), AMQPValue::LongString("router".into()));
+    ch.exchange_declare(
+        "orders".into(),
+        ExchangeKind::Custom("x-wasm".into()),
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .unwrap();
+
+    // Published through C, routed by the plugin (basic.get is the embedded store's alone:
+    // consume).
+    let mut deliveries = ch
+        .basic_consume(
+            "orders-eu".into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut headers = FieldTable::default();
+    headers.insert("region".into(), AMQPValue::LongString("eu".into()));
+    let props = BasicProperties::default().with_headers(headers);
+    ch.basic_publish(
+        "orders".into(),
+        "".into(),
+        BasicPublishOptions::default(),
+        b"order",
+        props,
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), deliveries.next())
+        .await
+        .expect("the message routed by the plugin arrives")
+        .unwrap()
+        .unwrap();
+    let lineage = d
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-switchyard-lineage").cloned());
+    let Some(AMQPValue::FieldArray(steps)) = lineage else {
+        panic!("no lineage header: {:?}", d.properties.headers());
+    };
+    let steps: Vec<String> = steps
+        .as_slice()
+        .iter()
+        .map(|v| match v {
+            AMQPValue::LongString(s) => s.to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(steps, [format!("router@{version}")]);
+    drop((a, c));
+    first.remove_namespace().await.unwrap();
+}
