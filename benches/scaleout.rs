@@ -2,8 +2,8 @@
 //! 1, 2 and 3 nodes sharing one JetStream.
 //!
 //! A node here is one `JetStreamQueues` with its own NATS connection, its own publisher and its
-//! own consumers, as one Switchyard process would have (the store is not yet wired into
-//! `switchyard serve`, so the nodes are in this process). Every node publishes its share and
+//! own consumers, as one Switchyard process would have; the nodes live in this process and
+//! skip the AMQP front end, so the figures are the store's (what JetStream bounds). Every node publishes its share and
 //! consumes from the shared queues; a run ends when every message was consumed and acked.
 //!
 //! - W1: 1 KiB messages into one queue, up to 256 publishes in flight per node, one consumer

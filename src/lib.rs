@@ -11,14 +11,15 @@
 //!   durability modes, the group-commit flusher.
 //! - [`queue`]: the durable queue engine — queues, consumers, deliveries, retry, dead-letter,
 //!   TTL, max-length, dedup, redrive, restart recovery; and `queue::jetstream`, the same queues
-//!   on a NATS JetStream cluster for many nodes (not yet wired into `serve`).
+//!   on a NATS JetStream cluster for many nodes; `queue::QueueStore`, the seam that lets the
+//!   broker run on either.
 //! - [`plugin`]: the WebAssembly plugin host — filter, transform and route plugins under limits,
 //!   with a persisted registry and hot reload. No wasmtime types in its API.
 //! - [`auth`]: AMQP users (salted password hashes in RabbitMQ's format) and per-vhost
 //!   configure/write/read permissions. Protocol-free.
 //! - [`routing`]: exchanges and bindings: built-in matching (direct, fanout, topic, headers).
 //! - [`cluster`]: what many nodes share through NATS JetStream besides the queues: the
-//!   plugin registry, followed by every node's plugin host.
+//!   plugin registry and the topology, followed by every node (`serve --store nats://`).
 //! - [`broker`]: routing decisions over exchanges and plugins, committed atomically into the
 //!   queues; failure policies, circuit breakers, dry runs, replay of dead letters.
 //! - [`tls`]: the certificate and key (rustls) and the server side of the TLS handshake, shared

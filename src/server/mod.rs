@@ -284,7 +284,12 @@ pub async fn run(
         Some(cluster) => {
             // Topology and plugins first, so definitions and clients see the cluster's.
             _followers = Box::pin(cluster.join(&broker)).await?;
-            Box::pin(seed_cluster_plugins(cluster, &broker, settings.plugins_dir.clone())).await;
+            Box::pin(seed_cluster_plugins(
+                cluster,
+                &broker,
+                settings.plugins_dir.clone(),
+            ))
+            .await;
             None
         }
         None => None,
