@@ -11,10 +11,16 @@
 //! - W2: each message into 2 of 10 queues (one publish, two streams); one consumer per queue
 //!   per node. Reported as deliveries per second.
 //!
-//! `cargo bench --bench scaleout [-- --messages N --rounds R]`. Without `--bench` (as `cargo
-//! test --all-targets` runs it) a few hundred messages, as a smoke test. Skips, saying so,
+//! Then the same workloads through real nodes (`scaleout/nodes.rs`): N `switchyard serve
+//! --store nats://…` processes, AMQP clients (lapin) in this process.
+//!
+//! `cargo bench --bench scaleout [-- --messages N --rounds R --only store|nodes]`. Without
+//! `--bench` (as `cargo test --all-targets` runs it) a few hundred messages, as a smoke test
+//! (through nodes: W1 with 2 nodes only). Skips, saying so,
 //! when NATS is not at 127.0.0.1:4222 (`SWITCHYARD_BENCH_NATS` overrides).
 
+#[path = "scaleout/nodes.rs"]
+mod nodes;
 #[path = "compare/procfs.rs"]
 #[allow(dead_code)]
 mod procfs;
@@ -60,8 +66,8 @@ fn process_cpu() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// One run: (deliveries/s, NATS server CPU µs per delivery, this process's CPU µs per delivery).
-async fn run(url: &str, workload: Workload, nodes: usize, messages: usize) -> (f64, f64, f64) {
+/// One run: deliveries/s, NATS server CPU µs per delivery, this process's CPU µs per delivery.
+async fn run(url: &str, workload: Workload, nodes: usize, messages: usize) -> [f64; 3] {
     let mut options = JetStreamOptions::new(url);
     options.namespace = format!("SYB_{}_{}", std::process::id(), rand::random::<u32>());
     let first = JetStreamQueues::connect(options.clone()).await.unwrap();
@@ -132,11 +138,11 @@ async fn run(url: &str, workload: Workload, nodes: usize, messages: usize) -> (f
     }
     let elapsed = start.elapsed().as_secs_f64();
     let per = |seconds: f64| seconds * 1e6 / deliveries as f64;
-    let result = (
+    let result = [
         deliveries as f64 / elapsed,
         per(nats_cpu() - server_cpu),
         per((process_cpu() - cpu).as_secs_f64()),
-    );
+    ];
     drop(stores);
     first.remove_namespace().await.unwrap();
     result
@@ -166,33 +172,79 @@ fn main() {
         println!("skipped: {e}");
         return;
     }
-    // Rounds alternate node counts, so a machine that gets busier moves every row alike.
+    let only: Option<String> = arg("--only");
     let cases: Vec<(Workload, usize)> = [Workload::W1, Workload::W2]
         .into_iter()
         .flat_map(|w| [1, 2, 3].map(|n| (w, n)))
         .collect();
+    if only.as_deref() != Some("nodes") {
+        let title = "store only, nodes in this process";
+        let rows = rounds_of(rounds, &cases, |w, n| {
+            rt.block_on(run(&url, w, n, messages)).to_vec()
+        });
+        table(title, rounds, &["NATS", "nodes'"], &cases, &rows);
+    }
+    if only.as_deref() != Some("store") {
+        let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_switchyard"));
+        let cases = match smoke {
+            true => vec![(Workload::W1, 2)],
+            false => cases,
+        };
+        let rows = rounds_of(rounds, &cases, |w, n| {
+            rt.block_on(nodes::run(&binary, &url, w, n, messages))
+                .to_vec()
+        });
+        let title = "through `switchyard serve --store nats://` processes, AMQP clients";
+        table(
+            title,
+            rounds,
+            &["NATS", "nodes'", "clients'"],
+            &cases,
+            &rows,
+        );
+    }
+}
+
+/// Runs every case `rounds` times; rounds alternate cases, so a machine that gets busier moves
+/// every row alike. Each run's figures: deliveries/s, then CPU µs per delivery columns.
+fn rounds_of(
+    rounds: usize,
+    cases: &[(Workload, usize)],
+    mut run: impl FnMut(Workload, usize) -> Vec<f64>,
+) -> Vec<Vec<Vec<f64>>> {
     let mut runs = vec![Vec::new(); cases.len()];
     for _ in 0..rounds {
         for (c, &(workload, nodes)) in cases.iter().enumerate() {
-            runs[c].push(rt.block_on(run(&url, workload, nodes, messages)));
+            runs[c].push(run(workload, nodes));
         }
     }
+    runs
+}
+
+/// Prints the medians as a Markdown table.
+fn table(
+    title: &str,
+    rounds: usize,
+    cpu: &[&str],
+    cases: &[(Workload, usize)],
+    runs: &[Vec<Vec<f64>>],
+) {
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!(
-        "| workload | nodes | deliveries/s (median of {rounds}) | NATS CPU µs/delivery | \
-         nodes' CPU µs/delivery |"
-    );
-    println!("|---|---|---|---|---|");
+    println!("\n{title}\n");
+    let cpu_columns: String = cpu
+        .iter()
+        .map(|who| format!(" {who} CPU µs/delivery |"))
+        .collect();
+    println!("| workload | nodes | deliveries/s (median of {rounds}) |{cpu_columns}");
+    println!("|---|---|---|{}", "---|".repeat(cpu.len()));
     for (c, (workload, nodes)) in cases.iter().enumerate() {
-        let column = |f: fn(&(f64, f64, f64)) -> f64| median(runs[c].iter().map(f).collect());
-        println!(
-            "| {workload:?} | {nodes} | {:.0} | {:.1} | {:.1} |",
-            column(|r| r.0),
-            column(|r| r.1),
-            column(|r| r.2),
-        );
+        let column = |i: usize| median(runs[c].iter().map(|r| r[i]).collect());
+        let cpus: String = (1..=cpu.len())
+            .map(|i| format!(" {:.1} |", column(i)))
+            .collect();
+        println!("| {workload:?} | {nodes} | {:.0} |{cpus}", column(0));
     }
 }
