@@ -68,7 +68,9 @@ impl Remote {
 
     /// Runs `future` on the store's runtime and blocks the caller until it is done: one
     /// control-plane round trip. On a multi-threaded runtime the worker is handed over to
-    /// other tasks meanwhile (`block_in_place`).
+    /// other tasks meanwhile (`block_in_place`). Never called from the store's own runtime
+    /// (its one thread would wait for itself): only the broker and the front ends call it,
+    /// and they run elsewhere.
     pub fn block<F>(&self, future: F) -> F::Output
     where
         F: Future + Send + 'static,
