@@ -119,12 +119,10 @@ where
         ));
     }
     let blocked_capable = has_capability(&start_ok.client_properties, "connection.blocked");
-    let user = config
-        .authenticate(start_ok.response.as_bytes(), peer.ip())
-        .map_err(|e| refuse(e.as_connection().on(10, 11)))?;
     let vhost = "/";
-    let permissions = user.permissions(vhost);
-    let user = user.name.clone();
+    let (user, permissions) = shared
+        .login(start_ok.response.as_bytes(), peer.ip(), vhost)
+        .map_err(|e| refuse(e.as_connection().on(10, 11)))?;
 
     let tune = connection::Tune {
         channel_max: config.channel_max,

@@ -85,27 +85,35 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Check a PLAIN response (`authzid \0 user \0 password`) from `from`.
     pub fn authenticate(&self, response: &[u8], from: IpAddr) -> Result<&User, AmqpError> {
-        let mut parts = response.split(|&b| b == 0);
-        let (Some(_authzid), Some(user), Some(pass), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(AmqpError::access_refused("malformed PLAIN response"));
-        };
-        self.users
-            .authenticate(&String::from_utf8_lossy(user), pass, from)
-            .map_err(|e| match e {
-                LoginError::Refused => AmqpError::access_refused(
-                    "Login was refused using authentication mechanism PLAIN",
-                ),
-                e @ LoginError::LoopbackOnly(_) => AmqpError::access_refused(e.to_string()),
-            })
+        plain_login(&self.users, response, from)
     }
+}
+
+/// Check a PLAIN response (`authzid \0 user \0 password`) from `from` against `users`.
+fn plain_login<'u>(users: &'u Users, response: &[u8], from: IpAddr) -> Result<&'u User, AmqpError> {
+    let mut parts = response.split(|&b| b == 0);
+    let (Some(_authzid), Some(user), Some(pass), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AmqpError::access_refused("malformed PLAIN response"));
+    };
+    users
+        .authenticate(&String::from_utf8_lossy(user), pass, from)
+        .map_err(|e| match e {
+            LoginError::Refused => {
+                AmqpError::access_refused("Login was refused using authentication mechanism PLAIN")
+            }
+            e @ LoginError::LoopbackOnly(_) => AmqpError::access_refused(e.to_string()),
+        })
 }
 
 /// What every connection shares.
 #[derive(Debug)]
 pub struct Shared {
     pub config: ServerConfig,
+    /// Who may log in now: `config.users` at start; replaced as a whole by [`Shared::set_users`]
+    /// (a cluster's users, followed from NATS). Connections already open keep their login.
+    users: parking_lot::RwLock<Arc<Users>>,
     pub broker: Arc<Broker>,
     /// Exclusive queues and the connection that owns each.
     pub(crate) exclusive: Mutex<HashMap<QueueName, u64>>,
@@ -129,6 +137,7 @@ impl Shared {
 
     pub fn new(broker: Arc<Broker>, config: ServerConfig) -> Shared {
         Shared {
+            users: parking_lot::RwLock::new(Arc::new(config.users.clone())),
             config,
             broker,
             exclusive: Mutex::default(),
@@ -139,6 +148,23 @@ impl Shared {
             next_connection: AtomicU64::new(1),
             next_consumer_tag: AtomicU64::new(1),
         }
+    }
+
+    /// Replaces who may log in from now on.
+    pub fn set_users(&self, users: Users) {
+        *self.users.write() = Arc::new(users);
+    }
+
+    /// A PLAIN login against the current users: the user's name and permissions on `vhost`.
+    pub(crate) fn login(
+        &self,
+        response: &[u8],
+        from: IpAddr,
+        vhost: &str,
+    ) -> Result<(String, Option<Arc<crate::auth::Permissions>>), AmqpError> {
+        let users = self.users.read().clone();
+        let user = plain_login(&users, response, from)?;
+        Ok((user.name.clone(), user.permissions(vhost)))
     }
 
     pub(crate) fn next_connection(&self) -> u64 {

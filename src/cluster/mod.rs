@@ -8,15 +8,18 @@
 //! - [`TopologySync`]: exchanges and bindings declared through one node are declared on every
 //!   node that follows the cluster's topology.
 //!
-//! - [`Cluster`]: the three together, as `switchyard serve --store nats://…` uses them.
+//! - [`UserSync`]: the AMQP users and permissions, followed by every node's listener.
+//! - [`Cluster`]: all of them together, as `switchyard serve --store nats://…` uses them.
 //!
 //! Knows the broker's and the plugin host's public APIs and NATS; the plugin host knows nothing of NATS.
 
 mod plugins;
 mod topology;
+mod users;
 
 pub use plugins::{ClusterPluginError, PluginHead, PluginSync};
 pub use topology::TopologySync;
+pub use users::{ClusterUsersError, UserSync};
 
 use std::sync::Arc;
 
@@ -33,6 +36,7 @@ pub struct Cluster {
     pub store: Remote,
     pub plugins: PluginSync,
     pub topology: TopologySync,
+    pub users: UserSync,
 }
 
 /// Why a node could not join its cluster.
@@ -50,10 +54,12 @@ impl Cluster {
         let store = Remote::connect(options).await?;
         let plugins = PluginSync::open(store.queues()).await?;
         let topology = TopologySync::open(&store).await?;
+        let users = UserSync::open(store.queues()).await?;
         Ok(Cluster {
             store,
             plugins,
             topology,
+            users,
         })
     }
 

@@ -46,6 +46,19 @@ fn root_vhost() -> String {
 }
 
 impl UserSpec {
+    /// The same user with its password hashed (what may be stored or sent elsewhere: a clear
+    /// password never leaves the node that read it).
+    pub fn hashed(&self) -> Result<UserSpec, DefinitionsError> {
+        let user = self.to_user()?;
+        Ok(UserSpec {
+            name: self.name.clone(),
+            password: None,
+            password_hash: Some(user.password.encode()),
+            hashing_algorithm: Some(user.password.algorithm().name().to_owned()),
+            remote: self.remote,
+        })
+    }
+
     fn to_user(&self) -> Result<User, DefinitionsError> {
         let what = || format!("user {}", self.name);
         if self.name.is_empty() {

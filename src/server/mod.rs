@@ -70,6 +70,8 @@ pub enum ServeError {
     Cluster(#[from] crate::cluster::JoinError),
     #[error("connecting to the cluster's store: {0}")]
     Store(#[from] crate::queue::jetstream::JetStreamError),
+    #[error("publishing the definitions' users to the cluster: {0}")]
+    ClusterUsers(#[from] crate::cluster::ClusterUsersError),
 }
 
 /// The bound sockets.
@@ -167,14 +169,22 @@ impl Settings {
     }
 }
 
-/// Apply the definitions file: topology and plugins into the broker, users into `amqp`.
+/// Apply the definitions file: topology and plugins into the broker, users into `amqp` (and,
+/// in cluster mode, into the cluster's user table when the file lists users).
 async fn apply_definitions(
     broker: &Arc<Broker>,
     path: PathBuf,
     amqp: &mut ServerConfig,
+    cluster: Option<&Cluster>,
 ) -> Result<(), ServeError> {
     let defs = Definitions::from_file(&path)?;
     apply_users(&defs.users, &defs.permissions, &mut amqp.users)?;
+    if let Some(cluster) = cluster.filter(|_| !defs.users.is_empty()) {
+        cluster
+            .users
+            .publish(&defs.users, &defs.permissions)
+            .await?;
+    }
     let base = path
         .parent()
         .map(PathBuf::from)
@@ -294,8 +304,10 @@ pub async fn run(
         }
         None => None,
     };
+    let built_in_users = settings.amqp.users.clone();
     if let Some(path) = settings.definitions.clone() {
-        apply_definitions(&broker, path, &mut settings.amqp).await?;
+        let (amqp, cluster) = (&mut settings.amqp, settings.cluster.as_ref());
+        Box::pin(apply_definitions(&broker, path, amqp, cluster)).await?;
     }
     let _watcher = match settings.cluster {
         Some(_) => _watcher,
@@ -303,6 +315,13 @@ pub async fn run(
     };
 
     let shared = Arc::new(Shared::new(broker.clone(), settings.amqp.clone()));
+    if let Some(cluster) = &settings.cluster {
+        let listener = shared.clone();
+        let follow = cluster
+            .users
+            .follow(built_in_users, move |u| listener.set_users(u));
+        _followers.push(Box::pin(follow).await?);
+    }
     let state = AdminState::new(
         broker.clone(),
         Some(shared.registry.clone()),

@@ -23,16 +23,27 @@ const MESSAGES: usize = 3_000;
 
 /// A node of the cluster `namespace`, its unacknowledged deliveries back after 2 s if it dies.
 fn node(namespace: &str) -> (tempfile::TempDir, Serve) {
+    node_with(namespace, None)
+}
+
+/// A node started with `definitions` (a JSON document), if given.
+fn node_with(
+    namespace: &str,
+    definitions: Option<serde_json::Value>,
+) -> (tempfile::TempDir, Serve) {
     let (work, data) = data_dir();
     let store = url();
-    let serve = Serve::start(
-        &data,
-        &[
-            ("SWITCHYARD_STORE", store.as_str()),
-            ("SWITCHYARD_STORE_NAMESPACE", namespace),
-            ("SWITCHYARD_STORE_ACK_WAIT_MS", "2000"),
-        ],
-    );
+    let defs = work.path().join("definitions.json");
+    let mut env = vec![
+        ("SWITCHYARD_STORE", store.as_str()),
+        ("SWITCHYARD_STORE_NAMESPACE", namespace),
+        ("SWITCHYARD_STORE_ACK_WAIT_MS", "2000"),
+    ];
+    if let Some(d) = definitions {
+        std::fs::write(&defs, d.to_string()).unwrap();
+        env.push(("SWITCHYARD_DEFINITIONS", defs.to_str().unwrap()));
+    }
+    let serve = Serve::start(&data, &env);
     (work, serve)
 }
 
@@ -289,12 +300,37 @@ async fn three_nodes_share_queues_and_survive_sigkill() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_deployed_through_node_a_routes_on_node_c() {
+async fn a_plugin_and_users_from_node_a_serve_on_node_c() {
     let Some(first) = first_node("nodes_plugin").await else {
         return;
     };
     let namespace = first.options().namespace.clone();
-    let ((_wa, a), (_wc, c)) = (node(&namespace), node(&namespace));
+    // A's definitions list a user; C has none: the cluster's users reach C.
+    let users = serde_json::json!({
+        "users": [{ "name": "app", "password": "s3cret" }],
+        "permissions": [{ "user": "app", "configure": ".*", "write": ".*", "read": ".*" }],
+    });
+    let ((_wa, a), (_wc, c)) = (node_with(&namespace, Some(users)), node(&namespace));
+    let as_app = c.amqp.replace("guest:guest", "app:s3cret");
+    let started = Instant::now();
+    let app = loop {
+        if let Some(conn) = try_connect(&as_app).await {
+            break conn;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "user app never reached node C"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "a user from A's definitions logged in on C after {:?}",
+        started.elapsed()
+    );
+    drop(app);
+    assert!(try_connect(&c.amqp.replace("guest:guest", "app:wrong"))
+        .await
+        .is_none());
 
     let (status, body) = put_bytes(
         &a,
