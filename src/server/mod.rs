@@ -289,28 +289,21 @@ pub async fn run(
         .tls
         .as_ref()
         .and_then(|t| t.amqps.local_addr().ok());
-    let mut _followers = Vec::new();
-    let _watcher = match &settings.cluster {
-        Some(cluster) => {
-            // Topology and plugins first, so definitions and clients see the cluster's.
-            _followers = Box::pin(cluster.join(&broker)).await?;
-            Box::pin(seed_cluster_plugins(
-                cluster,
-                &broker,
-                settings.plugins_dir.clone(),
-            ))
-            .await;
-            None
-        }
-        None => None,
-    };
+    // Cluster mode: topology and plugins first, so definitions and clients see the cluster's.
+    let mut followers = Vec::new();
+    if let Some(cluster) = &settings.cluster {
+        followers = Box::pin(cluster.join(&broker)).await?;
+        let dir = settings.plugins_dir.clone();
+        Box::pin(seed_cluster_plugins(cluster, &broker, dir)).await;
+    }
     let built_in_users = settings.amqp.users.clone();
     if let Some(path) = settings.definitions.clone() {
         let (amqp, cluster) = (&mut settings.amqp, settings.cluster.as_ref());
         Box::pin(apply_definitions(&broker, path, amqp, cluster)).await?;
     }
+    // In cluster mode the registry, not the directory, says what every node serves.
     let _watcher = match settings.cluster {
-        Some(_) => _watcher,
+        Some(_) => None,
         None => start_plugins(&broker, settings.plugins_dir.clone()).await?,
     };
 
@@ -320,7 +313,7 @@ pub async fn run(
         let follow = cluster
             .users
             .follow(built_in_users, move |u| listener.set_users(u));
-        _followers.push(Box::pin(follow).await?);
+        followers.push(Box::pin(follow).await?);
     }
     let state = AdminState::new(
         broker.clone(),
@@ -380,7 +373,7 @@ pub async fn run(
             Ok(())
         }
     };
-    for follower in _followers {
+    for follower in followers {
         follower.abort();
     }
     broker.queues().flush()?;
