@@ -29,6 +29,8 @@ mod nats;
 mod phases;
 #[path = "compare/procfs.rs"]
 mod procfs;
+#[path = "compare/readyz.rs"]
+mod readyz;
 #[path = "compare/report.rs"]
 mod report;
 #[path = "compare/switchyard.rs"]

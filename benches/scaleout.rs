@@ -24,6 +24,8 @@ mod nodes;
 #[path = "compare/procfs.rs"]
 #[allow(dead_code)]
 mod procfs;
+#[path = "compare/readyz.rs"]
+mod readyz;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,8 +4,7 @@
 //! every queue at the chosen durability, `x-wasm` exchanges `w1` (Rust header-router, default
 //! route `w1`: a plugin call per message), `w2` and `w4` (Rust json-router).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use anyhow::{bail, Context as _};
 use serde_json::json;
 
 use super::amqp::all_queues;
+use super::readyz::{free_port, ready};
 
 /// The plugin components the topology deploys.
 #[derive(Debug, Clone)]
@@ -39,10 +39,6 @@ pub struct Switchyard {
     running: Running,
 }
 
-fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
 /// The definitions document of the benchmark topology.
 fn definitions(durability: &str, plugins: &Plugins) -> serde_json::Value {
     let queues: Vec<_> = all_queues()
@@ -60,19 +56,6 @@ fn definitions(durability: &str, plugins: &Plugins) -> serde_json::Value {
         "queues": queues,
         "exchanges": [wasm("w1", "w1router"), wasm("w2", "w2router"), wasm("w4", "w4router")],
     })
-}
-
-/// True once `GET /readyz` answers 200 (definitions applied, listeners serving).
-fn ready(http: SocketAddr) -> bool {
-    let Ok(mut conn) = TcpStream::connect_timeout(&http, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /readyz HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
-    let mut answer = String::new();
-    conn.write_all(request.as_bytes()).is_ok()
-        && conn.read_to_string(&mut answer).is_ok()
-        && answer.starts_with("HTTP/1.1 200")
 }
 
 impl Switchyard {

@@ -5,8 +5,7 @@
 //! bound to queues `t` and `t+3`.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +17,7 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 
+use super::readyz::{free_port, ready};
 use super::{process_cpu, procfs, Workload, IN_FLIGHT};
 
 /// One `switchyard serve` process; killed when dropped.
@@ -34,29 +34,10 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn ready(http: SocketAddr) -> bool {
-    let Ok(mut conn) = TcpStream::connect_timeout(&http, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /readyz HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
-    let mut answer = String::new();
-    conn.write_all(request.as_bytes()).is_ok()
-        && conn.read_to_string(&mut answer).is_ok()
-        && answer.starts_with("HTTP/1.1 200")
-}
-
 impl Node {
     fn start(binary: &Path, url: &str, namespace: &str) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let (amqp, http) = (free_port(), free_port());
+        let (amqp, http) = (free_port().unwrap(), free_port().unwrap());
         let child = Command::new(binary)
             .arg("serve")
             .args(["--store", url, "--store-namespace", namespace])

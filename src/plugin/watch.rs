@@ -71,21 +71,10 @@ impl Scanner {
         dir: &Path,
     ) -> Vec<(String, Result<String, PluginError>)> {
         let mut results = Vec::new();
-        let Ok(entries) = std::fs::read_dir(dir) else {
+        let Ok(files) = wasm_files(dir) else {
             return results;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
-                continue;
-            }
-            let Some(name) = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .map(str::to_string)
-            else {
-                continue;
-            };
+        for (name, path) in files {
             let sidecar = dir.join(format!("{name}.config.json"));
             let Some(now) = stamp(&path, &sidecar) else {
                 continue;
@@ -114,6 +103,18 @@ impl Scanner {
     }
 }
 
+/// Every `<name>.wasm` in `dir`, as (name, path).
+fn wasm_files(dir: &Path) -> std::io::Result<impl Iterator<Item = (String, PathBuf)>> {
+    Ok(std::fs::read_dir(dir)?.flatten().filter_map(|entry| {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+            return None;
+        }
+        let name = path.file_stem()?.to_str()?.to_owned();
+        Some((name, path))
+    }))
+}
+
 /// A plugin found in a directory: its name, its component file and its config.
 pub type DirPlugin = (String, PathBuf, BTreeMap<String, String>);
 
@@ -121,18 +122,7 @@ pub type DirPlugin = (String, PathBuf, BTreeMap<String, String>);
 /// order, without deploying anything (cluster mode deploys them through the registry).
 pub fn dir_plugins(dir: &Path) -> Result<Vec<DirPlugin>, PluginError> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
-            continue;
-        }
-        let Some(name) = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .map(str::to_string)
-        else {
-            continue;
-        };
+    for (name, path) in wasm_files(dir)? {
         let config = read_config(&dir.join(format!("{name}.config.json")))?;
         found.push((name, path, config));
     }

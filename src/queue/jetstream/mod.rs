@@ -50,19 +50,17 @@ mod error;
 pub(crate) mod names;
 mod outbox;
 mod pending;
+mod publish;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
-use async_nats::jetstream::context::{GetStreamErrorKind, PublishAckFuture};
+use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::kv;
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, Context};
-use bytes::Bytes;
 use futures::TryStreamExt;
 use tokio::task::JoinHandle;
 
@@ -74,10 +72,7 @@ use names::Names;
 use outbox::Outbox;
 pub use pending::JetStreamPending;
 
-use super::envelope::{self, EnvelopeHeader};
-use super::{
-    Clock, ConsumerOptions, Overflow, PublishItem, QueueConfig, QueueError, QueueName, SystemClock,
-};
+use super::{Clock, ConsumerOptions, Overflow, QueueConfig, QueueError, QueueName, SystemClock};
 
 /// JetStream's default duplicate window, used when a queue sets none.
 const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(120);
@@ -385,67 +380,6 @@ impl JetStreamQueues {
         })
     }
 
-    /// Hands every item to the store's sender, in order (see [`outbox`]). The returned
-    /// [`JetStreamPending`] resolves once every stream acknowledged its copy: only then may
-    /// the publisher be confirmed.
-    pub fn submit(&self, items: Vec<PublishItem>) -> Result<JetStreamPending, JetStreamError> {
-        let now = self.clock.now_ms();
-        // Copies of one message into one queue are told apart by their ordinal, so that a
-        // plugin's two copies are two messages and a retried publish is still idempotent.
-        let mut ordinals: HashMap<&QueueName, u32> = HashMap::new();
-        let mut copies = Vec::with_capacity(items.len());
-        for item in &items {
-            let ordinal = ordinals.entry(&item.queue).or_default();
-            *ordinal += 1;
-            let header = EnvelopeHeader {
-                enqueued_ms: now,
-                not_before_ms: not_before(now, &item.options),
-                expires_ms: None,
-                deliveries: 0,
-                exchange: item.options.exchange.clone(),
-                routing_keys: item.options.routing_keys.clone(),
-            };
-            let payload =
-                envelope::encode(&header, &item.message.encode().map_err(QueueError::from)?)?;
-            copies.push(outbox::Copy {
-                subject: self.subject(&item.queue)?,
-                id: match *ordinal {
-                    1 => item.message.id.as_str().to_owned(),
-                    n => format!("{}#{n}", item.message.id.as_str()),
-                },
-                payload: payload.into(),
-                queue: item.queue.to_string(),
-            });
-        }
-        let (sent, paced) = self.outbox.submit(copies);
-        Ok(JetStreamPending { sent, paced })
-    }
-
-    /// [`submit`](Self::submit), for callers that are async anyway.
-    pub async fn enqueue(
-        &self,
-        items: Vec<PublishItem>,
-    ) -> Result<JetStreamPending, JetStreamError> {
-        self.submit(items)
-    }
-
-    /// Publishes one stored record into `queue`'s stream, outside the ordered sender (the
-    /// dead-lettering of a consumer).
-    async fn send(
-        &self,
-        queue: &QueueName,
-        message_id: String,
-        payload: Bytes,
-    ) -> Result<PublishAckFuture, JetStreamError> {
-        let publish = PublishMessage::build()
-            .payload(payload)
-            .message_id(message_id);
-        self.js
-            .send_publish(self.subject(queue)?, publish)
-            .await
-            .map_err(|e| JetStreamError::nats(format!("publishing to queue {queue}"), e))
-    }
-
     /// A consumer of `name` on this node. It competes with every other consumer of the queue,
     /// on this node and on others.
     pub async fn consume(
@@ -488,14 +422,5 @@ impl JetStreamQueues {
         self.names
             .subject(name)
             .map_err(JetStreamError::Unsupported)
-    }
-}
-
-/// When a message published now with `options` may first be delivered.
-fn not_before(now: u64, options: &super::EnqueueOptions) -> Option<u64> {
-    let relative = options.delay_ms.map(|d| now.saturating_add(d));
-    match (options.not_before_ms, relative) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
     }
 }

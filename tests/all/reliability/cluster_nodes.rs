@@ -47,6 +47,16 @@ fn node_with(
     (work, serve)
 }
 
+async fn durable_queue(ch: &lapin::Channel, name: &str) {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(name.into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+}
+
 async fn try_connect(uri: &str) -> Option<Connection> {
     let connecting = Connection::connect(uri, ConnectionProperties::default());
     tokio::time::timeout(Duration::from_secs(3), connecting)
@@ -186,16 +196,7 @@ async fn three_nodes_share_queues_and_survive_sigkill() {
     // Declared through C: every node knows the queue.
     let conn = try_connect(&c.amqp).await.expect("node C");
     let ch = conn.create_channel().await.unwrap();
-    ch.queue_declare(
-        QUEUE.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    durable_queue(&ch, QUEUE).await;
 
     let confirmed = Arc::new(Mutex::new(HashSet::new()));
     let seen = Arc::new(Mutex::new(HashSet::new()));
@@ -366,16 +367,7 @@ async fn a_plugin_and_users_from_node_a_serve_on_node_c() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    ch.queue_declare(
-        "orders-eu".into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    durable_queue(&ch, "orders-eu").await;
     let mut args = FieldTable::default();
     args.insert("x-plugin".into(), AMQPValue::LongString("router".into()));
     ch.exchange_declare(
