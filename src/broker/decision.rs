@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::Outcome;
 use crate::message::Message;
 use crate::plugin::PluginLog;
 
@@ -32,8 +33,8 @@ pub struct Step {
     pub version: Arc<str>,
     /// `filter`, `transform`, `router` or `binding-filter`.
     pub role: &'static str,
-    /// What the plugin decided (`keep`, `drop`, `rewrite`, `deliver 2`...) or the error.
-    pub outcome: String,
+    /// What the plugin decided, or the error.
+    pub outcome: Outcome,
     #[serde(serialize_with = "micros")]
     pub elapsed: Duration,
     /// What the plugin logged during this call; captured in dry runs only (empty otherwise).

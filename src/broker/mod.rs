@@ -10,6 +10,7 @@ mod alarm;
 mod breaker;
 mod decision;
 mod error;
+mod outcome;
 mod publish;
 mod replay;
 mod route;
@@ -21,6 +22,7 @@ pub use alarm::{ResourceAlarm, DEFAULT_DISK_FREE_LIMIT};
 pub use breaker::Breakers;
 pub use decision::{Decision, Output, Step};
 pub use error::BrokerError;
+pub use outcome::Outcome;
 pub use publish::{BrokerCounters, Published, Submitted};
 pub use route::{
     SpecialQueues, EXCHANGE_HEADER, LINEAGE_HEADER, MAX_HOPS, REASON_HEADER, ROUTING_KEY_HEADER,

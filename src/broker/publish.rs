@@ -12,6 +12,8 @@ use crate::queue::{self, EnqueueOptions, PublishItem, PublishOutcome, QueueName}
 /// What a committed publish did.
 #[derive(Debug, Clone)]
 pub struct Published {
+    /// The routing decision. Its outputs' messages went to the store: each keeps its id, and
+    /// its headers, properties and body are empty (a [dry run](Broker::dry_run) has them all).
     pub decision: Decision,
     /// Per output, what its queue did with it (stored, duplicate, refused as full).
     pub outcomes: Vec<PublishOutcome>,
@@ -169,7 +171,7 @@ impl Broker {
 
     fn apply(
         &self,
-        decision: Decision,
+        mut decision: Decision,
         exchange: &str,
         routing_key: &str,
     ) -> Result<Submitted, BrokerError> {
@@ -190,10 +192,10 @@ impl Broker {
             c.dropped.fetch_add(1, Ordering::Relaxed);
         }
         let mut items = Vec::with_capacity(decision.outputs.len());
-        for out in &decision.outputs {
+        for out in &mut decision.outputs {
             items.push(PublishItem {
                 queue: QueueName::new(out.queue.clone())?,
-                message: out.message.clone(),
+                message: out.message.hand_over(),
                 options: EnqueueOptions {
                     delay_ms: out.delay_ms,
                     exchange: exchange.to_owned(),

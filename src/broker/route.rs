@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Breakers, BrokerError, Decision, Output, Step};
+use super::{Breakers, BrokerError, Decision, Outcome, Output, Step};
 use crate::message::{FieldValue, Message};
 use crate::plugin::{Logged, PluginHost, PluginKind, RouteContext, RouteVerdict, Serving, Target};
 use crate::routing::{BindingTarget, Exchange, ExchangeKind, FailurePolicy, Topology};
@@ -294,21 +294,24 @@ impl<'a> Router<'a> {
             plugin: name,
             version: version.clone(),
             role,
-            outcome: String::new(),
+            outcome: Outcome::Pending,
             elapsed: Default::default(),
             logs: Vec::new(),
         };
         let serving = match serving {
             Ok(p) => p,
             Err(err) => {
-                step.outcome = format!("error ({}): {err}", err.kind());
+                step.outcome = Outcome::Error {
+                    kind: err.kind(),
+                    message: err.to_string(),
+                };
                 self.decision.steps.push(step);
                 self.fail(ex, key, message.clone(), err.to_string());
                 return Called::Handled;
             }
         };
         if self.breakers.is_open(plugin, &version) {
-            step.outcome = "quarantined (breaker open)".into();
+            step.outcome = Outcome::Quarantined;
             self.decision.steps.push(step);
             let reason =
                 format!("plugin {plugin}@{version} is quarantined after repeated failures");
@@ -339,7 +342,10 @@ impl<'a> Router<'a> {
                         "circuit breaker opened: plugin version quarantined"
                     );
                 }
-                step.outcome = format!("error ({}): {err}", err.kind());
+                step.outcome = Outcome::Error {
+                    kind: err.kind(),
+                    message: err.to_string(),
+                };
                 self.decision.steps.push(step);
                 self.fail(ex, key, message.clone(), err.to_string());
                 Called::Handled
@@ -417,29 +423,39 @@ pub(super) fn mark_origin(message: &mut Message, exchange: &str, key: &str, reas
         .insert(ROUTING_KEY_HEADER.into(), key.into());
 }
 
-/// A short text for a plugin's answer, for [`Step::outcome`].
+/// A plugin's answer as a step [`Outcome`].
 trait Describe {
-    fn describe(&self) -> String;
+    fn describe(&self) -> Outcome;
 }
 
 impl Describe for bool {
-    fn describe(&self) -> String {
-        if *self { "keep" } else { "drop" }.into()
+    fn describe(&self) -> Outcome {
+        if *self {
+            Outcome::Keep
+        } else {
+            Outcome::Drop
+        }
     }
 }
 
 impl Describe for Message {
-    fn describe(&self) -> String {
-        format!("rewrite ({} bytes)", self.body.len())
+    fn describe(&self) -> Outcome {
+        Outcome::Rewrite {
+            bytes: self.body.len(),
+        }
     }
 }
 
 impl Describe for RouteVerdict {
-    fn describe(&self) -> String {
+    fn describe(&self) -> Outcome {
         match self {
-            RouteVerdict::Deliver(d) => format!("deliver to {}", d.len()),
-            RouteVerdict::Drop => "drop".into(),
-            RouteVerdict::DeadLetter { reason } => format!("dead-letter: {reason}"),
+            RouteVerdict::Deliver(d) => Outcome::Deliver {
+                destinations: d.len(),
+            },
+            RouteVerdict::Drop => Outcome::Drop,
+            RouteVerdict::DeadLetter { reason } => Outcome::DeadLetter {
+                reason: reason.clone(),
+            },
         }
     }
 }

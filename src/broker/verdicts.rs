@@ -3,7 +3,6 @@
 //! are per plugin (all versions together); the broker sees each step's version, so it can tell
 //! a new version's behaviour apart from the old one's during and after a hot reload.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -30,19 +29,6 @@ pub type VersionVerdicts = BTreeMap<String, VersionStats>;
 #[derive(Debug, Default)]
 pub struct VerdictCounts {
     by_plugin: Mutex<BTreeMap<String, VersionVerdicts>>,
-}
-
-/// The class of a step outcome: `error:<kind>` for failures (`error (trap): ...`), else the
-/// first word (`deliver to 2` → `deliver`).
-fn class(outcome: &str) -> Cow<'_, str> {
-    if let Some(kind) = outcome
-        .strip_prefix("error (")
-        .and_then(|rest| rest.split(')').next())
-    {
-        return Cow::Owned(format!("error:{kind}"));
-    }
-    let word = outcome.split_whitespace().next().unwrap_or("none");
-    Cow::Borrowed(word.trim_end_matches(':'))
 }
 
 /// `map[key]`, inserted with its default value if absent; allocates the key only then.
@@ -74,7 +60,7 @@ impl VerdictCounts {
             let versions = entry(&mut map, &step.plugin);
             let stats = entry(versions, version);
             stats.calls += 1;
-            let class = class(&step.outcome);
+            let class = step.outcome.class();
             *entry(&mut stats.verdicts, &class) += 1;
             stats.latency_buckets[bucket(step.elapsed)] += 1;
         }
@@ -94,11 +80,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn classes_and_buckets() {
-        assert_eq!(super::class("deliver to 2"), "deliver");
-        assert_eq!(super::class("dead-letter: bad json"), "dead-letter");
-        assert_eq!(super::class("error (trap): boom"), "error:trap");
-        assert_eq!(super::class(""), "none");
+    fn buckets() {
         assert_eq!(super::bucket(Duration::from_nanos(500)), 0);
         assert_eq!(super::bucket(Duration::from_micros(3)), 2);
         assert_eq!(

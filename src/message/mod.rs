@@ -65,6 +65,18 @@ impl Message {
         }
     }
 
+    /// Moves this message out, leaving its id and nothing else behind: what a record of where
+    /// copies went keeps once the copies themselves are handed on. One allocation (the id),
+    /// where a clone makes one per header.
+    pub fn hand_over(&mut self) -> Message {
+        Message {
+            id: self.id.clone(),
+            properties: std::mem::take(&mut self.properties),
+            headers: std::mem::take(&mut self.headers),
+            body: std::mem::take(&mut self.body),
+        }
+    }
+
     /// Builder-style: set a header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<FieldValue>) -> Self {
         self.headers.insert(name.into(), value.into());

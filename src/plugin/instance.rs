@@ -297,9 +297,12 @@ impl LoadedPlugin {
         ctx: &RouteContext,
         mut logs: Option<&mut Vec<PluginLog>>,
     ) -> Result<Raw, PluginError> {
+        // The lane and fiber paths are boxed: their futures hold a wasmtime async call and are
+        // kilobytes large, and every caller's future would otherwise carry (and move) that
+        // much on every call, though most calls are direct and never await.
         let capture = logs.is_some();
         if self.penalized() {
-            if let Some((result, lines)) = self.run_in_lane(msg, ctx, capture).await {
+            if let Some((result, lines)) = Box::pin(self.run_in_lane(msg, ctx, capture)).await {
                 if let (Some(out), Some(lines)) = (logs.as_deref_mut(), lines) {
                     out.extend(lines);
                 }
@@ -319,8 +322,7 @@ impl LoadedPlugin {
                 Attempt::Escaped => {}
             }
         }
-        self.run_fiber(msg, ctx, logs, wall_clock_cap(self.limits.timeout))
-            .await
+        Box::pin(self.run_fiber(msg, ctx, logs, wall_clock_cap(self.limits.timeout))).await
     }
 
     /// Runs the call on a fiber in the penalty lane, after this version's calls before it.

@@ -1,14 +1,19 @@
 //! The group-commit flusher: one thread makes writes durable for everyone.
 //!
 //! Why one thread: one `fdatasync` can cover any number of writes, and many small flushes are
-//! slow. Writers append their frame to the message log, then take a *ticket* (the number of the
+//! slow. Writers append their frame to the message log, then take a *ticket* (a share of the
 //! next flush to start) and wait until that flush is done. The flusher takes all requests that
 //! arrived since the last flush, flushes the log once ([`MessageLog::flush`]: write + fdatasync)
-//! and publishes the new completed epoch to every waiter.
+//! and wakes the waiters of that flush.
 //!
-//! Invariant (why a ticket is safe): a writer's batch is applied *before* it reads the epoch
-//! counter under the lock, and the flush for that epoch starts only *after* the flusher bumps
-//! the counter under the same lock, so the flush covers the batch.
+//! Invariant (why a ticket is safe): a writer's batch is applied *before* it takes the next
+//! flush under the lock, and that flush starts only *after* the flusher swaps it out under the
+//! same lock, so the flush covers the batch.
+//!
+//! Each flush has its own [`Flush`] record, which its tickets share: finishing a flush wakes
+//! exactly the writers it covers. (A single channel for "the latest finished flush" would wake
+//! every waiter on every flush, including the ones waiting for the next one: one wasted wake-up
+//! per publish under load.)
 //!
 //! Relaxed writers only mark the store dirty; the flusher then flushes within `interval`.
 //! A failed flush poisons the flusher: every current and future waiter gets an error, so
@@ -16,56 +21,51 @@
 //! ([`StoreError::NoSpace`]) fails only its own waiters; its frames stay queued in the log and
 //! the flusher retries every [`NO_SPACE_RETRY`] until one succeeds (space returned).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::{MessageLog, StoreError};
 
 /// How often a flush that found the disk full is retried.
 pub const NO_SPACE_RETRY: Duration = Duration::from_millis(200);
 
+/// Why a flush did not make its writes durable.
+#[derive(Debug, Clone)]
+enum Failure {
+    Poisoned(Arc<str>),
+    NoSpace(Arc<str>),
+    /// The store was closed before the flush ran.
+    Closed,
+}
+
+/// One flush: set once when it has finished, then its waiters are woken.
+#[derive(Debug, Default)]
+struct Flush {
+    result: OnceLock<Result<(), Failure>>,
+    finished: Notify,
+}
+
+impl Flush {
+    fn finish(&self, result: Result<(), Failure>) {
+        // Set before waking: a waiter that registered late finds the result instead.
+        let _ = self.result.set(result);
+        self.finished.notify_waiters();
+    }
+}
+
 #[derive(Debug, Default)]
 struct Requests {
-    /// Number of the next flush to start.
-    next_epoch: u64,
-    /// Someone waits for `next_epoch`.
+    /// The next flush to start; tickets taken now wait for it.
+    next: Arc<Flush>,
+    /// Someone waits for `next`.
     wanted: bool,
     /// Relaxed writes happened since the last flush.
     dirty: bool,
     shutdown: bool,
-}
-
-/// What waiters watch: the highest finished epoch, or a poison message.
-#[derive(Debug, Clone, Default)]
-struct Done {
-    epoch: Option<u64>,
-    poisoned: Option<Arc<str>>,
-    /// Epochs (inclusive ranges, ascending, merged) whose flush found the disk full, and why
-    /// the last one did. Kept whole so a waiter that looks late still learns its flush failed;
-    /// it grows by one range per full-disk episode.
-    no_space: Vec<(u64, u64)>,
-    no_space_cause: Option<Arc<str>>,
-}
-
-impl Done {
-    fn failed(&self, epoch: u64) -> bool {
-        self.no_space
-            .iter()
-            .any(|&(from, to)| (from..=to).contains(&epoch))
-    }
-
-    fn record_no_space(&mut self, epoch: u64, cause: &str) {
-        match self.no_space.last_mut() {
-            Some((_, to)) if *to + 1 == epoch => *to = epoch,
-            _ => self.no_space.push((epoch, epoch)),
-        }
-        self.no_space_cause = Some(cause.into());
-        self.epoch = Some(epoch);
-    }
 }
 
 #[derive(Debug)]
@@ -73,7 +73,8 @@ struct Shared {
     path: Arc<std::path::Path>,
     requests: Mutex<Requests>,
     wake: Condvar,
-    done: watch::Sender<Done>,
+    /// Set once, by the first failed write or flush; read on every write.
+    poisoned: OnceLock<Arc<str>>,
 }
 
 /// Handle to the flusher thread; dropping it flushes once more and stops the thread.
@@ -86,44 +87,44 @@ pub struct Flusher {
 /// A promise that a write becomes durable; see [`Flusher::ticket`].
 #[derive(Debug)]
 pub struct Ticket {
-    epoch: u64,
+    flush: Arc<Flush>,
     /// The log's directory, for errors.
     path: Arc<std::path::Path>,
-    done: watch::Receiver<Done>,
 }
 
 impl Ticket {
     /// Wait until the flush covering this ticket's writes has finished.
-    pub async fn wait(mut self) -> Result<(), StoreError> {
-        let epoch = self.epoch;
-        let state = self
-            .done
-            .wait_for(|d| d.poisoned.is_some() || d.epoch.is_some_and(|e| e >= epoch))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        if let Some(msg) = &state.poisoned {
-            return Err(StoreError::Poisoned(msg.to_string()));
-        }
-        if state.failed(epoch) {
-            let cause = state.no_space_cause.as_deref().unwrap_or("disk full");
-            return Err(StoreError::NoSpace {
+    pub async fn wait(self) -> Result<(), StoreError> {
+        let result = loop {
+            let finished = self.flush.finished.notified();
+            tokio::pin!(finished);
+            // Registered before the check, so a `finish` between the two still wakes us.
+            finished.as_mut().enable();
+            if let Some(result) = self.flush.result.get() {
+                break result;
+            }
+            finished.await;
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(Failure::Poisoned(msg)) => Err(StoreError::Poisoned(msg.to_string())),
+            Err(Failure::NoSpace(cause)) => Err(StoreError::NoSpace {
                 path: self.path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::StorageFull, cause.to_owned()),
-            });
+                source: std::io::Error::new(std::io::ErrorKind::StorageFull, cause.to_string()),
+            }),
+            Err(Failure::Closed) => Err(StoreError::Closed),
         }
-        Ok(())
     }
 }
 
 impl Flusher {
     /// Start the flusher for `log`.
     pub fn start(log: Arc<MessageLog>, interval: Duration) -> Flusher {
-        let (done, _) = watch::channel(Done::default());
         let shared = Arc::new(Shared {
             path: log.dir().into(),
             requests: Mutex::new(Requests::default()),
             wake: Condvar::new(),
-            done,
+            poisoned: OnceLock::new(),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -138,15 +139,17 @@ impl Flusher {
 
     /// Ask for a flush covering every write applied before this call; wait on the ticket.
     pub fn ticket(&self) -> Ticket {
-        let done = self.shared.done.subscribe();
         let mut r = self.shared.requests.lock();
-        r.wanted = true;
-        let epoch = r.next_epoch;
+        let flush = r.next.clone();
+        let first = !std::mem::replace(&mut r.wanted, true);
         drop(r);
-        self.shared.wake.notify_one();
+        // Only the first request of a flush wakes the flusher: it reads `wanted` under the
+        // lock, so later ones are seen without a wake-up of their own.
+        if first {
+            self.shared.wake.notify_one();
+        }
         Ticket {
-            epoch,
-            done,
+            flush,
             path: self.shared.path.clone(),
         }
     }
@@ -163,19 +166,17 @@ impl Flusher {
 
     /// The poison message, if a flush has failed.
     pub fn poisoned(&self) -> Option<String> {
-        self.shared
-            .done
-            .borrow()
-            .poisoned
-            .as_ref()
-            .map(|m| m.to_string())
+        self.shared.poisoned.get().map(|m| m.to_string())
     }
 
     /// Poison the store after a failed write: waiters and later writers get errors.
     pub fn poison(&self, msg: String) {
-        self.shared
-            .done
-            .send_modify(|d| d.poisoned = Some(msg.into()));
+        let msg: Arc<str> = msg.into();
+        let _ = self.shared.poisoned.set(msg.clone());
+        // Tickets not yet covered by a running flush fail now; the running flush fails its
+        // own when it ends (see `run`).
+        let next = self.shared.requests.lock().next.clone();
+        next.finish(Err(Failure::Poisoned(msg)));
     }
 }
 
@@ -186,12 +187,18 @@ impl Drop for Flusher {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // Tickets taken after the last flush started (none, when the store is dropped
+        // normally) learn that nothing will flush them.
+        let next = self.shared.requests.lock().next.clone();
+        next.finish(Err(Failure::Closed));
     }
 }
 
 fn run(shared: &Shared, log: &MessageLog, interval: Duration) {
+    // Whether the last flush found the disk full: the error is logged once per episode.
+    let mut full = false;
     loop {
-        let (epoch, shutdown) = {
+        let (flush, shutdown) = {
             let mut r = shared.requests.lock();
             // While the disk is full, retry the unwritten frames even if nobody asks.
             let stalled = log.stalled().is_some();
@@ -210,29 +217,38 @@ fn run(shared: &Shared, log: &MessageLog, interval: Duration) {
                     shared.wake.wait(&mut r);
                 }
             }
-            let epoch = r.next_epoch;
-            r.next_epoch += 1;
             r.wanted = false;
             r.dirty = false;
-            (epoch, r.shutdown)
+            (std::mem::take(&mut r.next), r.shutdown)
         };
-        match log.flush() {
-            Ok(()) => shared.done.send_modify(|d| d.epoch = Some(epoch)),
+        let result = match log.flush() {
+            Ok(()) => {
+                full = false;
+                Ok(())
+            }
             Err(StoreError::NoSpace { source, .. }) => {
                 let cause = source.to_string();
-                if !shared.done.borrow().failed(epoch.wrapping_sub(1)) {
+                if !full {
                     tracing::error!(error = %cause, "the disk is full: writes are refused until space is freed");
                 }
-                shared
-                    .done
-                    .send_modify(|d| d.record_no_space(epoch, &cause));
+                full = true;
+                Err(Failure::NoSpace(cause.into()))
             }
             Err(e) => {
                 let msg = e.to_string();
                 tracing::error!(error = %msg, "store flush failed; refusing further writes");
-                shared.done.send_modify(|d| d.poisoned = Some(msg.into()));
+                let _ = shared.poisoned.set(msg.into());
+                Err(Failure::Poisoned(
+                    shared.poisoned.get().expect("set above").clone(),
+                ))
             }
-        }
+        };
+        // A store poisoned during this flush (a failed write) acknowledges none of it.
+        let result = match (result, shared.poisoned.get()) {
+            (Ok(()), Some(msg)) => Err(Failure::Poisoned(msg.clone())),
+            (result, _) => result,
+        };
+        flush.finish(result);
         if shutdown {
             return;
         }

@@ -300,6 +300,30 @@ mod tests {
         assert!(s.commit(Durability::Relaxed).is_none());
     }
 
+    /// Tickets taken while a flush runs wait for the next one; each flush wakes only its own.
+    /// Many writers racing the flusher must all be woken, none left behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_ticket_of_many_concurrent_writers_completes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Store::open(tmp.path(), StoreConfig::default()).unwrap());
+        let writers: Vec<_> = (0..400u64)
+            .map(|seq| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.write(&[(keys::message(1, seq).to_vec(), Some(b"x".to_vec()))])
+                        .unwrap();
+                    s.commit(Durability::Fsync).unwrap().wait().await.unwrap();
+                })
+            })
+            .collect();
+        for w in writers {
+            tokio::time::timeout(std::time::Duration::from_secs(30), w)
+                .await
+                .expect("a ticket was never woken")
+                .unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn a_failed_flush_fails_waiters_and_later_writes() {
         let tmp = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! Plugin routing: `x-wasm` exchanges, pipelines, binding filters, failure policies, the
 //! circuit breaker and dry runs.
 
-use switchyard::broker::{BrokerError, LINEAGE_HEADER, REASON_HEADER};
+use switchyard::broker::{BrokerError, Outcome, LINEAGE_HEADER, REASON_HEADER};
 use switchyard::message::{FieldValue, Headers};
 use switchyard::queue::QueueName;
 use switchyard::routing::{Binding, BindingTarget, Exchange, ExchangeKind, FailurePolicy};
@@ -248,7 +248,7 @@ async fn circuit_breaker_quarantines_then_releases_after_a_fix() {
         p.decision.queues().collect::<Vec<_>>(),
         ["switchyard.quarantine"]
     );
-    assert!(p.decision.steps[0].outcome.contains("quarantined"));
+    assert_eq!(p.decision.steps[0].outcome, Outcome::Quarantined);
     assert!(env.bodies("ok").is_empty());
 
     // A new version (here: the same router, redeployed with different config) closes it.
@@ -303,7 +303,7 @@ async fn dry_run_shows_the_decision_and_stores_nothing() {
     assert_eq!(d.outputs.len(), 3);
     assert_eq!(d.steps.len(), 1);
     assert_eq!(d.steps[0].role, "router");
-    assert_eq!(d.steps[0].outcome, "deliver to 3");
+    assert_eq!(d.steps[0].outcome, Outcome::Deliver { destinations: 3 });
     let json = serde_json::to_value(&d).unwrap();
     assert_eq!(json["outputs"][0]["queue"], "orders.eu");
     for q in ["orders.eu", "orders.large", "analytics"] {
