@@ -76,7 +76,11 @@ mod tests {
     #[test]
     fn text_and_class() {
         let cases = [
-            (Outcome::Deliver { destinations: 2 }, "deliver to 2", "deliver"),
+            (
+                Outcome::Deliver { destinations: 2 },
+                "deliver to 2",
+                "deliver",
+            ),
             (
                 Outcome::DeadLetter {
                     reason: "bad json".into(),
@@ -92,7 +96,11 @@ mod tests {
                 "error (trap): boom",
                 "error:trap",
             ),
-            (Outcome::Rewrite { bytes: 7 }, "rewrite (7 bytes)", "rewrite"),
+            (
+                Outcome::Rewrite { bytes: 7 },
+                "rewrite (7 bytes)",
+                "rewrite",
+            ),
             (Outcome::Pending, "", "none"),
         ];
         for (outcome, text, class) in cases {

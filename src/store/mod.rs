@@ -305,7 +305,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_ticket_of_many_concurrent_writers_completes() {
         let tmp = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(Store::open(tmp.path(), StoreConfig::default()).unwrap());
+        let s = Arc::new(Store::open(tmp.path(), StoreConfig::default()).unwrap());
         let writers: Vec<_> = (0..400u64)
             .map(|seq| {
                 let s = s.clone();
@@ -317,7 +317,7 @@ mod tests {
             })
             .collect();
         for w in writers {
-            tokio::time::timeout(std::time::Duration::from_secs(30), w)
+            tokio::time::timeout(Duration::from_secs(30), w)
                 .await
                 .expect("a ticket was never woken")
                 .unwrap();
