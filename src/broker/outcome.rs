@@ -12,8 +12,6 @@ use serde::{Serialize, Serializer};
 /// What a plugin answered, or why it did not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The call has not happened (yet).
-    Pending,
     /// A filter kept the message.
     Keep,
     /// A filter dropped it, or a router chose to drop it.
@@ -35,7 +33,6 @@ impl Outcome {
     /// of the text (`deliver`, `dead-letter`, `keep`, ...). Allocates for errors only.
     pub fn class(&self) -> Cow<'static, str> {
         Cow::Borrowed(match self {
-            Outcome::Pending => "none",
             Outcome::Keep => "keep",
             Outcome::Drop => "drop",
             Outcome::Rewrite { .. } => "rewrite",
@@ -50,7 +47,6 @@ impl Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Pending => Ok(()),
             Outcome::Keep => f.write_str("keep"),
             Outcome::Drop => f.write_str("drop"),
             Outcome::Rewrite { bytes } => write!(f, "rewrite ({bytes} bytes)"),
@@ -101,7 +97,6 @@ mod tests {
                 "rewrite (7 bytes)",
                 "rewrite",
             ),
-            (Outcome::Pending, "", "none"),
         ];
         for (outcome, text, class) in cases {
             assert_eq!(outcome.to_string(), text);

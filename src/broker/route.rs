@@ -7,11 +7,13 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Breakers, BrokerError, Decision, Outcome, Output, Step};
 use crate::message::{FieldValue, Message};
-use crate::plugin::{Logged, PluginHost, PluginKind, RouteContext, RouteVerdict, Serving, Target};
+use crate::plugin::{
+    Logged, PluginError, PluginHost, PluginKind, RouteContext, RouteVerdict, Serving, Target,
+};
 use crate::routing::{BindingTarget, Exchange, ExchangeKind, FailurePolicy, Topology};
 
 /// Exchange-to-exchange hops one publish may take; deeper (or cyclic) paths stop there.
@@ -289,30 +291,31 @@ impl<'a> Router<'a> {
             Ok(p) => (p.name().clone(), p.version().clone(), p.lineage().clone()),
             Err(_) => (Arc::from(plugin), Arc::from(""), Arc::from("")),
         };
-        let mut step = Step {
-            exchange: ex.name.clone(),
-            plugin: name,
-            version: version.clone(),
-            role,
-            outcome: Outcome::Pending,
-            elapsed: Default::default(),
-            logs: Vec::new(),
+        // Every path below records exactly one step, made once its outcome is known.
+        let step = {
+            let (exchange, version) = (ex.name.clone(), version.clone());
+            move |outcome, elapsed, logs| Step {
+                exchange,
+                plugin: name,
+                version,
+                role,
+                outcome,
+                elapsed,
+                logs,
+            }
         };
         let serving = match serving {
             Ok(p) => p,
             Err(err) => {
-                step.outcome = Outcome::Error {
-                    kind: err.kind(),
-                    message: err.to_string(),
-                };
-                self.decision.steps.push(step);
-                self.fail(ex, key, message.clone(), err.to_string());
+                self.failed(ex, key, message, &err, |o| {
+                    step(o, Duration::ZERO, Vec::new())
+                });
                 return Called::Handled;
             }
         };
         if self.breakers.is_open(plugin, &version) {
-            step.outcome = Outcome::Quarantined;
-            self.decision.steps.push(step);
+            let quarantined = step(Outcome::Quarantined, Duration::ZERO, Vec::new());
+            self.decision.steps.push(quarantined);
             let reason =
                 format!("plugin {plugin}@{version} is quarantined after repeated failures");
             let mut m = message.clone();
@@ -323,15 +326,15 @@ impl<'a> Router<'a> {
         }
         let start = Instant::now();
         let Logged { result, logs } = call(serving).await;
-        step.elapsed = start.elapsed();
-        step.logs = logs;
+        let elapsed = start.elapsed();
         match result {
             Ok(value) => {
                 if !self.dry_run {
                     self.breakers.record_success(plugin, &version);
                 }
-                step.outcome = value.describe();
-                self.decision.steps.push(step);
+                self.decision
+                    .steps
+                    .push(step(value.describe(), elapsed, logs));
                 Called::Ok(value, lineage)
             }
             Err(err) => {
@@ -342,15 +345,28 @@ impl<'a> Router<'a> {
                         "circuit breaker opened: plugin version quarantined"
                     );
                 }
-                step.outcome = Outcome::Error {
-                    kind: err.kind(),
-                    message: err.to_string(),
-                };
-                self.decision.steps.push(step);
-                self.fail(ex, key, message.clone(), err.to_string());
+                self.failed(ex, key, message, &err, |o| step(o, elapsed, logs));
                 Called::Handled
             }
         }
+    }
+
+    /// A plugin call that failed (or could not be made): its step, then the exchange's
+    /// failure policy, both naming the same error.
+    fn failed(
+        &mut self,
+        ex: &Exchange,
+        key: &str,
+        message: &Message,
+        err: &PluginError,
+        step: impl FnOnce(Outcome) -> Step,
+    ) {
+        let reason = err.to_string();
+        self.decision.steps.push(step(Outcome::Error {
+            kind: err.kind(),
+            message: reason.clone(),
+        }));
+        self.fail(ex, key, message.clone(), reason);
     }
 
     fn fail(&mut self, ex: &Exchange, key: &str, message: Message, reason: String) {

@@ -235,18 +235,17 @@ fn run(shared: &Shared, log: &MessageLog, interval: Duration) {
                 Err(Failure::NoSpace(cause.into()))
             }
             Err(e) => {
-                let msg = e.to_string();
+                let msg: Arc<str> = e.to_string().into();
                 tracing::error!(error = %msg, "store flush failed; refusing further writes");
-                let _ = shared.poisoned.set(msg.into());
-                Err(Failure::Poisoned(
-                    shared.poisoned.get().expect("set above").clone(),
-                ))
+                let _ = shared.poisoned.set(msg.clone());
+                Err(Failure::Poisoned(msg))
             }
         };
-        // A store poisoned during this flush (a failed write) acknowledges none of it.
-        let result = match (result, shared.poisoned.get()) {
-            (Ok(()), Some(msg)) => Err(Failure::Poisoned(msg.clone())),
-            (result, _) => result,
+        // A poisoned store (this flush, or a write that failed meanwhile) acknowledges none
+        // of it, and names the first failure.
+        let result = match shared.poisoned.get() {
+            Some(first) => Err(Failure::Poisoned(first.clone())),
+            None => result,
         };
         flush.finish(result);
         if shutdown {
