@@ -16,8 +16,9 @@
 //! per publish under load.)
 //!
 //! Relaxed writers only mark the store dirty; the flusher then flushes within `interval`.
-//! A failed flush poisons the flusher: every current and future waiter gets an error, so
-//! nothing is acknowledged that may not be stored. A flush that found the disk full
+//! A failed flush poisons the flusher: every current and future waiter gets an error (checked
+//! when the ticket completes, so a flush that raced the failure acknowledges nothing either),
+//! so nothing is acknowledged that may not be stored. A flush that found the disk full
 //! ([`StoreError::NoSpace`]) fails only its own waiters; its frames stay queued in the log and
 //! the flusher retries every [`NO_SPACE_RETRY`] until one succeeds (space returned).
 
@@ -88,8 +89,8 @@ pub struct Flusher {
 #[derive(Debug)]
 pub struct Ticket {
     flush: Arc<Flush>,
-    /// The log's directory, for errors.
-    path: Arc<std::path::Path>,
+    /// For the log's directory (errors) and the poison.
+    shared: Arc<Shared>,
 }
 
 impl Ticket {
@@ -105,11 +106,17 @@ impl Ticket {
             }
             finished.await;
         };
+        // A store poisoned while this ticket waited acknowledges nothing more, even a flush
+        // that raced the failure and succeeded: the writer gets an error and may retry
+        // (at-least-once), never an acknowledgement from a store that refuses writes.
+        if let Some(first) = self.shared.poisoned.get() {
+            return Err(StoreError::Poisoned(first.to_string()));
+        }
         match result {
             Ok(()) => Ok(()),
             Err(Failure::Poisoned(msg)) => Err(StoreError::Poisoned(msg.to_string())),
             Err(Failure::NoSpace(cause)) => Err(StoreError::NoSpace {
-                path: self.path.to_path_buf(),
+                path: self.shared.path.to_path_buf(),
                 source: std::io::Error::new(std::io::ErrorKind::StorageFull, cause.to_string()),
             }),
             Err(Failure::Closed) => Err(StoreError::Closed),
@@ -150,7 +157,7 @@ impl Flusher {
         }
         Ticket {
             flush,
-            path: self.shared.path.clone(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -240,12 +247,6 @@ fn run(shared: &Shared, log: &MessageLog, interval: Duration) {
                 let _ = shared.poisoned.set(msg.clone());
                 Err(Failure::Poisoned(msg))
             }
-        };
-        // A poisoned store (this flush, or a write that failed meanwhile) acknowledges none
-        // of it, and names the first failure.
-        let result = match shared.poisoned.get() {
-            Some(first) => Err(Failure::Poisoned(first.clone())),
-            None => result,
         };
         flush.finish(result);
         if shutdown {

@@ -324,6 +324,20 @@ mod tests {
         }
     }
 
+    /// The race CI once hit: the flush covering a ticket succeeds, then the store is poisoned
+    /// before the writer looks. The writer must not be acknowledged by a refusing store.
+    #[tokio::test]
+    async fn a_ticket_whose_flush_raced_a_failure_is_not_acknowledged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+        let ticket = s.commit(Durability::Fsync).unwrap();
+        // Long enough for the flusher to finish this (empty) flush with success.
+        std::thread::sleep(Duration::from_millis(100));
+        s.flusher.poison("simulated I/O error".into());
+        let err = ticket.wait().await.unwrap_err();
+        assert!(matches!(err, StoreError::Poisoned(_)), "{err}");
+    }
+
     #[tokio::test]
     async fn a_failed_flush_fails_waiters_and_later_writes() {
         let tmp = tempfile::tempdir().unwrap();
