@@ -4,8 +4,9 @@
 //! --all-targets` runs it) a 400-message smoke run. Four publisher tasks keep up to 256
 //! publishes in flight between them (as AMQP publishers with confirms do), 1 KiB bodies, `fsync`
 //! durability, one destination queue. Not a timed test: figures go to `docs/benchmarks.md`.
-//! `--rounds N` alternates all cases N times and prints medians; `--only <case> [--relaxed]`
-//! runs one case (for a profiler).
+//! `--rounds N` alternates all cases N times and prints medians; `--workers N` sets the
+//! runtime's workers (default: the server's, `config::default_worker_threads`);
+//! `--only <case> [--relaxed]` runs one case (for a profiler).
 
 #[path = "../tests/all/support/plugins.rs"]
 mod plugins;
@@ -192,8 +193,14 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
+    // The server's runtime shape (`worker_threads`' default), unless `--workers N` says.
+    let workers = std::env::args()
+        .skip_while(|a| a != "--workers")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(switchyard::config::default_worker_threads);
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap();

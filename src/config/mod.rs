@@ -86,6 +86,8 @@ pub struct Config {
     pub max_header_count: usize,
     /// Most AMQP connections at once; one more is closed with 530 NOT_ALLOWED.
     pub max_connections: usize,
+    /// Worker threads of the server's async runtime (default: [`default_worker_threads`]).
+    pub worker_threads: usize,
     /// Most channels per AMQP connection, offered in `connection.tune` (1..=65535).
     pub channel_max: u16,
     /// Most queues at once (the broker's dead-letter and quarantine queues count); declaring
@@ -120,11 +122,26 @@ impl Default for Config {
             max_message_bytes: crate::amqp::DEFAULT_MAX_MESSAGE_BYTES,
             max_header_count: crate::amqp::DEFAULT_MAX_HEADER_COUNT,
             max_connections: crate::amqp::DEFAULT_MAX_CONNECTIONS,
+            worker_threads: default_worker_threads(),
             channel_max: crate::amqp::DEFAULT_CHANNEL_MAX,
             max_queues: crate::queue::DEFAULT_MAX_QUEUES,
             disk_free_limit: crate::broker::DEFAULT_DISK_FREE_LIMIT,
         }
     }
+}
+
+/// The default number of runtime worker threads: one per core but one, at least one.
+///
+/// Why not one per core: a connection is a few tasks (reader, writer, confirmer, a deliverer
+/// per consumer) that hand every message to one another, and a work-stealing runtime spreads
+/// them over its workers, so each hand-off becomes a cross-thread wake-up (futex, context
+/// switch, cold cache). The spare core serves the threads outside the runtime (the store's
+/// flusher, plugin fibers and penalty lane) and, on a small machine, clients. Measured on a
+/// 2-vCPU VM with the clients on it (`docs/benchmarks.md`, 2026-11-28 "Runtime workers"),
+/// one worker instead of two took W1 end to end from 12–15k to 20–31k msg/s and halved the
+/// broker's CPU per message.
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 /// Where a setting came from, for error messages.
@@ -219,6 +236,7 @@ pub const KEYS: &[&str] = &[
     "max_message_bytes",
     "max_header_count",
     "max_connections",
+    "worker_threads",
     "channel_max",
     "max_queues",
     "disk_free_limit",
@@ -327,6 +345,12 @@ impl Config {
                 self.max_connections = match number(value)? {
                     0 => return Err(invalid("must be at least 1".into())),
                     n => n as usize,
+                }
+            }
+            "worker_threads" => {
+                self.worker_threads = match number(value)? {
+                    n @ 1..=1024 => n as usize,
+                    _ => return Err(invalid("expected 1 to 1024".into())),
                 }
             }
             "channel_max" => {

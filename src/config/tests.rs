@@ -68,6 +68,7 @@ fn limits_reach_the_listener_and_the_broker() {
             ("SWITCHYARD_MAX_MESSAGE_BYTES", "1000"),
             ("SWITCHYARD_MAX_HEADER_COUNT", "7"),
             ("SWITCHYARD_MAX_CONNECTIONS", "3"),
+            ("SWITCHYARD_WORKER_THREADS", "4"),
             ("SWITCHYARD_CHANNEL_MAX", "9"),
             ("SWITCHYARD_MAX_QUEUES", "5"),
             ("SWITCHYARD_DISK_FREE_LIMIT", "0"),
@@ -85,12 +86,14 @@ fn limits_reach_the_listener_and_the_broker() {
         ),
         (1000, 7, 3, 9)
     );
+    assert_eq!(c.worker_threads, 4);
     let broker = c.broker_config();
     assert_eq!((broker.queues.max_queues, broker.disk_free_limit), (5, 0));
     for (key, bad) in [
         ("channel_max", "0"),
         ("channel_max", "70000"),
         ("max_connections", "0"),
+        ("worker_threads", "0"),
     ] {
         let e = Config::default()
             .set(key, bad, Source::Flag)

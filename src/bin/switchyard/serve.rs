@@ -112,7 +112,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = resolve(&args.config)?;
     init_logs(config.log_format);
     config.validate()?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let listeners = Listeners::bind(&config).await?;
         let mut settings = Settings::from_config(&config);
