@@ -179,33 +179,29 @@ async fn run(case: &Case, durability: Durability, messages: usize) -> (f64, f64)
     (rate, cpu_per_msg)
 }
 
+/// The value after `name` on the command line, if there is one and it parses.
+fn flag<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it, as
     // a smoke test with a few messages.
     let smoke = !std::env::args().any(|a| a == "--bench");
-    let messages = std::env::args()
-        .skip_while(|a| a != "--messages")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(if smoke { 400 } else { 40_000usize });
-    let rounds: usize = std::env::args()
-        .skip_while(|a| a != "--rounds")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
+    let messages = flag("--messages").unwrap_or(if smoke { 400 } else { 40_000usize });
+    let rounds: usize = flag("--rounds").unwrap_or(1);
     // The server's runtime shape (`worker_threads`' default), unless `--workers N` says.
-    let workers = std::env::args()
-        .skip_while(|a| a != "--workers")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(switchyard::config::default_worker_threads);
+    let workers = flag("--workers").unwrap_or_else(switchyard::config::default_worker_threads);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap();
     // `--only <case> [--relaxed]`: one case, one figure: for a profiler, not for the table.
-    if let Some(only) = std::env::args().skip_while(|a| a != "--only").nth(1) {
+    if let Some(only) = flag::<String>("--only") {
         let durability = match std::env::args().any(|a| a == "--relaxed") {
             true => Durability::Relaxed,
             false => Durability::Fsync,
