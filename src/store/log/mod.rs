@@ -14,7 +14,8 @@
 //!   written; the index after replay equals the index before the crash, minus unflushed frames.
 //! - **Durability.** A frame is durable once a [`MessageLog::flush`] that started after it was
 //!   written has returned: the bytes are written and `fdatasync`ed (and the directory synced when
-//!   a segment was created). Nothing else fsyncs.
+//!   a segment was created). Nothing else fsyncs. A flush also zero-fills up to [`ZERO_FILL`]
+//!   bytes past the active segment's frames, so the next flushes overwrite rather than append.
 //! - **Reads see writes at once**: unflushed frames are read from memory.
 //! - **Space.** Every index entry points into a segment; a sealed segment holding little live
 //!   data is compacted (its live entries re-appended) and deleted, so disk follows live data.
@@ -46,12 +47,16 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 /// Largest frame: segment offsets are 32-bit (see `index::Loc`).
 const MAX_FRAME: u64 = 1 << 30;
 
+/// Zero-filled space a flush keeps ahead of the active segment's frames (see `segment`): one
+/// journal commit per this many bytes of frames instead of one per flush.
+const ZERO_FILL: u64 = 1 << 20;
+
 /// Sizes of the log, for stats and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogStats {
     pub segments: usize,
     pub keys: usize,
-    /// Bytes of segment files (written or not yet).
+    /// Bytes of segment files: frames (written or not yet) and zero-filled space.
     pub bytes: u64,
     /// Bytes of values the index points at.
     pub live_bytes: u64,
@@ -62,6 +67,8 @@ struct Segment {
     file: Arc<File>,
     /// Logical length: written bytes plus frames waiting in `pending`/`inflight`.
     len: u64,
+    /// Bytes the file holds: written frames and the zero-filled space after them.
+    allocated: u64,
     /// Bytes of values in this segment that the index points at.
     live: u64,
 }
@@ -71,6 +78,7 @@ impl Segment {
         Segment {
             file: Arc::new(file),
             len: 0,
+            allocated: 0,
             live: 0,
         }
     }
@@ -233,7 +241,7 @@ impl MessageLog {
     /// data that is gone.
     pub fn flush(&self) -> Result<(), StoreError> {
         let _one = self.flushing.lock();
-        let (chunks, files, created) = {
+        let (chunks, files, created, grow) = {
             let mut st = self.state.lock();
             if let Some(why) = &st.poisoned {
                 return Err(StoreError::Poisoned(why.clone()));
@@ -249,11 +257,22 @@ impl MessageLog {
                     files.push((c.seg, st.segments[&c.seg].file.clone()));
                 }
             }
-            (chunks, files, std::mem::take(&mut st.created))
+            let grow = chunks.last().and_then(|c| {
+                let end = c.off + c.buf.len() as u64;
+                let to = (end + ZERO_FILL).min(end.max(self.segment_bytes));
+                (c.seg == st.active && end > st.segments[&c.seg].allocated && to > end)
+                    .then_some((c.seg, end, to))
+            });
+            (chunks, files, std::mem::take(&mut st.created), grow)
         };
-        let written = chunks.iter().try_for_each(|c| {
-            let (_, file) = files.iter().find(|(s, _)| *s == c.seg).expect("file");
-            file.write_all_at(&c.buf, c.off)
+        let file_of = |seg: u32| &files.iter().find(|(s, _)| *s == seg).expect("file").1;
+        let written = chunks
+            .iter()
+            .try_for_each(|c| file_of(c.seg).write_all_at(&c.buf, c.off));
+        // Zero-filling is an optimisation: if it fails (a full disk), the frames are written
+        // anyway and the next flush tries again.
+        let grown = grow.filter(|&(seg, end, to)| {
+            written.is_ok() && segment::zero_fill(file_of(seg), end, to).is_ok()
         });
         if let Err(e) = written {
             let mut st = self.state.lock();
@@ -288,7 +307,14 @@ impl MessageLog {
         let mut st = self.state.lock();
         st.inflight = Arc::default();
         match &synced {
-            Ok(()) => st.stalled = None,
+            Ok(()) => {
+                st.stalled = None;
+                if let Some((seg, _, to)) = grown {
+                    if let Some(s) = st.segments.get_mut(&seg) {
+                        s.allocated = to;
+                    }
+                }
+            }
             Err(e) => st.poisoned = Some(format!("syncing the message log: {e}")),
         }
         drop(st);
@@ -364,7 +390,7 @@ impl MessageLog {
         LogStats {
             segments: st.segments.len(),
             keys: st.index.len(),
-            bytes: st.segments.values().map(|s| s.len).sum(),
+            bytes: st.segments.values().map(|s| s.len.max(s.allocated)).sum(),
             live_bytes: st.segments.values().map(|s| s.live).sum(),
         }
     }

@@ -1,4 +1,6 @@
 //! Replay at open: rebuild the index from the segments, cutting off a torn tail.
+//!
+//! A segment's frames end at the end of its file or at zero-filled space (see `segment`).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +38,7 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
         st.segments.insert(id, Segment::new(file));
         st.active = id;
         let mut at = 0;
+        let mut torn = None;
         while let Some((offset, bytes)) = frames.next_frame().map_err(io(dir))? {
             at = offset as usize;
             match frame::decode(bytes) {
@@ -60,37 +63,52 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
                     at += len;
                 }
                 Decoded::Bad(why) => {
-                    let later = &ids[i + 1..];
-                    if later.iter().any(|&l| holds_a_frame(dir, l)) {
-                        return Err(StoreError::Corrupt {
-                            path: dir.to_owned(),
-                            detail: format!(
-                                "message log segment {id} is damaged at byte {at} ({why}) and later \
-                                 segments hold data; restore the directory from a backup"
-                            ),
-                        });
-                    }
-                    tracing::warn!(
-                        segment = id,
-                        offset = at,
-                        reason = why,
-                        discarded = frames.len() - at as u64,
-                        "cutting off a torn write at the end of the message log"
-                    );
-                    let f = &st.segments[&id].file;
-                    f.set_len(at as u64)
-                        .and_then(|_| f.sync_all())
-                        .map_err(io(dir))?;
-                    for &l in later {
-                        fs::remove_file(segment::path(dir, l)).map_err(io(dir))?;
-                    }
-                    segment::sync_dir(dir).map_err(io(dir))?;
-                    st.segments.get_mut(&id).expect("segment").len = at as u64;
-                    return Ok(st);
+                    torn = Some(why);
+                    break;
                 }
             }
         }
-        st.segments.get_mut(&id).expect("segment").len = at as u64;
+        // Zero-filled space ends the frames only if nothing but zeros follows: bytes after it
+        // are a torn flush (its pages reach the disk in any order), and a later, shorter frame
+        // written at `at` must never make them readable as frames.
+        let seg = st.segments.get_mut(&id).expect("segment");
+        if torn.is_none()
+            && frames.zeros_at().is_some()
+            && !segment::is_zero(&seg.file, at as u64, frames.len()).map_err(io(dir))?
+        {
+            torn = Some("data after zero-filled space");
+        }
+        seg.len = at as u64;
+        seg.allocated = frames.len();
+        let Some(why) = torn else { continue };
+        let later = &ids[i + 1..];
+        if later.iter().any(|&l| holds_a_frame(dir, l)) {
+            return Err(StoreError::Corrupt {
+                path: dir.to_owned(),
+                detail: format!(
+                    "message log segment {id} is damaged at byte {at} ({why}) and later \
+                     segments hold data; restore the directory from a backup"
+                ),
+            });
+        }
+        tracing::warn!(
+            segment = id,
+            offset = at,
+            reason = why,
+            discarded = frames.len() - at as u64,
+            "cutting off a torn write at the end of the message log"
+        );
+        let seg = st.segments.get_mut(&id).expect("segment");
+        seg.file
+            .set_len(at as u64)
+            .and_then(|_| seg.file.sync_all())
+            .map_err(io(dir))?;
+        seg.allocated = at as u64;
+        for &l in later {
+            fs::remove_file(segment::path(dir, l)).map_err(io(dir))?;
+        }
+        segment::sync_dir(dir).map_err(io(dir))?;
+        return Ok(st);
     }
     if st.segments.is_empty() {
         let file = segment::create(dir, 1).map_err(io(dir))?;

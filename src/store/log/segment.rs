@@ -5,6 +5,15 @@
 //!
 //! Segments are read whole only frame by frame ([`Frames`]): a segment is up to 64 MiB, and
 //! reading one into memory at once made every compaction and recovery cost that much RSS.
+//!
+//! Zero-filled space: the flusher writes zeros ahead of the frames ([`zero_fill`]), so that
+//! most flushes overwrite blocks the file already has. `fdatasync` after an append that grows
+//! the file must also commit the new size through the file system's journal (ext4: a jbd2
+//! commit, a second device flush and a thread hand-off); after an overwrite it syncs the data
+//! alone — on the development VM 105 µs and 47 µs of CPU per sync instead of 175 µs and 75.
+//! PostgreSQL zero-fills its WAL segments and RocksDB recycles log files for the same reason.
+//! A frame never starts with eight zero bytes (its payload is at least the version byte), so a
+//! zero header marks the end of the written frames.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
@@ -55,6 +64,33 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Writes zeros over `from..to` of `file`.
+pub fn zero_fill(file: &File, from: u64, to: u64) -> io::Result<()> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Whether `from..to` of `file` holds only zeros.
+pub fn is_zero(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    let mut buf = vec![0; (64 << 10).min(to.saturating_sub(from)) as usize];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
+}
+
 /// Reads a segment from its start, one frame in memory at a time.
 pub struct Frames {
     reader: BufReader<File>,
@@ -62,6 +98,8 @@ pub struct Frames {
     at: u64,
     len: u64,
     buf: Vec<u8>,
+    /// Where a zero header ended the frames, if one did.
+    zeros_at: Option<u64>,
 }
 
 impl Frames {
@@ -73,6 +111,7 @@ impl Frames {
             at: 0,
             len,
             buf: Vec::new(),
+            zeros_at: None,
         })
     }
 
@@ -81,18 +120,29 @@ impl Frames {
         self.len
     }
 
-    /// The next frame's offset and bytes, header included, or `None` at the end. The bytes are
-    /// the whole frame if the segment holds it; otherwise (cut short, or a damaged length) they
-    /// are the rest of the segment, which `frame::decode` reports as bad. Either way the
-    /// reader moves past them.
+    /// Where a zero header (zero-filled space, see the module docs) ended the frames; `None`
+    /// if they ran to the end of the file or [`next_frame`](Frames::next_frame) has not
+    /// reached their end. The caller decides whether the rest of the file is zeros too.
+    pub fn zeros_at(&self) -> Option<u64> {
+        self.zeros_at
+    }
+
+    /// The next frame's offset and bytes, header included, or `None` at the end: the end of
+    /// the file or a zero header. The bytes are the whole frame if the segment holds it;
+    /// otherwise (cut short, or a damaged length) they are the rest of the segment, which
+    /// `frame::decode` reports as bad. Either way the reader moves past them.
     pub fn next_frame(&mut self) -> io::Result<Option<(u64, &[u8])>> {
         let rest = self.len - self.at;
-        if rest == 0 {
+        if rest == 0 || self.zeros_at.is_some() {
             return Ok(None);
         }
         let header = (super::frame::HEADER as u64).min(rest) as usize;
         self.buf.resize(header, 0);
         self.reader.read_exact(&mut self.buf)?;
+        if self.buf.iter().all(|&b| b == 0) {
+            self.zeros_at = Some(self.at);
+            return Ok(None);
+        }
         if header == super::frame::HEADER {
             let payload = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as u64;
             let whole = (header as u64 + payload).min(rest) as usize;

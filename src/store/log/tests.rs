@@ -49,10 +49,13 @@ fn a_torn_tail_is_cut_off_and_earlier_frames_survive() {
         log.flush().unwrap();
     }
     let seg = segment::path(dir.path(), 1);
-    let good = std::fs::metadata(&seg).unwrap().len();
-    let mut bytes = std::fs::read(&seg).unwrap();
-    bytes.extend_from_slice(&[0x20, 0, 0, 0, 1, 2, 3]); // a frame header cut short
-    std::fs::write(&seg, &bytes).unwrap();
+    let good = frame::size(&[put("k", "kept")]) as u64;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .write_all_at(&[0x20, 0, 0, 0, 1, 2, 3], good) // a frame header cut short
+        .unwrap();
 
     let log = MessageLog::open(dir.path(), SMALL).unwrap();
     assert_eq!(value(&log, "k").as_deref(), Some("kept"));
@@ -158,4 +161,85 @@ fn compaction_holds_a_bounded_amount_of_carried_data_in_memory() {
         13_000,
         "everything carried forward was made durable"
     );
+}
+
+#[test]
+fn flushes_overwrite_zero_filled_space_and_replay_stops_at_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segment::path(dir.path(), 1);
+    let file_len = || std::fs::metadata(&seg).unwrap().len();
+    let log = MessageLog::open(dir.path(), 8 << 20).unwrap();
+    log.write(&[put("a", "1")]).unwrap();
+    log.flush().unwrap();
+    let first = frame::size(&[put("a", "1")]) as u64;
+    assert_eq!(file_len(), first + ZERO_FILL, "zeros ahead of the frame");
+    log.write(&[put("b", "2")]).unwrap();
+    log.flush().unwrap();
+    assert_eq!(
+        file_len(),
+        first + ZERO_FILL,
+        "the second flush overwrote zeros"
+    );
+    drop(log);
+
+    let log = MessageLog::open(dir.path(), 8 << 20).unwrap();
+    assert_eq!(value(&log, "a").as_deref(), Some("1"));
+    assert_eq!(value(&log, "b").as_deref(), Some("2"));
+    log.write(&[put("c", "3")]).unwrap();
+    log.flush().unwrap();
+    assert_eq!(
+        file_len(),
+        first + ZERO_FILL,
+        "writes resume where the frames end"
+    );
+    drop(log);
+    let log = MessageLog::open(dir.path(), 8 << 20).unwrap();
+    assert_eq!(log.stats().keys, 3);
+
+    // Segments smaller than the zero-fill step are filled to their size, not past it.
+    let small = tempfile::tempdir().unwrap();
+    let log = MessageLog::open(small.path(), SMALL).unwrap();
+    log.write(&[put("a", "1")]).unwrap();
+    log.flush().unwrap();
+    let len = std::fs::metadata(segment::path(small.path(), 1))
+        .unwrap()
+        .len();
+    assert_eq!(len, SMALL);
+}
+
+#[test]
+fn a_frame_beyond_zero_filled_space_is_a_torn_tail_and_never_replayed() {
+    // A crash during a flush can leave a later frame on disk and an earlier one still zeros
+    // (pages reach the disk in any order). Replay must cut it off: otherwise the next frame
+    // written at the end of the log, if it happened to end where the stale one starts, would
+    // make it readable.
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segment::path(dir.path(), 1);
+    {
+        let log = MessageLog::open(dir.path(), 8 << 20).unwrap();
+        log.write(&[put("k", "kept")]).unwrap();
+        log.flush().unwrap();
+    }
+    let end = frame::size(&[put("k", "kept")]) as u64;
+    let next = [put("next", &"n".repeat(80))];
+    assert_eq!(frame::size(&next), 100);
+    let mut ghost = Vec::new();
+    frame::encode(&[put("ghost", "boo")], &mut ghost);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .write_all_at(&ghost, end + 100)
+        .unwrap();
+
+    let log = MessageLog::open(dir.path(), 8 << 20).unwrap();
+    assert_eq!(value(&log, "ghost"), None);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), end, "tail cut off");
+    log.write(&next).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let log = MessageLog::open(dir.path(), 8 << 20).unwrap();
+    assert_eq!(value(&log, "k").as_deref(), Some("kept"));
+    assert!(value(&log, "next").is_some());
+    assert_eq!(value(&log, "ghost"), None, "the stale frame stays dead");
 }
