@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::consuming::{Consuming, Tally, IDLE};
-use super::flow::{self, Flow, ACK_EVERY, WINDOW};
+use super::flow::{self, Flow, ACK_EVERY, PIPELINE, WINDOW};
 
 /// Which AMQP broker: decides the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +168,11 @@ impl Amqp {
 
     /// Publishes messages `range` of `flow`, persistent, with at most [`WINDOW`] confirms
     /// outstanding; `rate` paces them (messages per second). Returns once all are confirmed.
+    ///
+    /// Unpaced, up to [`PIPELINE`] publishes are handed to lapin at once: its
+    /// `basic_publish` returns only after its I/O thread has written the frames, so one at a
+    /// time would be one socket write and two thread hand-offs per message, a bound of the
+    /// client rather than the broker (async-nats batches its writes the same way).
     pub async fn publish(
         &self,
         flow: Flow,
@@ -180,30 +185,39 @@ impl Amqp {
             .with_content_type(s("application/json"));
         let start = Instant::now();
         let first = range.start;
-        for i in range {
-            if let Some(rate) = rate {
-                let due = start + Duration::from_secs_f64((i - first) as f64 / rate);
-                tokio::time::sleep_until(due.into()).await;
-            }
+        let publish_one = |i: usize| {
             let (key, mut body) = flow.message(i);
             let (exchange, key) = self.address(flow, &key);
             if flow == Flow::W1 {
                 flow::stamp(&mut body);
             }
-            let confirm = self
-                .channel
-                .basic_publish(
-                    s(&exchange),
-                    s(&key),
-                    BasicPublishOptions::default(),
-                    &body,
-                    props.clone(),
-                )
-                .await?;
-            if tx.send(confirm).await.is_err() {
+            let props = props.clone();
+            async move {
+                if let Some(rate) = rate {
+                    let due = start + Duration::from_secs_f64((i - first) as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                self.channel
+                    .basic_publish(
+                        s(&exchange),
+                        s(&key),
+                        BasicPublishOptions::default(),
+                        &body,
+                        props,
+                    )
+                    .await
+            }
+        };
+        let depth = if rate.is_some() { 1 } else { PIPELINE };
+        let mut confirms = futures::stream::iter(range)
+            .map(publish_one)
+            .buffered(depth);
+        while let Some(confirm) = confirms.next().await {
+            if tx.send(confirm?).await.is_err() {
                 break; // the waiter failed: its error is returned below
             }
         }
+        drop(confirms);
         drop(tx);
         waiter.await?
     }
@@ -250,13 +264,13 @@ impl Amqp {
     }
 }
 
-/// A sender of confirms and the task that awaits them in order: the channel's capacity keeps
-/// at most [`WINDOW`] publishes unconfirmed.
+/// A sender of confirms and the task that awaits them in order: the channel's capacity (and
+/// the [`PIPELINE`] publishes not yet sent to it) keep at most [`WINDOW`] publishes unconfirmed.
 fn confirm_waiter() -> (
     mpsc::Sender<PublisherConfirm>,
     JoinHandle<anyhow::Result<()>>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<PublisherConfirm>(WINDOW - 1);
+    let (tx, mut rx) = mpsc::channel::<PublisherConfirm>(WINDOW - PIPELINE - 1);
     let waiter = tokio::spawn(async move {
         while let Some(confirm) = rx.recv().await {
             match confirm.await? {

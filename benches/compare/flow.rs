@@ -6,6 +6,8 @@ use std::time::Instant;
 
 /// Publisher confirms (or JetStream publish acks) in flight per publisher.
 pub const WINDOW: usize = 1000;
+/// Publishes an AMQP publisher hands its client at once (see `amqp::Amqp::publish`).
+pub const PIPELINE: usize = 64;
 /// Consumers acknowledge cumulatively every this many deliveries (and when idle for 20 ms).
 pub const ACK_EVERY: usize = 64;
 /// Message body size.
