@@ -186,16 +186,17 @@ impl Amqp {
         let start = Instant::now();
         let first = range.start;
         let publish_one = |i: usize| {
-            let (key, mut body) = flow.message(i);
-            let (exchange, key) = self.address(flow, &key);
-            if flow == Flow::W1 {
-                flow::stamp(&mut body);
-            }
             let props = props.clone();
             async move {
                 if let Some(rate) = rate {
                     let due = start + Duration::from_secs_f64((i - first) as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
+                }
+                // Stamped after the pacing sleep: the latency is the broker's, not the pace's.
+                let (key, mut body) = flow.message(i);
+                let (exchange, key) = self.address(flow, &key);
+                if flow == Flow::W1 {
+                    flow::stamp(&mut body);
                 }
                 self.channel
                     .basic_publish(
