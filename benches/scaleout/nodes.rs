@@ -20,6 +20,9 @@ use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use super::readyz::{free_port, ready};
 use super::{process_cpu, procfs, Workload, IN_FLIGHT};
 
+/// Publishes a publisher hands lapin at once.
+const PIPELINE: usize = 64;
+
 /// One `switchyard serve` process; killed when dropped.
 struct Node {
     child: Child,
@@ -123,27 +126,34 @@ async fn publish(uri: String, workload: Workload, share: Vec<usize>) {
         .await
         .unwrap();
     let body = vec![b'x'; 1024];
+    // Up to `PIPELINE` publishes in lapin at once: its `basic_publish` returns only once its
+    // I/O thread has written the frames (see `benches/compare/amqp.rs`).
+    let mut confirms = futures::stream::iter(share)
+        .map(|i| {
+            let (ch, body) = (&ch, &body);
+            async move {
+                let (exchange, key) = match workload {
+                    Workload::W1 => ("", "scale-0".to_owned()),
+                    Workload::W2 => ("scale", format!("k{}", i % 10)),
+                };
+                ch.basic_publish(
+                    exchange.into(),
+                    key.into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    BasicProperties::default(),
+                )
+                .await
+            }
+        })
+        .buffered(PIPELINE);
     let mut unconfirmed = VecDeque::with_capacity(IN_FLIGHT);
-    for i in share {
-        if unconfirmed.len() == IN_FLIGHT {
-            let confirm: lapin::PublisherConfirm = unconfirmed.pop_front().unwrap();
-            assert!(confirm.await.unwrap().is_ack());
+    while let Some(confirm) = confirms.next().await {
+        if unconfirmed.len() + PIPELINE >= IN_FLIGHT {
+            let oldest: lapin::PublisherConfirm = unconfirmed.pop_front().unwrap();
+            assert!(oldest.await.unwrap().is_ack());
         }
-        let (exchange, key) = match workload {
-            Workload::W1 => ("", "scale-0".to_owned()),
-            Workload::W2 => ("scale", format!("k{}", i % 10)),
-        };
-        let confirm = ch
-            .basic_publish(
-                exchange.into(),
-                key.into(),
-                BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap();
-        unconfirmed.push_back(confirm);
+        unconfirmed.push_back(confirm.unwrap());
     }
     for confirm in unconfirmed {
         assert!(confirm.await.unwrap().is_ack());
