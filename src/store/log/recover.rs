@@ -98,7 +98,6 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
             discarded = frames.len() - at as u64,
             "cutting off a torn write at the end of the message log"
         );
-        let seg = st.segments.get_mut(&id).expect("segment");
         seg.file
             .set_len(at as u64)
             .and_then(|_| seg.file.sync_all())

@@ -167,17 +167,22 @@ fn compaction_holds_a_bounded_amount_of_carried_data_in_memory() {
 fn flushes_overwrite_zero_filled_space_and_replay_stops_at_it() {
     let dir = tempfile::tempdir().unwrap();
     let seg = segment::path(dir.path(), 1);
-    let file_len = || std::fs::metadata(&seg).unwrap().len();
+    // Writes and flushes one key; returns the segment file's length after it.
+    let put_flushed = |log: &MessageLog, k: &str, v: &str| {
+        log.write(&[put(k, v)]).unwrap();
+        log.flush().unwrap();
+        std::fs::metadata(&seg).unwrap().len()
+    };
     let log = MessageLog::open(dir.path(), 8 << 20).unwrap();
-    log.write(&[put("a", "1")]).unwrap();
-    log.flush().unwrap();
-    let first = frame::size(&[put("a", "1")]) as u64;
-    assert_eq!(file_len(), first + ZERO_FILL, "zeros ahead of the frame");
-    log.write(&[put("b", "2")]).unwrap();
-    log.flush().unwrap();
+    let filled = frame::size(&[put("a", "1")]) as u64 + ZERO_FILL;
     assert_eq!(
-        file_len(),
-        first + ZERO_FILL,
+        put_flushed(&log, "a", "1"),
+        filled,
+        "zeros ahead of the frame"
+    );
+    assert_eq!(
+        put_flushed(&log, "b", "2"),
+        filled,
         "the second flush overwrote zeros"
     );
     drop(log);
@@ -185,11 +190,9 @@ fn flushes_overwrite_zero_filled_space_and_replay_stops_at_it() {
     let log = MessageLog::open(dir.path(), 8 << 20).unwrap();
     assert_eq!(value(&log, "a").as_deref(), Some("1"));
     assert_eq!(value(&log, "b").as_deref(), Some("2"));
-    log.write(&[put("c", "3")]).unwrap();
-    log.flush().unwrap();
     assert_eq!(
-        file_len(),
-        first + ZERO_FILL,
+        put_flushed(&log, "c", "3"),
+        filled,
         "writes resume where the frames end"
     );
     drop(log);
