@@ -36,7 +36,9 @@ pub struct JetStreamConsumer {
     queue: QueueName,
     config: QueueConfig,
     stream: String,
-    messages: pull::Stream,
+    /// The pull subscription; `None` only once [`hand_back`](Self::hand_back) ran (closing or
+    /// dropping the consumer).
+    messages: Option<pull::Stream>,
     unsettled: BTreeMap<u64, Held>,
     next_tag: u64,
     /// A message pulled and not yet admitted: kept until [`admit`](Self::admit) finishes, so
@@ -87,7 +89,7 @@ impl JetStreamConsumer {
             queue,
             config,
             stream,
-            messages,
+            messages: Some(messages),
             unsettled: BTreeMap::new(),
             next_tag: 1,
             arrived: None,
@@ -116,7 +118,10 @@ impl JetStreamConsumer {
                     None => continue,
                 }
             }
-            let message = match self.messages.next().await {
+            let Some(messages) = self.messages.as_mut() else {
+                return Ok(None);
+            };
+            let message = match messages.next().await {
                 None => return Ok(None),
                 Some(Ok(m)) => m,
                 Some(Err(e)) if e.kind() == MessagesErrorKind::ConsumerDeleted => return Ok(None),
@@ -309,13 +314,27 @@ impl JetStreamConsumer {
         self.settle(&held.message, AckKind::Ack).await
     }
 
-    /// Returns every unsettled delivery to the queue, then stops pulling (as an AMQP channel
+    /// Stops pulling, then returns every unsettled delivery to the queue (as an AMQP channel
     /// that closes). Dropping the consumer does the same without waiting for it.
     pub async fn close(mut self) -> Result<(), JetStreamError> {
-        for (_, held) in std::mem::take(&mut self.unsettled) {
-            self.settle(&held.message, AckKind::Nak(None)).await?;
+        for message in self.hand_back() {
+            self.settle(&message, AckKind::Nak(None)).await?;
         }
         Ok(())
+    }
+
+    /// Unsubscribes, then gives out the messages to return: the unsettled ones and one pulled
+    /// but not yet admitted.
+    ///
+    /// The order is the point. JetStream hands a NAKed message to the next pull request
+    /// waiting, and this consumer's last one may still be waiting: a NAK sent first could come
+    /// straight back to an inbox nobody reads and sit out `ack_wait`. The unsubscribe goes out
+    /// first on the same connection, so when JetStream sees the NAKs that request has no
+    /// interest and is skipped.
+    fn hand_back(&mut self) -> Vec<jetstream::Message> {
+        drop(self.messages.take());
+        let held = std::mem::take(&mut self.unsettled).into_values();
+        held.map(|h| h.message).chain(self.arrived.take()).collect()
     }
 
     async fn settle(
@@ -334,14 +353,14 @@ impl Drop for JetStreamConsumer {
     /// `ack_wait`. Without a runtime (a consumer dropped at shutdown), JetStream's `ack_wait`
     /// returns them.
     fn drop(&mut self) {
-        let held = std::mem::take(&mut self.unsettled);
+        let held = self.hand_back();
         if held.is_empty() {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                for (_, h) in held {
-                    let _ = h.message.ack_with(AckKind::Nak(None)).await;
+                for message in held {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
                 }
             });
         }

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::support::nats::first_node;
+use crate::support::nats::{first_node, first_node_with};
 use switchyard::message::{FieldValue, Message};
 use switchyard::queue::jetstream::{JetStreamConsumer, JetStreamError, JetStreamQueues};
 use switchyard::queue::{
@@ -407,7 +407,8 @@ async fn delays_max_length_and_declarations_behave_as_in_the_embedded_store() {
 
 #[tokio::test]
 async fn a_closed_consumer_gives_its_unacked_messages_to_another_node_at_once() {
-    let Some(a) = first_node("abandon").await else {
+    // A long `ack_wait`: a hand-over that waited for it would be plain to see.
+    let Some(a) = first_node_with("abandon", Duration::from_secs(60)).await else {
         return;
     };
     let b = another_node(&a).await;
@@ -423,15 +424,15 @@ async fn a_closed_consumer_gives_its_unacked_messages_to_another_node_at_once() 
     first.close().await.unwrap();
     let took = Instant::now();
     let mut second = b.consume(&q, ConsumerOptions::default()).await.unwrap();
-    let again = recv_within(&mut second, Duration::from_secs(5))
+    let again = recv_within(&mut second, Duration::from_secs(20))
         .await
-        .expect("handed over");
+        .expect("handed over before ack_wait");
     assert_eq!(again.message.id, d.message.id);
     // Not asserted: `redelivered`. NATS 2.9 does not count a delivery whose pull request
     // has no subscriber any more, so a hand-over may come as a first delivery.
     assert!(
-        took.elapsed() < Duration::from_secs(2),
-        "waited for ack_wait: {:?}",
+        took.elapsed() < Duration::from_secs(10),
+        "slow hand-over: {:?}",
         took.elapsed()
     );
     second.ack(again.tag, false).await.unwrap();

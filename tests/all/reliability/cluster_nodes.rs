@@ -58,16 +58,30 @@ async fn durable_queue(ch: &lapin::Channel, name: &str) {
 }
 
 async fn try_connect(uri: &str) -> Option<Connection> {
-    let connecting = Connection::connect(uri, ConnectionProperties::default());
-    tokio::time::timeout(Duration::from_secs(3), connecting)
-        .await
-        .ok()?
-        .ok()
+    within(
+        Duration::from_secs(3),
+        Connection::connect(uri, ConnectionProperties::default()),
+    )
+    .await
+    .ok()
+}
+
+/// `op`'s result, or an error once `limit` passed. A killed node's socket is closed, but a
+/// client call that never hears back must not hang the test: it counts as the node gone.
+async fn within<T>(
+    limit: Duration,
+    op: impl std::future::Future<Output = lapin::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
 }
 
 /// Publishes `job-0..MESSAGES` with confirms through `uris[0]`, moving to the next node when
-/// its node dies; records every confirmed id. A publish whose confirm was lost is sent again
-/// (same id) through the next node.
+/// its node dies or stops answering; records every confirmed id. A publish whose confirm was
+/// lost is sent again (same id) through the next node.
 async fn publisher(
     uris: Vec<String>,
     confirmed: Arc<Mutex<HashSet<String>>>,
@@ -75,64 +89,60 @@ async fn publisher(
 ) {
     let mut node = 0;
     let mut next = 0;
-    'nodes: while next < MESSAGES {
-        let Some(conn) = try_connect(&uris[node % uris.len()]).await else {
-            node += 1;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let Ok(ch) = conn.create_channel().await else {
-            continue;
-        };
-        if ch
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .is_err()
-        {
-            continue;
-        }
-        while next < MESSAGES {
-            let window: Vec<usize> = (next..(next + 32).min(MESSAGES)).collect();
-            let mut pending = Vec::new();
-            for n in &window {
-                let id = format!("job-{n}");
-                let props = BasicProperties::default().with_message_id(id.clone().into());
-                match ch
-                    .basic_publish(
-                        "".into(),
-                        QUEUE.into(),
-                        BasicPublishOptions::default(),
-                        id.as_bytes(),
-                        props,
-                    )
-                    .await
-                {
-                    Ok(confirm) => pending.push((id, confirm)),
-                    Err(_) => {
-                        node += 1;
-                        continue 'nodes;
-                    }
-                }
+    while next < MESSAGES {
+        let uri = &uris[node % uris.len()];
+        match publish_through(uri, &mut next, &confirmed, &sent).await {
+            Ok(()) => {}
+            Err(e) => {
+                println!("publisher leaves {uri}: {e}");
+                node += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            for (id, confirm) in pending {
-                match confirm.await {
-                    Ok(c) if c.is_ack() => {
-                        confirmed.lock().unwrap().insert(id);
-                    }
-                    _ => {
-                        node += 1;
-                        continue 'nodes;
-                    }
-                }
-            }
-            next += window.len();
-            sent.store(next, Ordering::SeqCst);
         }
     }
 }
 
+/// Publishes from `next` on through one node, 32 at a time, until done or the node fails.
+async fn publish_through(
+    uri: &str,
+    next: &mut usize,
+    confirmed: &Mutex<HashSet<String>>,
+    sent: &AtomicUsize,
+) -> Result<(), String> {
+    let answer = Duration::from_secs(10);
+    let conn = try_connect(uri).await.ok_or("cannot connect")?;
+    let ch = within(answer, conn.create_channel()).await?;
+    within(answer, ch.confirm_select(ConfirmSelectOptions::default())).await?;
+    while *next < MESSAGES {
+        let window = *next..(*next + 32).min(MESSAGES);
+        let mut pending = Vec::new();
+        for n in window.clone() {
+            let id = format!("job-{n}");
+            let props = BasicProperties::default().with_message_id(id.clone().into());
+            let publish = ch.basic_publish(
+                "".into(),
+                QUEUE.into(),
+                BasicPublishOptions::default(),
+                id.as_bytes(),
+                props,
+            );
+            let confirm = within(answer, publish).await?;
+            pending.push((id, confirm));
+        }
+        for (id, confirm) in pending {
+            if !within(answer, confirm).await?.is_ack() {
+                return Err(format!("{id} was nacked"));
+            }
+            confirmed.lock().unwrap().insert(id);
+        }
+        *next = window.end;
+        sent.store(*next, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
 /// Consumes `QUEUE` through `uris[start]`, acking each delivery after recording it, moving on
-/// to the next node when its node dies, until `done`.
+/// to the next node when its node dies or stops answering, until `done`.
 async fn consumer(
     uris: Vec<String>,
     start: usize,
@@ -142,47 +152,51 @@ async fn consumer(
 ) {
     let mut node = start;
     while !done.load(Ordering::SeqCst) {
-        let Some(conn) = try_connect(&uris[node % uris.len()]).await else {
+        let uri = &uris[node % uris.len()];
+        if let Err(e) = consume_through(uri, &seen, &done).await {
+            println!("consumer leaves {uri}: {e}");
             node += 1;
             moves.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let consumed = async {
-            let ch = conn.create_channel().await?;
-            ch.basic_qos(50, BasicQosOptions::default()).await?;
-            let mut deliveries = ch
-                .basic_consume(
-                    QUEUE.into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            loop {
-                let next =
-                    tokio::time::timeout(Duration::from_millis(200), deliveries.next()).await;
-                if done.load(Ordering::SeqCst) {
-                    return Ok::<(), lapin::Error>(());
-                }
-                let Ok(next) = next else { continue };
-                let Some(d) = next else { return Ok(()) };
-                let d = d?;
-                let id = d
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                seen.lock().unwrap().insert(id);
-                d.ack(BasicAckOptions::default()).await?;
-            }
-        };
-        if consumed.await.is_err() {
-            node += 1;
-            moves.fetch_add(1, Ordering::SeqCst);
         }
     }
+}
+
+/// Consumes through one node until `done` or the node fails.
+async fn consume_through(
+    uri: &str,
+    seen: &Mutex<HashSet<String>>,
+    done: &AtomicBool,
+) -> Result<(), String> {
+    let answer = Duration::from_secs(10);
+    let conn = try_connect(uri).await.ok_or("cannot connect")?;
+    let ch = within(answer, conn.create_channel()).await?;
+    within(answer, ch.basic_qos(50, BasicQosOptions::default())).await?;
+    let consume = ch.basic_consume(
+        QUEUE.into(),
+        "".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    );
+    let mut deliveries = within(answer, consume).await?;
+    while !done.load(Ordering::SeqCst) {
+        let Ok(next) = tokio::time::timeout(Duration::from_millis(200), deliveries.next()).await
+        else {
+            continue;
+        };
+        let d = next
+            .ok_or("the consumer was cancelled")?
+            .map_err(|e| e.to_string())?;
+        let id = d
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        seen.lock().unwrap().insert(id);
+        within(answer, d.ack(BasicAckOptions::default())).await?;
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -196,7 +210,9 @@ async fn three_nodes_share_queues_and_survive_sigkill() {
     // Declared through C: every node knows the queue.
     let conn = try_connect(&c.amqp).await.expect("node C");
     let ch = conn.create_channel().await.unwrap();
-    durable_queue(&ch, QUEUE).await;
+    tokio::time::timeout(Duration::from_secs(30), durable_queue(&ch, QUEUE))
+        .await
+        .expect("node C declared the queue");
 
     let confirmed = Arc::new(Mutex::new(HashSet::new()));
     let seen = Arc::new(Mutex::new(HashSet::new()));
@@ -281,7 +297,10 @@ async fn three_nodes_share_queues_and_survive_sigkill() {
     }
     done.store(true, Ordering::SeqCst);
     for task in consumers {
-        task.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("a consumer stopped once told to")
+            .unwrap();
     }
     let confirmed = confirmed.lock().unwrap().len();
     assert_eq!(

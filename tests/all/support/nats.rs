@@ -9,7 +9,13 @@ pub fn url() -> String {
 }
 
 /// A node of a fresh namespace, or `None` (after saying why) when NATS is not there.
+/// Unacknowledged deliveries come back after 2 s.
 pub async fn first_node(test: &str) -> Option<JetStreamQueues> {
+    first_node_with(test, Duration::from_secs(2)).await
+}
+
+/// [`first_node`] with the namespace's `ack_wait` given.
+pub async fn first_node_with(test: &str, ack_wait: Duration) -> Option<JetStreamQueues> {
     let namespace = format!(
         "SYT_{test}_{}_{}",
         std::process::id(),
@@ -17,7 +23,7 @@ pub async fn first_node(test: &str) -> Option<JetStreamQueues> {
     );
     let mut options = JetStreamOptions::new(url());
     options.namespace = namespace;
-    options.ack_wait = Duration::from_secs(2);
+    options.ack_wait = ack_wait;
     match JetStreamQueues::connect(options).await {
         Ok(q) => Some(q),
         Err(e @ JetStreamError::Connect { .. }) => {
