@@ -9,8 +9,14 @@
 //! outbound queue (waiting when that is full, which holds the consumer at its prefetch) and
 //! applies settlements sent to it by the connection task. Dropping the task drops the consumer,
 //! which returns its unacknowledged messages to the queue.
+//!
+//! Invariant: a settlement the client sent before `basic.cancel` or `channel.close` is applied
+//! before the consumer is dropped. The task takes settlements before deliveries, and a cancel
+//! closes the task's queue and waits for it to drain (for at most [`STOP_GRACE`]) instead of
+//! aborting it with acknowledgements still queued, which would send acknowledged messages back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use amq_protocol::protocol::{basic, AMQPClass};
 use parking_lot::Mutex;
@@ -26,6 +32,11 @@ use super::outbound::Outbound;
 pub(crate) use super::tags::{Source, Tags};
 use crate::auth::{Access, Resource};
 use crate::queue::{Consumer, ConsumerOptions, Delivery, QueueError, QueueName, StoreConsumer};
+
+/// How long a cancel waits for a consumer's task to apply what was settled before it. The task
+/// is only ever slower than this when it is stuck handing a delivery to a client that does not
+/// read; it is then aborted, and its unsettled messages return to the queue.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// A settlement for a consumer task.
 #[derive(Debug, Clone, Copy)]
@@ -201,13 +212,23 @@ impl Channel {
         let Some(handle) = self.consumers.remove(tag) else {
             return;
         };
-        handle.task.abort();
-        let _ = handle.task.await;
-        self.tags.lock().kill(&Source::Consumer(tag.to_owned()));
-        if self.exclusive_consumers.remove(&handle.queue) {
-            self.shared.exclusive_consumers.lock().remove(&handle.queue);
+        let ConsumerHandle {
+            queue,
+            settle,
+            mut task,
+            _registered,
+        } = handle;
+        // Closing the queue ends the task once it has applied what is in it.
+        drop(settle);
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+            task.abort();
+            let _ = task.await;
         }
-        self.shared.maybe_auto_delete(&handle.queue);
+        self.tags.lock().kill(&Source::Consumer(tag.to_owned()));
+        if self.exclusive_consumers.remove(&queue) {
+            self.shared.exclusive_consumers.lock().remove(&queue);
+        }
+        self.shared.maybe_auto_delete(&queue);
     }
 
     async fn get(&mut self, g: basic::Get) -> Result<(), AmqpError> {
@@ -340,6 +361,8 @@ async fn deliver_loop(
 ) {
     loop {
         tokio::select! {
+            // Settlements first: a cancel waits for the ones sent before it (see the module).
+            biased;
             s = settle.recv() => match s {
                 Some(s) => apply_to(&mut consumer, &s).await,
                 None => return,

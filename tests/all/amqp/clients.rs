@@ -403,3 +403,51 @@ async fn exclusive_queues_are_locked_to_their_connection_and_die_with_it() {
         "exclusive queue must be deleted"
     );
 }
+
+/// An ack followed at once by `basic.cancel` or `channel.close` (as a consumer that stops does)
+/// settles what it acknowledged: nothing acknowledged comes back. The ack reaches the
+/// consumer's task through a queue, and a cancel that stopped the task first lost it.
+#[tokio::test]
+async fn an_ack_just_before_a_cancel_or_close_is_never_undone() {
+    let server = Server::start().await;
+    let (conn, ch) = connect(&server).await;
+    declare(&ch, "settled", FieldTable::default()).await;
+    for round in 0..20 {
+        let consumer_ch = conn.create_channel().await.unwrap();
+        for i in 0..8 {
+            publish(&ch, "", "settled", &format!("r{round}-{i}")).await;
+        }
+        let tag = format!("c{round}");
+        let mut consumer = consumer_ch
+            .basic_consume(
+                s("settled"),
+                s(&tag),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let mut last = 0;
+        for _ in 0..8 {
+            last = next(&mut consumer).await.delivery_tag;
+        }
+        // Sent back to back: the server reads both frames at once.
+        let ack = consumer_ch.basic_ack(last, BasicAckOptions { multiple: true });
+        if round % 2 == 0 {
+            let cancel = consumer_ch.basic_cancel(s(&tag), BasicCancelOptions::default());
+            let (acked, cancelled) = futures::join!(ack, cancel);
+            acked.unwrap();
+            cancelled.unwrap();
+            consumer_ch.close(200, s("done")).await.unwrap();
+        } else {
+            let (acked, closed) = futures::join!(ack, consumer_ch.close(200, s("done")));
+            acked.unwrap();
+            closed.unwrap();
+        }
+        let left = get_body(&ch, "settled").await;
+        assert_eq!(
+            left, None,
+            "round {round}: an acknowledged message came back"
+        );
+    }
+}
