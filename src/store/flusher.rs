@@ -305,8 +305,9 @@ mod tests {
         assert!(!gathers(40, 40), "as many as last time: no wait");
     }
 
-    /// Bursts of tickets, each followed by one lone ticket: the lone ticket's flush follows a
-    /// busy one, so it gathers, and it must still end within its bound.
+    /// Bursts of tickets, each followed by one lone ticket: the lone ticket's flush usually
+    /// follows a busy one (a burst may be split over flushes), so it gathers, and it must
+    /// still end within its bound. Fails if the gathering wait has no bound (checked).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_ticket_after_a_burst_waits_only_the_gathering_bound() {
         let dir = tempfile::tempdir().unwrap();
