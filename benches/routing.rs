@@ -7,6 +7,10 @@
 //! `--rounds N` alternates all cases N times and prints medians; `--workers N` sets the
 //! runtime's workers (default: the server's, `config::default_worker_threads`);
 //! `--only <case> [--relaxed]` runs one case (for a profiler).
+//!
+//! What bounds it: the runtime's workers (one on a two-core machine). Each row also gives the
+//! CPU the workers spent per message: the flusher's `fdatasync`s run on another core, so the
+//! rate is about one over that figure, and it is the column that says what a plugin costs.
 
 #[path = "../tests/all/support/plugins.rs"]
 mod plugins;
@@ -93,15 +97,46 @@ fn open(dir: &std::path::Path, durability: Durability) -> Arc<Broker> {
     Arc::new(Broker::open(dir, config).expect("open broker"))
 }
 
+/// CPU time the runtime's worker threads have used so far: the scheduler's run time of every
+/// thread named like tokio's workers (`/proc/self/task/*/schedstat`, nanoseconds). Zero where
+/// `/proc` has no such file.
+fn workers_cpu() -> std::time::Duration {
+    let tasks = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten();
+    let ns = tasks
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            comm.starts_with("tokio-rt-worker")
+        })
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    std::time::Duration::from_nanos(ns)
+}
+
 /// CPU time this process has used so far, all threads (publishers, routing, the flusher).
 fn process_cpu() -> std::time::Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// One case: (msg/s, process CPU µs per message). CPU per message is the steadier figure on a
-/// shared VM, where throughput moves with the disk's fsync latency from run to run.
-async fn run(case: &Case, durability: Durability, messages: usize) -> (f64, f64) {
+/// One case's figures.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    rate: f64,
+    /// Process CPU µs per message: workers, flusher, everything.
+    cpu: f64,
+    /// The runtime workers' CPU µs per message: what bounds the rate.
+    workers: f64,
+}
+
+/// One case. CPU per message is the steadier figure on a shared VM, where throughput moves
+/// with the machine's speed from run to run.
+async fn run(case: &Case, durability: Durability, messages: usize) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     let broker = open(dir.path(), durability);
     let queue = QueueName::new("bench").unwrap();
@@ -143,7 +178,7 @@ async fn run(case: &Case, durability: Durability, messages: usize) -> (f64, f64)
         .with_header("priority", 3i64)
         .with_header("source", "bench");
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    let (start, cpu) = (Instant::now(), process_cpu());
+    let (start, cpu, workers) = (Instant::now(), process_cpu(), workers_cpu());
     let mut tasks = Vec::new();
     for _ in 0..PUBLISHERS {
         let (broker, permits, template) = (broker.clone(), permits.clone(), template.clone());
@@ -171,12 +206,16 @@ async fn run(case: &Case, durability: Durability, messages: usize) -> (f64, f64)
     }
     let _all_done = permits.acquire_many(IN_FLIGHT as u32).await.unwrap();
     let rate = messages as f64 / start.elapsed().as_secs_f64();
-    let cpu_per_msg = (process_cpu() - cpu).as_secs_f64() * 1e6 / messages as f64;
+    let per_msg = |d: std::time::Duration| d.as_secs_f64() * 1e6 / messages as f64;
+    let (cpu, workers) = (
+        per_msg(process_cpu() - cpu),
+        per_msg(workers_cpu() - workers),
+    );
     assert_eq!(
         broker.queues().stats(&queue).unwrap().messages,
         messages as u64
     );
-    (rate, cpu_per_msg)
+    Figures { rate, cpu, workers }
 }
 
 /// The value after `name` on the command line, if there is one and it parses.
@@ -209,16 +248,16 @@ fn main() {
         let Some(case) = cases().into_iter().find(|c| c.name.starts_with(&only)) else {
             panic!("no case named {only:?}: the names are those of the table's first column");
         };
-        let (rate, cpu) = rt.block_on(run(&case, durability, messages));
+        let f = rt.block_on(run(&case, durability, messages));
         println!(
-            "{} {durability:?}: {rate:.0} msg/s, {cpu:.1} µs CPU/msg",
-            case.name
+            "{} {durability:?}: {:.0} msg/s, {:.1} µs CPU/msg, workers {:.1} µs/msg",
+            case.name, f.rate, f.cpu, f.workers
         );
         return;
     }
     // Rounds alternate every case, so a machine that gets busier or quieter during the run
     // moves every row alike; each round's ratio is against that round's `direct`.
-    // `runs[d][c][round]` = (msg/s, CPU µs per message).
+    // `runs[d][c][round]`: durability `d`, case `c`.
     let durabilities = [Durability::Fsync, Durability::Relaxed];
     let n_cases = cases().len();
     let mut runs = vec![vec![Vec::new(); n_cases]; durabilities.len()];
@@ -235,22 +274,23 @@ fn main() {
     };
     println!(
         "| exchange | durability | msg/s (median of {rounds}) | vs direct (median of ratios) \
-         | CPU µs/msg (median) |"
+         | CPU µs/msg (median) | workers' CPU µs/msg (median) |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for (d, durability) in durabilities.iter().enumerate() {
         for (c, case) in cases().iter().enumerate() {
-            let column = |f: fn(&(f64, f64)) -> f64| runs[d][c].iter().map(f).collect();
+            let column = |f: fn(&Figures) -> f64| runs[d][c].iter().map(f).collect();
             let ratios = (0..rounds)
-                .map(|r| runs[d][c][r].0 / runs[d][0][r].0)
+                .map(|r| runs[d][c][r].rate / runs[d][0][r].rate)
                 .collect();
             println!(
-                "| {} | {:?} | {:.0} | {:.0}% | {:.1} |",
+                "| {} | {:?} | {:.0} | {:.0}% | {:.1} | {:.1} |",
                 case.name,
                 durability,
-                median(column(|r| r.0)),
+                median(column(|f| f.rate)),
                 100.0 * median(ratios),
-                median(column(|r| r.1)),
+                median(column(|f| f.cpu)),
+                median(column(|f| f.workers)),
             );
         }
     }
