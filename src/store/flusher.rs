@@ -27,9 +27,8 @@
 //! writers slow down — a costlier plugin, a busier core — batches shrink below any such bar
 //! while flushes still run back to back, and the flusher then stays in small batches for good;
 //! measured (`benches/routing.rs`, `x-wasm`), 4–10 publishes per flush against 11–28 with this
-//! rule.
-//! (Ending the wait as soon as the batch is as large as the last one was measured too: it
-//! keeps batches from growing and bought about half as much.)
+//! rule. (Ending the wait as soon as the batch is as large as the last one was measured too:
+//! it keeps batches from growing and bought about half as much.)
 //!
 //! Relaxed writers only mark the store dirty; the flusher then flushes within `interval`.
 //! A failed flush poisons the flusher: every current and future waiter gets an error (checked
