@@ -96,12 +96,10 @@ impl Flush {
 struct Requests {
     /// The next flush to start; tickets taken now wait for it.
     next: Arc<Flush>,
-    /// Someone waits for `next`.
-    wanted: bool,
     /// Relaxed writes happened since the last flush.
     dirty: bool,
     shutdown: bool,
-    /// Tickets taken for `next`.
+    /// Tickets taken for `next`: more than zero means someone waits for it.
     tickets: usize,
 }
 
@@ -184,11 +182,10 @@ impl Flusher {
     pub fn ticket(&self) -> Ticket {
         let mut r = self.shared.requests.lock();
         let flush = r.next.clone();
-        let first = !std::mem::replace(&mut r.wanted, true);
         r.tickets += 1;
-        let enough = r.tickets == GATHER_ENOUGH;
+        let (first, enough) = (r.tickets == 1, r.tickets == GATHER_ENOUGH);
         drop(r);
-        // Only the first request of a flush wakes the flusher (it reads `wanted` under the
+        // Only the first request of a flush wakes the flusher (it reads `tickets` under the
         // lock, so later ones are seen without a wake-up of their own), and the one that ends
         // a gathering wait.
         if first || enough {
@@ -251,9 +248,9 @@ fn run(shared: &Shared, log: &MessageLog, interval: Duration) {
             // While the disk is full, retry the unwritten frames even if nobody asks.
             let stalled = log.stalled().is_some();
             // Tickets arrived while the last flush ran: flushes are running back to back.
-            let busy = r.wanted;
+            let busy = r.tickets > 0;
             loop {
-                if r.wanted || r.shutdown {
+                if r.tickets > 0 || r.shutdown {
                     break;
                 }
                 if r.dirty || stalled {
@@ -273,7 +270,6 @@ fn run(shared: &Shared, log: &MessageLog, interval: Duration) {
                 shared.wake.wait_for(&mut r, GATHER_FOR);
             }
             last_batch = std::mem::take(&mut r.tickets);
-            r.wanted = false;
             r.dirty = false;
             (std::mem::take(&mut r.next), r.shutdown)
         };
