@@ -185,7 +185,7 @@ impl Channel {
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(deliver_loop(
             consumer,
-            tag.clone(),
+            Arc::from(tag.as_str()),
             c.no_ack,
             self.id,
             self.out.clone(),
@@ -224,7 +224,7 @@ impl Channel {
             task.abort();
             let _ = task.await;
         }
-        self.tags.lock().kill(&Source::Consumer(tag.to_owned()));
+        self.tags.lock().kill(&Source::Consumer(tag.into()));
         if self.exclusive_consumers.remove(&queue) {
             self.shared.exclusive_consumers.lock().remove(&queue);
         }
@@ -307,10 +307,7 @@ impl Channel {
             if multiple {
                 let upto = if tag == 0 { u64::MAX } else { tag };
                 tags.dead.retain(|t| *t > upto);
-                let keys: Vec<u64> = tags.unacked.range(..=upto).map(|(k, _)| *k).collect();
-                keys.into_iter()
-                    .filter_map(|k| tags.unacked.remove(&k).map(|v| (k, v)))
-                    .collect()
+                tags.take_upto(upto).into_iter().collect()
             } else {
                 tags.unacked
                     .remove(&tag)
@@ -334,7 +331,7 @@ impl Channel {
             };
             match source {
                 Source::Consumer(name) => {
-                    if let Some(h) = self.consumers.get(&name) {
+                    if let Some(h) = self.consumers.get(&*name) {
                         let _ = h.settle.send(s);
                     }
                 }
@@ -352,7 +349,7 @@ impl Channel {
 /// Push deliveries of one consumer to the client and apply its settlements.
 async fn deliver_loop(
     mut consumer: StoreConsumer,
-    tag: String,
+    tag: Arc<str>,
     no_ack: bool,
     channel: u16,
     out: Outbound,
@@ -379,7 +376,7 @@ async fn deliver_loop(
                 };
                 let Some(d) = d else {
                     // The queue was deleted: tell the client (consumer_cancel_notify).
-                    let cancel = basic::Cancel { consumer_tag: short(tag.clone()), nowait: true };
+                    let cancel = basic::Cancel { consumer_tag: short(&*tag), nowait: true };
                     let _ = out.method(channel, AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel))).await;
                     return;
                 };
@@ -393,17 +390,17 @@ async fn deliver_loop(
 
 async fn deliver(
     consumer: &mut StoreConsumer,
-    tag: &str,
+    tag: &Arc<str>,
     no_ack: bool,
     channel: u16,
     out: &Outbound,
     tags: &Mutex<Tags>,
     d: Delivery,
 ) -> bool {
-    let source = Source::Consumer(tag.to_owned());
+    let source = Source::Consumer(tag.clone());
     let channel_tag = tags.lock().assign(source, (!no_ack).then_some(d.tag));
     let deliver = basic::Deliver {
-        consumer_tag: short(tag),
+        consumer_tag: short(&**tag),
         delivery_tag: channel_tag,
         redelivered: d.redelivered,
         exchange: short(d.exchange.as_str()),
