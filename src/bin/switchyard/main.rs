@@ -1,6 +1,7 @@
 //! The `switchyard` command line. Thin: flags and wiring; the work lives in the library
 //! (`switchyard::server`, `switchyard::config`, `switchyard::cli`).
 
+mod alloc;
 mod serve;
 
 use std::collections::BTreeMap;

@@ -119,3 +119,23 @@ fn sigterm_stops_gracefully_and_logs_can_be_json() {
         "default data dir in the working directory"
     );
 }
+
+/// The binary installs jemalloc with a configuration that purges freed memory from a
+/// background thread (`src/bin/switchyard/alloc.rs`); without it, or if jemalloc did not read
+/// the configuration symbol, no such thread would run.
+#[test]
+fn serve_runs_jemalloc_with_its_purging_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[], &[("_RJEM_MALLOC_CONF", "")]);
+    let tasks = format!("/proc/{}/task", b.child.id());
+    let names: Vec<String> = std::fs::read_dir(&tasks)
+        .unwrap_or_else(|e| panic!("{tasks}: {e}"))
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("jemalloc_bg_thd")),
+        "no jemalloc background thread among {names:?}"
+    );
+}
