@@ -6,7 +6,8 @@
 //! durability, one destination queue. Not a timed test: figures go to `docs/benchmarks.md`.
 //! `--rounds N` alternates all cases N times and prints medians; `--workers N` sets the
 //! runtime's workers (default: the server's, `config::default_worker_threads`);
-//! `--only <case> [--relaxed]` runs one case (for a profiler).
+//! `--only <case> [--relaxed]` runs one case (for a profiler). It allocates with jemalloc, as the
+//! server binary does.
 //!
 //! What bounds it: the runtime's workers (one on a two-core machine). Each row also gives the
 //! CPU the workers spent per message: the flusher's `fdatasync`s run on another core, so the
@@ -25,6 +26,11 @@ use switchyard::queue::{QueueConfig, QueueName, QueuesOptions};
 use switchyard::routing::{Binding, BindingTarget, Exchange, ExchangeKind};
 use switchyard::store::{Durability, StoreConfig};
 use tokio::sync::Semaphore;
+
+/// The server binary's allocator (`src/bin/switchyard/alloc.rs`), so that the bench measures
+/// what the broker runs.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const PUBLISHERS: usize = 4;
 const IN_FLIGHT: usize = 256;
