@@ -6,11 +6,12 @@
 //! the `malloc` family at ~18% of the server's worker in W1. jemalloc's size classes serve them
 //! from thread caches. Measured with `cargo bench --bench compare` (2026-12-06,
 //! `docs/benchmarks.md`): broker CPU per message 7–20% lower across W1–W4 (W1 end to end with
-//! fsync 16.8/17.3 → 13.1/13.8 µs), at the same peak RSS with the W1 backlog.
+//! fsync 16.8/17.3 → 13.1/13.8 µs). Peak RSS with the W1 backlog stays under its 64 MiB target
+//! (worst repetition 56 MiB in a full run, against glibc's 40–42).
 //!
-//! Why this configuration: with jemalloc's defaults, freed pages linger for 10 s and W1's peak
-//! RSS rose from ~48 to ~60 MiB; a background thread that purges after 1 s keeps it where
-//! glibc's was. mimalloc was also tried (2026-11-28): 10% less CPU, but 125 MiB peak RSS.
+//! Why this configuration: with jemalloc's defaults, freed pages linger for 10 s and W1's end
+//! to end RSS rose from 45–51 to 60–61 MiB; a background thread that purges after 1 s brought
+//! it back to 40–52 MiB. mimalloc was also tried (2026-11-28): 10% less CPU, but 125 MiB.
 //!
 //! Only the binary installs it: the library leaves the choice to whoever embeds it.
 
