@@ -28,7 +28,7 @@ use switchyard::store::{Durability, StoreConfig};
 use tokio::sync::Semaphore;
 
 /// The server binary's allocator (`src/bin/switchyard/alloc.rs`), so that the bench measures
-/// what the broker runs.
+/// what the broker runs; with jemalloc's default configuration, as the server's only bounds RSS.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

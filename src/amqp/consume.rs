@@ -15,6 +15,7 @@
 //! closes the task's queue and waits for it to drain (for at most [`STOP_GRACE`]) instead of
 //! aborting it with acknowledgements still queued, which would send acknowledged messages back.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -292,7 +293,7 @@ impl Channel {
 
     /// Settle channel tag `tag` (all up to it with `multiple`; all with `multiple` and 0).
     fn settle(&mut self, tag: u64, multiple: bool, how: How) -> Result<(), AmqpError> {
-        let picked: Vec<(u64, (Source, u64))> = {
+        let picked: BTreeMap<u64, (Source, u64)> = {
             let mut tags = self.tags.lock();
             if tag != 0 && !tags.unacked.contains_key(&tag) {
                 if tags.dead.remove(&tag) {
@@ -307,12 +308,9 @@ impl Channel {
             if multiple {
                 let upto = if tag == 0 { u64::MAX } else { tag };
                 tags.dead.retain(|t| *t > upto);
-                tags.take_upto(upto).into_iter().collect()
+                tags.take_upto(upto)
             } else {
-                tags.unacked
-                    .remove(&tag)
-                    .map(|v| vec![(tag, v)])
-                    .unwrap_or_default()
+                tags.unacked.remove_entry(&tag).into_iter().collect()
             }
         };
         // Per source, the highest consumer tag: with `multiple` it covers the rest.
