@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use switchyard::broker::{Broker, BrokerConfig};
 use switchyard::message::{Headers, Message};
-use switchyard::plugin::DeployOptions;
+use switchyard::plugin::{DeployOptions, VERDICT_CACHE};
 use switchyard::queue::{QueueConfig, QueueName, QueuesOptions};
 use switchyard::routing::{Binding, BindingTarget, Exchange, ExchangeKind};
 use switchyard::store::{Durability, StoreConfig};
@@ -85,8 +85,21 @@ fn cases() -> Vec<Case> {
             binding_key: "",
             binding_args: Headers::new(),
         },
+        Case {
+            name: "x-wasm, verdict cache on",
+            kind: ExchangeKind::Wasm {
+                plugin: CACHED_ROUTER.into(),
+            },
+            key: "",
+            binding_key: "",
+            binding_args: Headers::new(),
+        },
     ]
 }
+
+/// The header router deployed with its verdict cache on (`switchyard.verdict-cache`): the same
+/// plugin, called once per distinct `region` and spot-checked, instead of once per message.
+const CACHED_ROUTER: &str = "cached-router";
 
 fn open(dir: &std::path::Path, durability: Durability) -> Arc<Broker> {
     let config = BrokerConfig {
@@ -150,12 +163,16 @@ async fn run(case: &Case, durability: Durability, messages: usize) -> Figures {
         .declare_queue(&queue, QueueConfig::default())
         .unwrap();
     if let ExchangeKind::Wasm { plugin } = &case.kind {
+        let mut config: std::collections::BTreeMap<_, _> = [
+            ("header".to_string(), "region".to_string()),
+            ("route.eu".into(), "bench".into()),
+        ]
+        .into();
+        if plugin == CACHED_ROUTER {
+            config.insert(VERDICT_CACHE.into(), "on".into());
+        }
         let opts = DeployOptions {
-            config: [
-                ("header".to_string(), "region".to_string()),
-                ("route.eu".into(), "bench".into()),
-            ]
-            .into(),
+            config,
             ..DeployOptions::default()
         };
         broker

@@ -227,6 +227,7 @@ pub async fn stats(
         "current_version": info.current.version,
         "direct_calls": info.direct_calls,
         "penalized": info.penalized,
+        "verdict_cache": info.verdict_cache,
         "calls": stats_json(&info.stats),
         "versions": versions,
         "last_load_error": info.last_load_error,

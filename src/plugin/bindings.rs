@@ -10,13 +10,16 @@
 //! share them.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::cpu::CpuMeter;
 use super::limiter::MemoryLimiter;
+use super::memo::Reads;
 use super::nonblocking;
 use super::types::PluginLog;
 use super::view::View;
@@ -93,19 +96,24 @@ pub(crate) struct StoreState {
     pub ticks_left: u64,
     /// A fiber call's deadline in CPU time, charged by `meter`; `None` for direct calls and
     /// instantiation, which count `ticks_left`.
-    pub cpu_limit: Option<std::time::Duration>,
+    pub cpu_limit: Option<Duration>,
     pub meter: Arc<CpuMeter>,
     pub limiter: MemoryLimiter,
     /// Log lines of the current call, when its caller asked for them (a dry run).
     pub captured: Option<Vec<PluginLog>>,
     /// The message a `view-router` call is reading; `None` between calls (see `view.rs`).
     pub view: Option<View>,
+    /// What the current call reads, when its version caches verdicts (see `memo.rs`).
+    pub reads: Option<Reads>,
+    /// Set when the guest reads a WASI clock; [`StoreState::take_reads`] turns it into taint.
+    clock_read: Arc<AtomicBool>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl StoreState {
     pub fn new(identity: Arc<Identity>, max_memory_bytes: usize) -> Self {
+        let clock_read = Arc::new(AtomicBool::new(false));
         StoreState {
             identity,
             message_id: String::new(),
@@ -115,11 +123,69 @@ impl StoreState {
             limiter: MemoryLimiter::new(max_memory_bytes),
             captured: None,
             view: None,
+            reads: None,
             // Empty: no preopens, environment, arguments or network. Every guest toolchain
-            // imports WASI, so it must be linked, but it grants nothing.
-            wasi: WasiCtx::builder().build(),
+            // imports WASI, so it must be linked, but it grants nothing. Its clocks are the
+            // host's, watched so that a call that reads one is not cached.
+            wasi: WasiCtx::builder()
+                .wall_clock(Watched(
+                    wasmtime_wasi::clocks::wall_clock(),
+                    clock_read.clone(),
+                ))
+                .monotonic_clock(Watched(
+                    wasmtime_wasi::clocks::monotonic_clock(),
+                    clock_read.clone(),
+                ))
+                .build(),
+            clock_read,
             table: ResourceTable::new(),
         }
+    }
+
+    /// Starts recording the next call's reads (or not).
+    pub fn record_reads(&mut self, record: bool) {
+        self.clock_read.store(false, Relaxed);
+        self.reads = record.then(Reads::default);
+    }
+
+    /// The reads recorded since [`record_reads`](Self::record_reads), tainted if the guest read
+    /// a WASI clock meanwhile.
+    pub fn take_reads(&mut self) -> Option<Reads> {
+        let mut reads = self.reads.take()?;
+        reads.tainted |= self.clock_read.load(Relaxed);
+        Some(reads)
+    }
+
+    /// The current call did something a cached verdict would not repeat.
+    fn taint(&mut self) {
+        if let Some(reads) = &mut self.reads {
+            reads.tainted = true;
+        }
+    }
+}
+
+/// A WASI clock that notes it was read.
+struct Watched<C>(C, Arc<AtomicBool>);
+
+impl HostWallClock for Watched<Box<dyn HostWallClock + Send>> {
+    fn resolution(&self) -> Duration {
+        self.0.resolution()
+    }
+
+    fn now(&self) -> Duration {
+        self.1.store(true, Relaxed);
+        self.0.now()
+    }
+}
+
+impl HostMonotonicClock for Watched<Box<dyn HostMonotonicClock + Send>> {
+    fn resolution(&self) -> u64 {
+        self.0.resolution()
+    }
+
+    fn now(&self) -> u64 {
+        self.1.store(true, Relaxed);
+        self.0.now()
     }
 }
 
@@ -139,6 +205,7 @@ pub(crate) const MAX_CAPTURED_LINE: usize = 4096;
 
 impl log::Host for StoreState {
     fn log(&mut self, level: log::Level, message: String) {
+        self.taint();
         if let Some(lines) = &mut self.captured {
             if lines.len() < MAX_CAPTURED_LINES {
                 let mut text = message.clone();
@@ -191,6 +258,7 @@ impl config::Host for StoreState {
 
 impl clock::Host for StoreState {
     fn now_ms(&mut self) -> u64 {
+        self.taint();
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)

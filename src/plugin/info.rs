@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use super::host::PluginHost;
+use super::memo::VerdictCacheInfo;
 use super::registry::VersionInfo;
 use super::stats::StatsSnapshot;
 use super::types::PluginKind;
@@ -29,6 +30,9 @@ pub struct PluginInfo {
     /// Whether the serving version's calls run in the penalty lane, at the lowest CPU priority,
     /// because a recent call failed or computed too long; see `ARCHITECTURE.md`, "Plugin host".
     pub penalized: bool,
+    /// The serving version's verdict cache, if it was deployed with one (config
+    /// `switchyard.verdict-cache = on`); see `ARCHITECTURE.md`, "Verdict cache".
+    pub verdict_cache: Option<VerdictCacheInfo>,
     pub stats: StatsSnapshot,
 }
 
@@ -70,6 +74,7 @@ impl PluginHost {
             last_load_error: self.load_error(name),
             direct_calls: self.direct_calls(name).unwrap_or(false),
             penalized: self.penalized(name).unwrap_or(false),
+            verdict_cache: self.verdict_cache(name),
             stats: self.stats(name).unwrap_or_default(),
         })
     }
@@ -114,6 +119,11 @@ impl PluginHost {
     /// loaded).
     pub fn penalized(&self, name: &str) -> Option<bool> {
         self.inner.live.read().get(name).map(|p| p.penalized())
+    }
+
+    /// The serving version's verdict cache (`None`: not loaded, or deployed without one).
+    pub fn verdict_cache(&self, name: &str) -> Option<VerdictCacheInfo> {
+        self.inner.live.read().get(name)?.verdict_cache()
     }
 
     /// Idle warm instances of the serving version (observability and tests).

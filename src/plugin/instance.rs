@@ -32,10 +32,13 @@ use super::bindings::{Identity, StoreState};
 use super::engine::deadline_ticks;
 use super::lane::Lane;
 use super::marshal;
+use super::memo::{Lookup, Reads, VerdictCache, VerdictCacheInfo};
 use super::penalty::Penalty;
 use super::stats::PluginStats;
 use super::types::{PluginKind, PluginLimits, PluginLog, RouteContext, RouteVerdict};
-use super::worker::{escape_of, Budget, CallResult, Escape, Pres, Raw, Worker, DIRECT_TICKS};
+use super::worker::{
+    escape_of, Budget, CallResult, Escape, Pres, Raw, Worker, World, DIRECT_TICKS,
+};
 use super::PluginError;
 use crate::message::Message;
 
@@ -69,6 +72,8 @@ pub(crate) struct LoadedPlugin {
     /// Held by this version's call in the lane: one at a time, so a bad version holds at most
     /// one instance's memory there and its backlog waits here, not in the lane.
     lane_turn: tokio::sync::Mutex<()>,
+    /// `Some` for a `view-router` version deployed with the verdict cache on (`memo.rs`).
+    memo: Option<VerdictCache>,
     pub stats: Arc<PluginStats>,
 }
 
@@ -120,6 +125,10 @@ impl LoadedPlugin {
         stats: Arc<PluginStats>,
     ) -> Self {
         let fiber_only = AtomicBool::new(pres.direct.is_none());
+        let memo = match pres.fiber.world() {
+            World::ViewRouter => VerdictCache::for_config(&identity.config),
+            _ => None,
+        };
         LoadedPlugin {
             identity,
             kind,
@@ -135,6 +144,7 @@ impl LoadedPlugin {
             lane,
             penalty: Penalty::default(),
             lane_turn: tokio::sync::Mutex::new(()),
+            memo,
             stats,
         }
     }
@@ -296,6 +306,7 @@ impl LoadedPlugin {
         msg: &Message,
         ctx: &RouteContext,
         mut logs: Option<&mut Vec<PluginLog>>,
+        reads: Option<&mut Reads>,
     ) -> Result<Raw, PluginError> {
         // The lane and fiber paths are boxed: their futures hold a wasmtime async call and are
         // kilobytes large, and every caller's future would otherwise carry (and move) that
@@ -306,23 +317,28 @@ impl LoadedPlugin {
                 if let (Some(out), Some(lines)) = (logs.as_deref_mut(), lines) {
                     out.extend(lines);
                 }
+                // The lane records nothing: a penalized call is not remembered.
+                if let Some(reads) = reads {
+                    reads.tainted = true;
+                }
                 return result;
             }
         }
         if self.direct() {
-            match self.attempt_direct(msg, ctx, capture) {
+            match self.attempt_direct(msg, ctx, capture, reads.is_some()) {
                 Attempt::Ran(result, worker, elapsed) => {
                     let cost = Cost {
                         elapsed,
                         cpu: Duration::ZERO,
                     };
-                    return self.settle(result, worker, cost, msg, logs);
+                    return self.settle(result, worker, cost, msg, logs, reads);
                 }
                 Attempt::Failed(e) => return Err(e),
                 Attempt::Escaped => {}
             }
         }
-        Box::pin(self.run_fiber(msg, ctx, logs, wall_clock_cap(self.limits.timeout))).await
+        let cap = wall_clock_cap(self.limits.timeout);
+        Box::pin(self.run_fiber(msg, ctx, logs, reads, cap)).await
     }
 
     /// Runs the call on a fiber in the penalty lane, after this version's calls before it.
@@ -339,7 +355,9 @@ impl LoadedPlugin {
             let _turn = plugin.lane_turn.lock().await;
             let mut lines = capture.then(Vec::new);
             let cap = wall_clock_cap(plugin.limits.timeout) * LANE_WALL_CLOCK_FACTOR;
-            let result = plugin.run_fiber(&msg, &ctx, lines.as_mut(), cap).await;
+            let result = plugin
+                .run_fiber(&msg, &ctx, lines.as_mut(), None, cap)
+                .await;
             plugin.stats.lane_call();
             (result, lines)
         })
@@ -352,6 +370,7 @@ impl LoadedPlugin {
         msg: &Message,
         ctx: &RouteContext,
         logs: Option<&mut Vec<PluginLog>>,
+        reads: Option<&mut Reads>,
         wall_clock: Duration,
     ) -> Result<Raw, PluginError> {
         let popped = self.idle_fiber.lock().pop();
@@ -364,17 +383,24 @@ impl LoadedPlugin {
             Budget::Cpu(self.limits.timeout),
             msg.id.as_str(),
             logs.is_some(),
+            reads.is_some(),
         );
         let result = worker.call_fiber(msg, ctx, wall_clock).await;
         let cost = Cost {
             elapsed: started.elapsed(),
             cpu: worker.cpu_used(),
         };
-        self.settle(result, worker, cost, msg, logs)
+        self.settle(result, worker, cost, msg, logs, reads)
     }
 
     /// One direct try. An escape drops the worker (it is poisoned) and says to use a fiber.
-    fn attempt_direct(&self, msg: &Message, ctx: &RouteContext, capture: bool) -> Attempt {
+    fn attempt_direct(
+        &self,
+        msg: &Message,
+        ctx: &RouteContext,
+        capture: bool,
+        record: bool,
+    ) -> Attempt {
         let popped = self.idle_direct.lock().pop();
         let mut worker = match popped {
             Some(w) => w,
@@ -388,7 +414,12 @@ impl LoadedPlugin {
             },
         };
         let started = Instant::now();
-        worker.prepare(Budget::Ticks(DIRECT_TICKS), msg.id.as_str(), capture);
+        worker.prepare(
+            Budget::Ticks(DIRECT_TICKS),
+            msg.id.as_str(),
+            capture,
+            record,
+        );
         let result = worker.call_direct(msg, ctx);
         let elapsed = started.elapsed();
         if let Err(e) = &result {
@@ -428,7 +459,7 @@ impl LoadedPlugin {
         logs: Option<&mut Vec<PluginLog>>,
     ) -> Result<bool, PluginError> {
         self.check_kind(PluginKind::Filter)?;
-        match self.run(msg, ctx, logs).await? {
+        match self.run(msg, ctx, logs, None).await? {
             Raw::Filter(keep) => Ok(keep),
             _ => unreachable!("kind checked"),
         }
@@ -441,7 +472,7 @@ impl LoadedPlugin {
         logs: Option<&mut Vec<PluginLog>>,
     ) -> Result<Message, PluginError> {
         self.check_kind(PluginKind::Transform)?;
-        match self.run(msg, ctx, logs).await? {
+        match self.run(msg, ctx, logs, None).await? {
             Raw::Transform(m) => {
                 marshal::message_from_wit(*m).map_err(|c| self.invalid(c.to_string()))
             }
@@ -456,10 +487,29 @@ impl LoadedPlugin {
         logs: Option<&mut Vec<PluginLog>>,
     ) -> Result<RouteVerdict, PluginError> {
         self.check_kind(PluginKind::Router)?;
-        match self.run(msg, ctx, logs).await? {
-            Raw::Router(v) => marshal::verdict_from_wit(v).map_err(|c| self.invalid(c.to_string())),
-            _ => unreachable!("kind checked"),
+        // A dry run (`logs`) always calls the plugin: it reports the call's logs and time.
+        let memo = self.memo.as_ref().filter(|m| logs.is_none() && m.on());
+        if let Some(memo) = memo {
+            if let Lookup::Hit(verdict) = memo.lookup(msg, ctx) {
+                return Ok(verdict);
+            }
         }
+        let mut reads = memo.map(|_| Reads::default());
+        let verdict = match self.run(msg, ctx, logs, reads.as_mut()).await? {
+            Raw::Router(v) => {
+                marshal::verdict_from_wit(v).map_err(|c| self.invalid(c.to_string()))?
+            }
+            _ => unreachable!("kind checked"),
+        };
+        if let (Some(memo), Some(reads)) = (memo, &reads) {
+            memo.remember(&self.identity.name, reads, msg, ctx, &verdict);
+        }
+        Ok(verdict)
+    }
+
+    /// The verdict cache's state, if this version has one.
+    pub fn verdict_cache(&self) -> Option<VerdictCacheInfo> {
+        self.memo.as_ref().map(VerdictCache::info)
     }
 
     /// Idle instances right now (for tests and the admin API).

@@ -17,6 +17,7 @@
 //! - `instance`: a loaded version and its pools of warm instances (`instance/settle`: the end
 //!   of a call); `worker`: one instance and the two ways to call it (direct, fiber);
 //!   `nonblocking`: WASI for direct calls; `cpu`: a fiber call's CPU time;
+//! - `memo`: the verdict cache of a deterministic `view-router` version;
 //! - `penalty`: when a version's calls move to the penalty lane and back; `lane`: that lane,
 //!   a thread at the lowest CPU priority;
 //! - `registry`: persisted names, histories and blobs; `host`: [`PluginHost`]; `serving`: a
@@ -41,6 +42,7 @@ mod instance;
 mod lane;
 mod limiter;
 mod marshal;
+mod memo;
 mod nonblocking;
 mod penalty;
 mod registry;
@@ -54,6 +56,7 @@ mod worker;
 pub use error::PluginError;
 pub use host::{DeployOptions, PluginHost};
 pub use info::{HostStats, PluginInfo};
+pub use memo::{VerdictCacheInfo, DIRECTIVE as VERDICT_CACHE};
 pub use registry::VersionInfo;
 pub use serving::Serving;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};

@@ -25,6 +25,7 @@ use wasmtime::Store;
 
 use super::bindings::{view_router::switchyard::plugin::view, wit, StoreState};
 use super::marshal;
+use super::memo::Probe;
 use super::types::RouteContext;
 use crate::message::Message;
 
@@ -100,6 +101,12 @@ struct Viewed<'a> {
 }
 
 impl StoreState {
+    fn probe(&mut self, probe: Probe) {
+        if let Some(reads) = &mut self.reads {
+            reads.probe(probe);
+        }
+    }
+
     fn viewed(&self) -> Option<Viewed<'_>> {
         let (message, context) = self.view.as_ref()?.parts();
         Some(Viewed { message, context })
@@ -110,16 +117,24 @@ impl view::Host for StoreState {}
 
 impl view::HostMessageView for StoreState {
     fn id(&mut self, _: Resource<MessageView>) -> String {
+        self.probe(Probe::Id);
         self.viewed()
             .map_or_else(String::new, |v| v.message.id.as_str().to_owned())
     }
 
     fn header(&mut self, _: Resource<MessageView>, name: String) -> Option<wit::HeaderValue> {
-        let value = self.viewed()?.message.headers.get(&name)?;
-        Some(marshal::value_to_wit(value))
+        let value = self
+            .viewed()?
+            .message
+            .headers
+            .get(&name)
+            .map(marshal::value_to_wit);
+        self.probe(Probe::Header(name));
+        value
     }
 
     fn headers(&mut self, _: Resource<MessageView>) -> Vec<(String, wit::HeaderValue)> {
+        self.probe(Probe::Headers);
         self.viewed().map_or_else(Vec::new, |v| {
             v.message
                 .headers
@@ -130,6 +145,7 @@ impl view::HostMessageView for StoreState {
     }
 
     fn properties(&mut self, _: Resource<MessageView>) -> wit::Properties {
+        self.probe(Probe::Properties);
         match self.viewed() {
             Some(v) => marshal::properties_to_wit(&v.message.properties),
             None => marshal::properties_to_wit(&Default::default()),
@@ -137,15 +153,18 @@ impl view::HostMessageView for StoreState {
     }
 
     fn body_size(&mut self, _: Resource<MessageView>) -> u64 {
+        self.probe(Probe::BodySize);
         self.viewed().map_or(0, |v| v.message.body.len() as u64)
     }
 
     fn body(&mut self, _: Resource<MessageView>) -> Vec<u8> {
+        self.probe(Probe::Body);
         self.viewed()
             .map_or_else(Vec::new, |v| v.message.body.to_vec())
     }
 
     fn to_message(&mut self, _: Resource<MessageView>) -> wit::Message {
+        self.probe(Probe::ToMessage);
         match self.viewed() {
             Some(v) => marshal::message_to_wit(v.message),
             None => marshal::message_to_wit(&Message::new(Vec::new())),
@@ -153,6 +172,7 @@ impl view::HostMessageView for StoreState {
     }
 
     fn context(&mut self, _: Resource<MessageView>) -> wit::RouteContext {
+        self.probe(Probe::Context);
         match self.viewed() {
             Some(v) => marshal::context_to_wit(v.context),
             None => marshal::context_to_wit(&RouteContext::default()),

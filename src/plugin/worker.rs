@@ -287,13 +287,14 @@ impl Worker {
     }
 
     /// Resets the per-call state: budget, memory-limit flag, message id for log lines, and
-    /// whether to capture the call's log lines.
+    /// whether to capture the call's log lines and record its reads (`memo.rs`).
     ///
     /// `budget`: a direct call's ticks, or a fiber call's CPU time.
-    pub fn prepare(&mut self, budget: Budget, message_id: &str, capture: bool) {
+    pub fn prepare(&mut self, budget: Budget, message_id: &str, capture: bool, record: bool) {
         let data = self.store.data_mut();
         data.limiter.hit = false;
         data.captured = capture.then(Vec::new);
+        data.record_reads(record);
         match budget {
             Budget::Ticks(ticks) => {
                 data.ticks_left = ticks;

@@ -8,6 +8,7 @@ use wasmtime::Trap;
 use super::LoadedPlugin;
 use crate::message::Message;
 use crate::plugin::marshal;
+use crate::plugin::memo::Reads;
 use crate::plugin::penalty::{costly, Change};
 use crate::plugin::stats::Outcome;
 use crate::plugin::types::PluginLog;
@@ -57,9 +58,17 @@ impl LoadedPlugin {
         cost: Cost,
         msg: &Message,
         logs: Option<&mut Vec<PluginLog>>,
+        reads: Option<&mut Reads>,
     ) -> Result<Raw, PluginError> {
-        if let (Some(out), Some(lines)) = (logs, worker.store.data_mut().captured.take()) {
+        let data = worker.store.data_mut();
+        if let (Some(out), Some(lines)) = (logs, data.captured.take()) {
             out.extend(lines);
+        }
+        if let Some(out) = reads {
+            match data.take_reads() {
+                Some(recorded) => *out = recorded,
+                None => out.tainted = true,
+            }
         }
         let (outcome, result) = self.classify(result, worker, msg);
         self.stats.record(outcome, cost.elapsed);

@@ -168,3 +168,29 @@ fn definitions_export_and_import_round_trip() {
         "{err}"
     );
 }
+
+#[test]
+fn a_router_deployed_with_its_verdict_cache_routes_without_calls_and_reports_it() {
+    let s = Server::start();
+    let url = "/api/plugins/hdr?config.header=region&config.route.eu=eu\
+               &config.switchyard.verdict-cache=on";
+    let (status, v) = put_bytes(&s, url, &rust_plugin_bytes("header_router"));
+    assert_eq!(status, 201, "{v}");
+    s.put("/api/queues/eu", json!({}));
+    s.put(
+        "/api/exchanges/regions",
+        json!({"type": "x-wasm", "plugin": "hdr"}),
+    );
+    for i in 0..5 {
+        let msg = json!({"id": format!("m{i}"), "body": "x", "headers": {"region": "eu"}});
+        let r = s.post("/api/exchanges/regions/publish", msg);
+        assert_eq!(r["queues"], json!(["eu"]), "{r}");
+    }
+    assert_eq!(s.get("/api/queues/eu")["messages"], 5);
+    let stats = s.get("/api/plugins/hdr/stats");
+    let cache = &stats["verdict_cache"];
+    assert_eq!(cache["verdicts"], 1, "{stats}");
+    assert_eq!(cache["hits"], 4, "{stats}");
+    assert_eq!(cache["off"], Value::Null, "{stats}");
+    assert_eq!(stats["calls"]["calls"], 1, "{stats}");
+}

@@ -9,6 +9,7 @@ mod lane;
 mod registry;
 mod reload;
 mod sandbox;
+mod verdict_cache;
 mod view;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,421 @@
+//! The verdict cache of a deterministic `view-router` version: its verdicts, remembered by what
+//! the guest read to reach them.
+//!
+//! Why: a router call costs a microsecond or two of guest, wasmtime and marshalling work, while
+//! most routers decide on one or two fields whose values repeat (a region header, a message
+//! type). A version whose deployment config sets [`DIRECTIVE`] to `on` vouches that its verdict
+//! is a function of what it reads through the `message-view` and its config alone: no state kept
+//! from call to call, no clock, no randomness. Its verdicts can then be looked up instead of
+//! computed.
+//!
+//! How: during a call the view records each *probe* the guest makes (`header("region")`,
+//! `properties()`, ...), in order. A deterministic guest's first probe is always the same, and
+//! each later one depends only on the answers before it, so the traces of all its calls form a
+//! tree: an inner node holds the probe the guest makes there, its children are keyed by that
+//! probe's answer, and a leaf holds the verdict. A lookup walks the tree, answering each probe
+//! from the message on the host side, and calls no guest code.
+//!
+//! Invariants:
+//! - only a call that returned a verdict and was not *tainted* is remembered. A call is tainted
+//!   when it logged (a side effect a hit would skip) or read a clock (its verdict may depend on
+//!   the time). WASI randomness is not tracked; the spot checks below catch a guest that uses it;
+//! - a trace that read the message id or the whole message (`to-message`) is never remembered:
+//!   ids are unique, so it could never be hit;
+//! - an answer is compared through one canonical encoding, [`answer`], used both when a trace is
+//!   remembered and when the tree is walked, so the two cannot disagree on what an answer was;
+//! - the tree holds at most [`MAX_VERDICTS`] verdicts, and no trace whose answers exceed
+//!   [`MAX_TRACE_BYTES`]; when full it still answers, and remembers nothing new;
+//! - every [`CHECK_EVERY`]-th hit is computed by the plugin anyway and compared with the tree. A
+//!   trace that contradicts it (another verdict for the same answers, or other probes) proves the
+//!   plugin is not deterministic: the cache turns off for this version for good, empties, and
+//!   says why (a warning, and `PluginInfo::verdict_cache`);
+//! - a cache belongs to one loaded version: a hot swap or a rollback starts with an empty one.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use super::types::{RouteContext, RouteVerdict};
+use crate::message::Message;
+
+/// The config key that turns the cache on for a version (value `on`). The `switchyard.` prefix
+/// is the host's: the plugin may read it like any other key, and should not use the prefix.
+pub const DIRECTIVE: &str = "switchyard.verdict-cache";
+
+/// Verdicts one version's tree holds at most.
+pub(crate) const MAX_VERDICTS: usize = 4096;
+/// Bytes of answers one remembered trace may hold (a body read past it is not remembered).
+pub(crate) const MAX_TRACE_BYTES: usize = 1024;
+/// One hit in this many is checked against a real call.
+pub(crate) const CHECK_EVERY: u64 = 1024;
+
+/// One read a `view-router` guest made through its `message-view`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Probe {
+    Id,
+    Header(String),
+    Headers,
+    Properties,
+    BodySize,
+    Body,
+    ToMessage,
+    Context,
+}
+
+/// What one call read, and whether anything else it did rules out remembering it.
+#[derive(Debug, Default)]
+pub(crate) struct Reads {
+    pub probes: Vec<Probe>,
+    pub tainted: bool,
+}
+
+impl Reads {
+    pub fn probe(&mut self, probe: Probe) {
+        self.probes.push(probe);
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// The verdict the plugin gave for these answers.
+    Hit(RouteVerdict),
+    /// Not known (or a hit picked for a spot check): call the plugin and [`VerdictCache::remember`].
+    Miss,
+}
+
+/// What the admin API reports about a version's cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerdictCacheInfo {
+    pub verdicts: usize,
+    pub hits: u64,
+    pub misses: u64,
+    /// Why the cache turned itself off, if it did.
+    pub off: Option<String>,
+}
+
+enum Node {
+    Ask {
+        probe: Probe,
+        next: HashMap<Box<[u8]>, Node>,
+    },
+    Verdict(RouteVerdict),
+}
+
+#[derive(Default)]
+struct Tree {
+    root: Option<Node>,
+    verdicts: usize,
+}
+
+thread_local! {
+    /// The answer being looked up: one buffer per thread, so a lookup allocates nothing.
+    static ANSWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A version's remembered verdicts. Shared by every call of the version.
+#[derive(Default)]
+pub(crate) struct VerdictCache {
+    tree: RwLock<Tree>,
+    off: AtomicBool,
+    why_off: Mutex<Option<String>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl std::fmt::Debug for VerdictCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerdictCache")
+            .field("info", &self.info())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The trace contradicts the tree: the plugin is not deterministic.
+struct Contradiction(&'static str);
+
+impl VerdictCache {
+    /// A cache for a version with this deployment config, if the config asks for one.
+    pub fn for_config(config: &std::collections::BTreeMap<String, String>) -> Option<Self> {
+        (config.get(DIRECTIVE).map(String::as_str) == Some("on")).then(Self::default)
+    }
+
+    /// Whether calls should record their reads for [`remember`](Self::remember).
+    pub fn on(&self) -> bool {
+        !self.off.load(Relaxed)
+    }
+
+    pub fn lookup(&self, msg: &Message, ctx: &RouteContext) -> Lookup {
+        if !self.on() {
+            return Lookup::Miss;
+        }
+        let tree = self.tree.read();
+        let found = ANSWER.with_borrow_mut(|buf| {
+            let mut node = tree.root.as_ref()?;
+            loop {
+                match node {
+                    Node::Verdict(verdict) => return Some(verdict),
+                    Node::Ask { probe, next } => {
+                        if !answer(probe, msg, ctx, buf) {
+                            return None;
+                        }
+                        node = next.get(&buf[..])?;
+                    }
+                }
+            }
+        });
+        if let Some(verdict) = found {
+            let n = self.hits.fetch_add(1, Relaxed) + 1;
+            if !n.is_multiple_of(CHECK_EVERY) {
+                return Lookup::Hit(verdict.clone());
+            }
+        }
+        self.misses.fetch_add(1, Relaxed);
+        Lookup::Miss
+    }
+
+    /// Remembers the verdict a call gave after reading `reads`, unless the call cannot be
+    /// remembered (see the module invariants). Turns the cache off if the trace contradicts it.
+    pub fn remember(
+        &self,
+        plugin: &str,
+        reads: &Reads,
+        msg: &Message,
+        ctx: &RouteContext,
+        verdict: &RouteVerdict,
+    ) {
+        if !self.on() || reads.tainted {
+            return;
+        }
+        let unique = |p: &Probe| matches!(p, Probe::Id | Probe::ToMessage);
+        if reads.probes.iter().any(unique) {
+            return;
+        }
+        let mut answers = Vec::with_capacity(reads.probes.len());
+        let (mut bytes, mut buf) = (0, Vec::new());
+        for probe in &reads.probes {
+            if !answer(probe, msg, ctx, &mut buf) {
+                return;
+            }
+            bytes += buf.len();
+            if bytes > MAX_TRACE_BYTES {
+                return;
+            }
+            answers.push(Box::from(&buf[..]));
+        }
+        let mut tree = self.tree.write();
+        let full = tree.verdicts >= MAX_VERDICTS;
+        let added = match &mut tree.root {
+            None => {
+                tree.root = Some(chain(&reads.probes, answers, verdict));
+                Ok(true)
+            }
+            Some(root) => insert(root, &reads.probes, answers, verdict, full),
+        };
+        match added {
+            Ok(added) => tree.verdicts += usize::from(added),
+            Err(Contradiction(why)) => {
+                *tree = Tree::default();
+                self.off.store(true, Relaxed);
+                *self.why_off.lock() = Some(format!("not deterministic: {why}"));
+                tracing::warn!(
+                    plugin,
+                    why,
+                    "verdict cache turned off: the plugin is not deterministic"
+                );
+            }
+        }
+    }
+
+    pub fn info(&self) -> VerdictCacheInfo {
+        VerdictCacheInfo {
+            verdicts: self.tree.read().verdicts,
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            off: self.why_off.lock().clone(),
+        }
+    }
+}
+
+/// Adds one trace below `node`. `Ok(true)`: a new verdict; `Ok(false)`: known already, or not
+/// added because the tree is `full`.
+fn insert(
+    mut node: &mut Node,
+    probes: &[Probe],
+    answers: Vec<Box<[u8]>>,
+    verdict: &RouteVerdict,
+    full: bool,
+) -> Result<bool, Contradiction> {
+    let mut answers = answers.into_iter();
+    for (i, probe) in probes.iter().enumerate() {
+        let Node::Ask { probe: asked, next } = node else {
+            return Err(Contradiction("it read more after the same answers"));
+        };
+        if asked != probe {
+            return Err(Contradiction(
+                "it read something else after the same answers",
+            ));
+        }
+        let answer = answers.next().expect("one answer per probe");
+        match next.entry(answer) {
+            Entry::Occupied(e) => node = e.into_mut(),
+            Entry::Vacant(_) if full => return Ok(false),
+            Entry::Vacant(e) => {
+                e.insert(chain(&probes[i + 1..], answers.collect(), verdict));
+                return Ok(true);
+            }
+        }
+    }
+    match node {
+        Node::Verdict(known) if known == verdict => Ok(false),
+        Node::Verdict(_) => Err(Contradiction(
+            "it gave another verdict for the same answers",
+        )),
+        Node::Ask { .. } => Err(Contradiction("it read less for the same answers")),
+    }
+}
+
+/// A path of fresh nodes: `probes[i]` answered `answers[i]`, then `verdict`.
+fn chain(probes: &[Probe], answers: Vec<Box<[u8]>>, verdict: &RouteVerdict) -> Node {
+    let mut node = Node::Verdict(verdict.clone());
+    for (probe, answer) in probes.iter().zip(answers).rev() {
+        let next = HashMap::from([(answer, node)]);
+        node = Node::Ask {
+            probe: probe.clone(),
+            next,
+        };
+    }
+    node
+}
+
+/// Writes the canonical encoding of `probe`'s answer for this message into `out`. `false`: no
+/// answer that could be remembered (an id, the whole message, or a body over the trace limit).
+fn answer(probe: &Probe, msg: &Message, ctx: &RouteContext, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let encoded = match probe {
+        Probe::Header(name) => rmp_serde::encode::write(out, &msg.headers.get(name)),
+        Probe::Headers => rmp_serde::encode::write(out, &msg.headers),
+        Probe::Properties => rmp_serde::encode::write(out, &msg.properties),
+        Probe::BodySize => rmp_serde::encode::write(out, &(msg.body.len() as u64)),
+        Probe::Body if msg.body.len() <= MAX_TRACE_BYTES => {
+            out.extend_from_slice(&msg.body);
+            Ok(())
+        }
+        Probe::Context => rmp_serde::encode::write(
+            out,
+            &(
+                &ctx.exchange,
+                &ctx.routing_key,
+                ctx.delivery_count,
+                &ctx.source,
+            ),
+        ),
+        Probe::Body | Probe::Id | Probe::ToMessage => return false,
+    };
+    encoded.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::FieldValue;
+    use crate::plugin::types::{Destination, Target};
+
+    fn to(queue: &str) -> RouteVerdict {
+        RouteVerdict::Deliver(vec![Destination {
+            target: Target::Queue(queue.into()),
+            message: None,
+            delay_ms: None,
+        }])
+    }
+
+    fn with_region(region: &str) -> Message {
+        let mut m = Message::new(b"x".to_vec());
+        m.headers
+            .insert("region".into(), FieldValue::String(region.into()));
+        m
+    }
+
+    fn reads(probes: &[Probe]) -> Reads {
+        Reads {
+            probes: probes.to_vec(),
+            tainted: false,
+        }
+    }
+
+    fn cache() -> VerdictCache {
+        let config = [(DIRECTIVE.to_string(), "on".to_string())].into();
+        VerdictCache::for_config(&config).expect("asked for")
+    }
+
+    #[test]
+    fn a_remembered_verdict_is_found_by_the_answers_alone() {
+        let (c, ctx) = (cache(), RouteContext::default());
+        let region = reads(&[Probe::Header("region".into())]);
+        c.remember("p", &region, &with_region("eu"), &ctx, &to("q-eu"));
+        c.remember("p", &region, &with_region("us"), &ctx, &to("q-us"));
+        assert!(matches!(c.lookup(&with_region("eu"), &ctx), Lookup::Hit(v) if v == to("q-eu")));
+        assert!(matches!(c.lookup(&with_region("us"), &ctx), Lookup::Hit(v) if v == to("q-us")));
+        assert!(matches!(c.lookup(&with_region("ap"), &ctx), Lookup::Miss));
+        let info = c.info();
+        assert_eq!((info.verdicts, info.hits, info.misses), (2, 2, 1));
+    }
+
+    #[test]
+    fn tainted_or_unique_traces_are_not_remembered() {
+        let (c, ctx, m) = (cache(), RouteContext::default(), with_region("eu"));
+        let mut tainted = reads(&[Probe::Header("region".into())]);
+        tainted.tainted = true;
+        c.remember("p", &tainted, &m, &ctx, &to("q"));
+        c.remember("p", &reads(&[Probe::Id]), &m, &ctx, &to("q"));
+        c.remember("p", &reads(&[Probe::ToMessage]), &m, &ctx, &to("q"));
+        assert_eq!(c.info().verdicts, 0);
+        assert!(matches!(c.lookup(&m, &ctx), Lookup::Miss));
+    }
+
+    #[test]
+    fn a_contradicting_trace_turns_the_cache_off_for_good() {
+        let (c, ctx, m) = (cache(), RouteContext::default(), with_region("eu"));
+        let region = reads(&[Probe::Header("region".into())]);
+        c.remember("p", &region, &m, &ctx, &to("a"));
+        c.remember("p", &region, &m, &ctx, &to("b"));
+        assert!(!c.on());
+        assert!(c.info().off.expect("says why").contains("another verdict"));
+        assert_eq!(c.info().verdicts, 0);
+        c.remember("p", &region, &m, &ctx, &to("a"));
+        assert!(matches!(c.lookup(&m, &ctx), Lookup::Miss));
+    }
+
+    #[test]
+    fn every_check_every_th_hit_is_sent_to_the_plugin() {
+        let (c, ctx, m) = (cache(), RouteContext::default(), with_region("eu"));
+        c.remember("p", &reads(&[]), &m, &ctx, &to("q"));
+        let misses = (0..CHECK_EVERY * 3)
+            .filter(|_| matches!(c.lookup(&m, &ctx), Lookup::Miss))
+            .count();
+        assert_eq!(misses, 3);
+    }
+
+    #[test]
+    fn a_full_tree_answers_but_remembers_nothing_new() {
+        let (c, ctx) = (cache(), RouteContext::default());
+        let region = reads(&[Probe::Header("region".into())]);
+        for i in 0..MAX_VERDICTS + 10 {
+            c.remember("p", &region, &with_region(&i.to_string()), &ctx, &to("q"));
+        }
+        assert_eq!(c.info().verdicts, MAX_VERDICTS);
+        assert!(matches!(c.lookup(&with_region("0"), &ctx), Lookup::Hit(_)));
+        let past = with_region(&(MAX_VERDICTS + 5).to_string());
+        assert!(matches!(c.lookup(&past, &ctx), Lookup::Miss));
+    }
+
+    #[test]
+    fn no_cache_unless_the_config_says_on() {
+        assert!(VerdictCache::for_config(&Default::default()).is_none());
+        let off = [(DIRECTIVE.to_string(), "off".to_string())].into();
+        assert!(VerdictCache::for_config(&off).is_none());
+    }
+}
