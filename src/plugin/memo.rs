@@ -24,7 +24,9 @@
 //! - an answer is compared through one canonical encoding, [`answer`], used both when a trace is
 //!   remembered and when the tree is walked, so the two cannot disagree on what an answer was;
 //! - the tree holds at most [`MAX_VERDICTS`] verdicts, and no trace whose answers exceed
-//!   [`MAX_TRACE_BYTES`]; when full it still answers, and remembers nothing new;
+//!   [`MAX_TRACE_BYTES`]; when full it still answers, and remembers nothing new. A full tree
+//!   that has missed more than it hit turns off: the plugin reads something that rarely repeats
+//!   (a trace id, a timestamp), and every lookup would be wasted work;
 //! - every [`CHECK_EVERY`]-th hit is computed by the plugin anyway and compared with the tree. A
 //!   trace that contradicts it (another verdict for the same answers, or other probes) proves the
 //!   plugin is not deterministic: the cache turns off for this version for good, empties, and
@@ -194,6 +196,16 @@ impl VerdictCache {
         if reads.probes.iter().any(unique) {
             return;
         }
+        if self.tree.read().verdicts >= MAX_VERDICTS {
+            // Full: learn nothing more, and stop paying for lookups that mostly miss.
+            if self.hits.load(Relaxed) < self.misses.load(Relaxed) {
+                self.turn_off(
+                    plugin,
+                    "full, with fewer hits than misses: what it reads rarely repeats".into(),
+                );
+            }
+            return;
+        }
         let mut answers = Vec::with_capacity(reads.probes.len());
         let (mut bytes, mut buf) = (0, Vec::new());
         for probe in &reads.probes {
@@ -218,16 +230,18 @@ impl VerdictCache {
         match added {
             Ok(added) => tree.verdicts += usize::from(added),
             Err(Contradiction(why)) => {
-                *tree = Tree::default();
-                self.off.store(true, Relaxed);
-                *self.why_off.lock() = Some(format!("not deterministic: {why}"));
-                tracing::warn!(
-                    plugin,
-                    why,
-                    "verdict cache turned off: the plugin is not deterministic"
-                );
+                drop(tree);
+                self.turn_off(plugin, format!("not deterministic: {why}"));
             }
         }
+    }
+
+    /// Empties the cache and turns it off for good.
+    fn turn_off(&self, plugin: &str, why: String) {
+        *self.tree.write() = Tree::default();
+        self.off.store(true, Relaxed);
+        tracing::warn!(plugin, why, "verdict cache turned off");
+        *self.why_off.lock() = Some(why);
     }
 
     pub fn info(&self) -> VerdictCacheInfo {
@@ -410,6 +424,20 @@ mod tests {
         assert!(matches!(c.lookup(&with_region("0"), &ctx), Lookup::Hit(_)));
         let past = with_region(&(MAX_VERDICTS + 5).to_string());
         assert!(matches!(c.lookup(&past, &ctx), Lookup::Miss));
+    }
+
+    #[test]
+    fn a_full_tree_that_mostly_misses_turns_off() {
+        let (c, ctx) = (cache(), RouteContext::default());
+        let region = reads(&[Probe::Header("region".into())]);
+        for i in 0..MAX_VERDICTS + 1 {
+            let m = with_region(&i.to_string());
+            assert!(matches!(c.lookup(&m, &ctx), Lookup::Miss));
+            c.remember("p", &region, &m, &ctx, &to("q"));
+        }
+        assert!(!c.on());
+        assert!(c.info().off.unwrap().contains("rarely repeats"));
+        assert_eq!(c.info().verdicts, 0);
     }
 
     #[test]
