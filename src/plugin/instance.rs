@@ -17,9 +17,13 @@
 //! **penalized**: its calls run on fibers in the penalty lane (`lane.rs`), one at a time, until
 //! it has run clean for a while (`penalty.rs`). Its callers wait; everyone else keeps the CPU.
 //!
-//! A `LoadedPlugin` is immutable apart from its idle lists, the direct/fiber switch and the
-//! penalty state; a hot swap replaces the whole `Arc<LoadedPlugin>`, so calls that already hold
-//! the old one finish on it, and a new version starts unpenalized.
+//! A `view-router` version deployed with `switchyard.verdict-cache = on` answers what it has
+//! answered before from its verdict cache (`memo.rs`), without a call; dry runs always call.
+//!
+//! A `LoadedPlugin` is immutable apart from its idle lists, the direct/fiber switch, the
+//! penalty state and the verdict cache; a hot swap replaces the whole `Arc<LoadedPlugin>`, so
+//! calls that already hold the old one finish on it, and a new version starts unpenalized, with
+//! an empty cache.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
