@@ -203,6 +203,7 @@ pub fn plugin(target: &Target, cmd: &PluginRemoteCommand) -> Result<String, CliE
                         s(&p["stats"]["plugin_errors"]),
                         s(&p["stats"]["traps"]),
                         s(&p["stats"]["timeouts"]),
+                        s(&p["verdict_cache"]["hits"]),
                         s(&p["last_load_error"]),
                     ]
                 })
@@ -216,6 +217,7 @@ pub fn plugin(target: &Target, cmd: &PluginRemoteCommand) -> Result<String, CliE
                 "ERRORS",
                 "TRAPS",
                 "TIMEOUTS",
+                "CACHE HITS",
                 "LOAD ERROR",
             ];
             return Ok(render(&headers, &rows));

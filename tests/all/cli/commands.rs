@@ -77,6 +77,52 @@ fn publish_consume_queue_exchange_and_definitions() {
 }
 
 #[test]
+fn a_plugin_deployed_with_its_verdict_cache_lists_its_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[], &[]);
+    let wasm = rust_plugin("header_router");
+    let deploy = [
+        "plugin",
+        "deploy",
+        "tenants",
+        wasm.to_str().unwrap(),
+        "--config",
+        "header=tenant",
+        "--config",
+        "route.acme=t.acme",
+        "--config",
+        "switchyard.verdict-cache=on",
+    ];
+    ok(&b, &deploy);
+    ok(&b, &["queue", "declare", "t.acme"]);
+    let declare = [
+        "exchange", "declare", "in", "--type", "x-wasm", "--plugin", "tenants",
+    ];
+    ok(&b, &declare);
+    for id in ["c-1", "c-2", "c-3"] {
+        let publish = [
+            "publish",
+            "in",
+            "--body",
+            "b",
+            "-H",
+            "tenant=acme",
+            "--id",
+            id,
+        ];
+        assert!(ok(&b, &publish).contains("t.acme"));
+    }
+    let stats: Value = serde_json::from_str(&ok(&b, &["plugin", "stats", "tenants"])).unwrap();
+    assert_eq!(stats["calls"]["calls"], 1, "{stats}");
+    assert_eq!(stats["verdict_cache"]["hits"], 2, "{stats}");
+    let list = ok(&b, &["plugin", "list"]);
+    let header = list.lines().next().unwrap_or_default();
+    let row = list.lines().find(|l| l.starts_with("tenants")).unwrap();
+    let at = header.find("CACHE HITS").expect("a CACHE HITS column");
+    assert_eq!(row[at..].split_whitespace().next(), Some("2"), "{list}");
+}
+
+#[test]
 fn plugin_deploy_stats_and_dlq_redrive() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::start(dir.path(), &[], &[]);
