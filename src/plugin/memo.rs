@@ -23,8 +23,10 @@
 //!   ids are unique, so it could never be hit;
 //! - an answer is compared through one canonical encoding, [`answer`], used both when a trace is
 //!   remembered and when the tree is walked, so the two cannot disagree on what an answer was;
-//! - the tree holds at most [`MAX_VERDICTS`] verdicts, and no trace whose answers exceed
-//!   [`MAX_TRACE_BYTES`]; when full it still answers, and remembers nothing new. A full tree
+//! - the tree holds at most [`MAX_VERDICTS`] verdicts, no trace of more than [`MAX_PROBES`]
+//!   probes or [`MAX_TRACE_BYTES`] of header names and answers, and no verdict with a replacement message or over
+//!   [`MAX_VERDICT_BYTES`] of names (so a full tree is a few MiB at worst, outside the guest's
+//!   memory cap); when full it still answers, and remembers nothing new. A full tree
 //!   that has missed more than it hit turns off: the plugin reads something that rarely repeats
 //!   (a trace id, a timestamp), and every lookup would be wasted work;
 //! - every [`CHECK_EVERY`]-th hit is computed by the plugin anyway and compared with the tree. A
@@ -40,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
-use super::types::{RouteContext, RouteVerdict};
+use super::types::{Destination, RouteContext, RouteVerdict, Target};
 use crate::message::Message;
 
 /// The config key that turns the cache on for a version (value `on`). The `switchyard.` prefix
@@ -49,8 +51,13 @@ pub const DIRECTIVE: &str = "switchyard.verdict-cache";
 
 /// Verdicts one version's tree holds at most.
 pub(crate) const MAX_VERDICTS: usize = 4096;
-/// Bytes of answers one remembered trace may hold (a body read past it is not remembered).
+/// Bytes of probes and answers one remembered trace may hold (a body read past it is not
+/// remembered).
 pub(crate) const MAX_TRACE_BYTES: usize = 1024;
+/// Probes one remembered trace may hold: each is a node, with a map, in the tree.
+pub(crate) const MAX_PROBES: usize = 16;
+/// Bytes of names, keys and reasons one remembered verdict may hold.
+pub(crate) const MAX_VERDICT_BYTES: usize = 1024;
 /// One hit in this many is checked against a real call.
 pub(crate) const CHECK_EVERY: u64 = 1024;
 
@@ -75,7 +82,14 @@ pub(crate) struct Reads {
 }
 
 impl Reads {
+    /// Records a probe. A trace that outgrows what could be remembered stops growing and is
+    /// tainted instead, so a guest probing in a loop costs the host no memory.
     pub fn probe(&mut self, probe: Probe) {
+        let too_long = matches!(&probe, Probe::Header(name) if name.len() > MAX_TRACE_BYTES);
+        if self.tainted || too_long || self.probes.len() >= MAX_PROBES {
+            self.tainted = true;
+            return;
+        }
         self.probes.push(probe);
     }
 }
@@ -189,11 +203,11 @@ impl VerdictCache {
         ctx: &RouteContext,
         verdict: &RouteVerdict,
     ) {
-        if !self.on() || reads.tainted {
+        if !self.on() || reads.tainted || !small(verdict) {
             return;
         }
         let unique = |p: &Probe| matches!(p, Probe::Id | Probe::ToMessage);
-        if reads.probes.iter().any(unique) {
+        if reads.probes.len() > MAX_PROBES || reads.probes.iter().any(unique) {
             return;
         }
         if self.tree.read().verdicts >= MAX_VERDICTS {
@@ -212,7 +226,11 @@ impl VerdictCache {
             if !answer(probe, msg, ctx, &mut buf) {
                 return;
             }
-            bytes += buf.len();
+            let name = match probe {
+                Probe::Header(name) => name.len(),
+                _ => 0,
+            };
+            bytes += name + buf.len();
             if bytes > MAX_TRACE_BYTES {
                 return;
             }
@@ -292,6 +310,26 @@ fn insert(
     }
 }
 
+/// Whether a verdict is small enough to keep: no replacement message (a copy per entry), and at
+/// most [`MAX_VERDICT_BYTES`] of strings, so that a full tree stays a few MiB at worst.
+fn small(verdict: &RouteVerdict) -> bool {
+    let bytes = match verdict {
+        RouteVerdict::Drop => 0,
+        RouteVerdict::DeadLetter { reason } => reason.len(),
+        RouteVerdict::Deliver(destinations) => {
+            if destinations.iter().any(|d| d.message.is_some()) {
+                return false;
+            }
+            let target = |d: &Destination| match &d.target {
+                Target::Queue(q) => q.len(),
+                Target::Exchange { name, routing_key } => name.len() + routing_key.len(),
+            };
+            destinations.iter().map(target).sum()
+        }
+    };
+    bytes <= MAX_VERDICT_BYTES
+}
+
 /// A path of fresh nodes: `probes[i]` answered `answers[i]`, then `verdict`.
 fn chain(probes: &[Probe], answers: Vec<Box<[u8]>>, verdict: &RouteVerdict) -> Node {
     let mut node = Node::Verdict(verdict.clone());
@@ -336,7 +374,6 @@ fn answer(probe: &Probe, msg: &Message, ctx: &RouteContext, out: &mut Vec<u8>) -
 mod tests {
     use super::*;
     use crate::message::FieldValue;
-    use crate::plugin::types::{Destination, Target};
 
     fn to(queue: &str) -> RouteVerdict {
         RouteVerdict::Deliver(vec![Destination {
@@ -401,6 +438,55 @@ mod tests {
         assert_eq!(c.info().verdicts, 0);
         c.remember("p", &region, &m, &ctx, &to("a"));
         assert!(matches!(c.lookup(&m, &ctx), Lookup::Miss));
+    }
+
+    #[test]
+    fn big_verdicts_and_replacement_messages_are_not_remembered() {
+        let (c, ctx, m) = (cache(), RouteContext::default(), with_region("eu"));
+        let region = reads(&[Probe::Header("region".into())]);
+        let long = "q".repeat(MAX_VERDICT_BYTES + 1);
+        c.remember("p", &region, &m, &ctx, &to(&long));
+        let reason = "r".repeat(MAX_VERDICT_BYTES + 1);
+        c.remember("p", &region, &m, &ctx, &RouteVerdict::DeadLetter { reason });
+        let copy = RouteVerdict::Deliver(vec![Destination {
+            target: Target::Queue("q".into()),
+            message: Some(m.clone()),
+            delay_ms: None,
+        }]);
+        c.remember("p", &region, &m, &ctx, &copy);
+        assert_eq!(c.info().verdicts, 0);
+        c.remember("p", &region, &m, &ctx, &to(&"q".repeat(MAX_VERDICT_BYTES)));
+        assert_eq!(c.info().verdicts, 1);
+    }
+
+    #[test]
+    fn a_trace_stops_growing_past_what_could_be_remembered() {
+        let mut r = Reads::default();
+        for _ in 0..MAX_PROBES * 10 {
+            r.probe(Probe::Header("h".into()));
+        }
+        assert_eq!((r.probes.len(), r.tainted), (MAX_PROBES, true));
+        let mut r = Reads::default();
+        r.probe(Probe::Header("h".repeat(MAX_TRACE_BYTES + 1)));
+        assert!(r.probes.is_empty() && r.tainted);
+    }
+
+    #[test]
+    fn long_traces_are_not_remembered() {
+        let (c, ctx, m) = (cache(), RouteContext::default(), with_region("eu"));
+        let many = reads(&vec![Probe::BodySize; MAX_PROBES + 1]);
+        c.remember("p", &many, &m, &ctx, &to("q"));
+        let long_name = reads(&[Probe::Header("h".repeat(MAX_TRACE_BYTES))]);
+        c.remember("p", &long_name, &m, &ctx, &to("q"));
+        assert_eq!(c.info().verdicts, 0);
+        c.remember(
+            "p",
+            &reads(&vec![Probe::BodySize; MAX_PROBES]),
+            &m,
+            &ctx,
+            &to("q"),
+        );
+        assert_eq!(c.info().verdicts, 1);
     }
 
     #[test]
