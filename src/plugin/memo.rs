@@ -210,14 +210,12 @@ impl VerdictCache {
         if reads.probes.len() > MAX_PROBES || reads.probes.iter().any(unique) {
             return;
         }
-        if self.tree.read().verdicts >= MAX_VERDICTS {
-            // Full: learn nothing more, and stop paying for lookups that mostly miss.
-            if self.hits.load(Relaxed) < self.misses.load(Relaxed) {
-                self.turn_off(
-                    plugin,
-                    "full, with fewer hits than misses: what it reads rarely repeats".into(),
-                );
-            }
+        // Full, the tree learns nothing more, but a trace still walks it to be checked; and
+        // lookups that mostly miss are not worth paying for.
+        let full = self.tree.read().verdicts >= MAX_VERDICTS;
+        if full && self.hits.load(Relaxed) < self.misses.load(Relaxed) {
+            let why = "full, with fewer hits than misses: what it reads rarely repeats";
+            self.turn_off(plugin, why.into());
             return;
         }
         let mut answers = Vec::with_capacity(reads.probes.len());
@@ -510,6 +508,17 @@ mod tests {
         assert!(matches!(c.lookup(&with_region("0"), &ctx), Lookup::Hit(_)));
         let past = with_region(&(MAX_VERDICTS + 5).to_string());
         assert!(matches!(c.lookup(&past, &ctx), Lookup::Miss));
+    }
+
+    #[test]
+    fn a_full_tree_still_catches_a_contradiction() {
+        let (c, ctx) = (cache(), RouteContext::default());
+        let region = reads(&[Probe::Header("region".into())]);
+        for i in 0..MAX_VERDICTS {
+            c.remember("p", &region, &with_region(&i.to_string()), &ctx, &to("q"));
+        }
+        c.remember("p", &region, &with_region("0"), &ctx, &to("elsewhere"));
+        assert!(c.info().off.unwrap().contains("not deterministic"));
     }
 
     #[test]
