@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use switchyard::message::{FieldValue, Message};
 use switchyard::plugin::{
-    DeployOptions, HostConfig, PluginHost, PluginKind, PluginLimits, RouteContext,
+    DeployOptions, HostConfig, PluginHost, PluginKind, PluginLimits, RouteContext, VERDICT_CACHE,
 };
 
 fn message(body: Vec<u8>) -> Message {
@@ -153,12 +153,23 @@ fn main() {
         ("default", "other"),
     ]);
     let hr_config_fibers = hr_config.clone();
+    // The same routes, answered from the verdict cache after the first call: the figure is a
+    // hit's cost (the message repeats), a spot check in every 1,024 calls included.
+    let mut hr_cached = hr_config.clone();
+    hr_cached.insert(VERDICT_CACHE.into(), "on".into());
     let read = |p: Option<std::path::PathBuf>| p.map(|p| std::fs::read(p).unwrap());
     let cases = vec![
         Case {
             label: "Rust header-router",
             wasm: Some(plugins::rust_plugin_bytes("header_router")),
             config: hr_config.clone(),
+            body: order_body(),
+            iterations: 200_000,
+        },
+        Case {
+            label: "Rust header-router, verdict cache",
+            wasm: Some(plugins::rust_plugin_bytes("header_router")),
+            config: hr_cached.clone(),
             body: order_body(),
             iterations: 200_000,
         },
@@ -193,6 +204,28 @@ fn main() {
             config: hr_config.clone(),
             body: order_body(),
             iterations: 20_000,
+        },
+        Case {
+            label: "Python view-router",
+            wasm: if quick {
+                None
+            } else {
+                read(plugins::python_view_router())
+            },
+            config: hr_config.clone(),
+            body: order_body(),
+            iterations: 20_000,
+        },
+        Case {
+            label: "Python view-router, verdict cache",
+            wasm: if quick {
+                None
+            } else {
+                read(plugins::python_view_router())
+            },
+            config: hr_cached,
+            body: order_body(),
+            iterations: 200_000,
         },
         Case {
             label: "JS header-router",
@@ -237,7 +270,7 @@ fn main() {
             config: case.config.clone(),
             ..Default::default()
         };
-        let name = case.label.replace(' ', "-").to_lowercase();
+        let name = case.label.replace(',', "").replace(' ', "-").to_lowercase();
         // Compile (cache miss) + type-check + first instance, on a disk-backed host.
         let t = Instant::now();
         host.deploy(&name, wasm, opts.clone()).unwrap();

@@ -6,7 +6,7 @@ use switchyard::message::Message;
 use switchyard::plugin::{PluginHost, RouteContext, VERDICT_CACHE};
 
 use super::{memory_host, queues, with_config};
-use crate::support::plugins::rust_plugin_bytes;
+use crate::support::plugins::{python_view_router, rust_plugin_bytes};
 use crate::support::wait::Wait;
 
 fn region(r: &str) -> Message {
@@ -145,4 +145,35 @@ fn a_router_that_is_not_deterministic_is_caught_and_the_cache_turns_off() {
     let seen: Vec<_> = (0..4).flat_map(|_| route(&host, "rotator", &msg)).collect();
     assert_eq!(calls(&host, "rotator"), before + 4);
     assert!(seen.contains(&"eu-0".to_string()) && seen.contains(&"eu-1".to_string()));
+}
+
+#[test]
+fn a_python_view_router_with_its_cache_is_called_once_per_answer() {
+    let Some(path) = python_view_router() else {
+        return; // componentize-py is missing: the build printed "skipped"
+    };
+    let host = memory_host();
+    let config = [
+        ("header", "region"),
+        ("route.eu", "q-eu"),
+        ("default", "q-other"),
+        (VERDICT_CACHE, "on"),
+    ];
+    let bytes = std::fs::read(path).unwrap();
+    host.deploy("py", &bytes, with_config(&config)).unwrap();
+    assert_eq!(host.show("py").unwrap().world, "view-router");
+    for i in 0..300 {
+        let (r, q) = [("eu", "q-eu"), ("us", "q-other"), ("ap", "q-other")][i % 3];
+        assert_eq!(route(&host, "py", &region(r)), [q], "message {i}");
+    }
+    let info = host.show("py").unwrap().verdict_cache.unwrap();
+    assert_eq!((info.verdicts, &info.off), (3, &None), "{info:?}");
+    assert_eq!(calls(&host, "py"), 3);
+    // Without a `region` header the guest reads nothing else: one more answer, one more call.
+    let missing = Message::new("{}");
+    for _ in 0..3 {
+        let verdict = host.route("py", &missing, &RouteContext::default()).wait();
+        assert_eq!(queues(&verdict.unwrap()), ["q-other"]);
+    }
+    assert_eq!(calls(&host, "py"), 4);
 }

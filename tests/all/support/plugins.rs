@@ -109,14 +109,15 @@ fn newer_than(output: &Path, input: &Path) -> bool {
     matches!((modified(output), modified(input)), (Some(o), Some(i)) if o >= i)
 }
 
-fn build_python() -> Result<Option<PathBuf>, String> {
+/// Builds `plugins/python/<name>/app.py` for `world` into `out/<name>.wasm`, unless it is fresh.
+fn build_python(name: &str, world: &str) -> Result<Option<PathBuf>, String> {
     if !tool_works("componentize-py", "--version") {
         println!("skipped: componentize-py not installed, run scripts/test.sh");
         return Ok(None);
     }
-    let dir = plugins_dir().join("python/header_router");
-    let out = dir.join("out/header_router.wasm");
-    with_file_lock("python-build", || {
+    let dir = plugins_dir().join("python").join(name);
+    let out = dir.join(format!("out/{name}.wasm"));
+    with_file_lock(&format!("python-build-{name}"), || {
         if newer_than(&out, &dir.join("app.py"))
             && newer_than(&out, &repo_root().join("wit/plugin.wit"))
         {
@@ -128,12 +129,12 @@ fn build_python() -> Result<Option<PathBuf>, String> {
                 "-d",
                 "../../../wit",
                 "-w",
-                "router",
+                world,
                 "componentize",
                 "app",
                 "-o",
-                "out/header_router.wasm",
             ])
+            .arg(&out)
             .current_dir(&dir)
             .output()
             .map_err(|e| e.to_string())?;
@@ -151,7 +152,17 @@ fn build_python() -> Result<Option<PathBuf>, String> {
 pub fn python_header_router() -> Option<PathBuf> {
     static BUILT: OnceLock<Result<Option<PathBuf>, String>> = OnceLock::new();
     BUILT
-        .get_or_init(build_python)
+        .get_or_init(|| build_python("header_router", "router"))
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The Python header router for the `view-router` world, or `None` (after printing why) when
+/// componentize-py is missing.
+pub fn python_view_router() -> Option<PathBuf> {
+    static BUILT: OnceLock<Result<Option<PathBuf>, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_python("view_router", "view-router"))
         .clone()
         .unwrap_or_else(|e| panic!("{e}"))
 }
