@@ -197,6 +197,23 @@ pub async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
             s.calls,
         );
     }
+    out.family(
+        "switchyard_plugin_verdict_cache_lookups_total",
+        "counter",
+        "Verdict cache lookups of the serving version, by result (reset by a deploy).",
+    );
+    for p in &plugins {
+        let Some(cache) = &p.verdict_cache else {
+            continue;
+        };
+        for (result, v) in [("hit", cache.hits), ("miss", cache.misses)] {
+            out.sample(
+                "switchyard_plugin_verdict_cache_lookups_total",
+                &[("plugin", p.name.as_str()), ("result", result)],
+                v,
+            );
+        }
+    }
     let h = broker.plugins().host_stats();
     out.family(
         "switchyard_plugin_loads_total",

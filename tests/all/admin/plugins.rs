@@ -193,4 +193,8 @@ fn a_router_deployed_with_its_verdict_cache_routes_without_calls_and_reports_it(
     assert_eq!(cache["hits"], 4, "{stats}");
     assert_eq!(cache["off"], Value::Null, "{stats}");
     assert_eq!(stats["calls"]["calls"], 1, "{stats}");
+    let text = s.get("/metrics");
+    let text = text.as_str().unwrap();
+    let hits = r#"switchyard_plugin_verdict_cache_lookups_total{plugin="hdr",result="hit"} 4"#;
+    assert!(text.lines().any(|l| l == hits), "{text}");
 }
