@@ -144,7 +144,11 @@ impl StoreState {
 
     /// Starts recording the next call's reads (or not).
     pub fn record_reads(&mut self, record: bool) {
-        self.clock_read.store(false, Relaxed);
+        // The flag is read only by `take_reads`, which needs `reads`: reset it only then, and
+        // keep an atomic store off every other call.
+        if record {
+            self.clock_read.store(false, Relaxed);
+        }
         self.reads = record.then(Reads::default);
     }
 

@@ -35,17 +35,17 @@ use wasmtime::Engine;
 use super::bindings::{Identity, StoreState};
 use super::engine::deadline_ticks;
 use super::lane::Lane;
-use super::marshal;
-use super::memo::{Lookup, Reads, VerdictCache, VerdictCacheInfo};
+use super::memo::{Reads, VerdictCache};
 use super::penalty::Penalty;
 use super::stats::PluginStats;
-use super::types::{PluginKind, PluginLimits, PluginLog, RouteContext, RouteVerdict};
+use super::types::{PluginKind, PluginLimits, PluginLog, RouteContext};
 use super::worker::{
     escape_of, Budget, CallResult, Escape, Pres, Raw, Worker, World, DIRECT_TICKS,
 };
 use super::PluginError;
 use crate::message::Message;
 
+mod calls;
 mod settle;
 
 use settle::Cost;
@@ -454,66 +454,6 @@ impl LoadedPlugin {
         if idle.len() < self.max_idle {
             idle.push(worker);
         }
-    }
-
-    pub async fn filter(
-        self: &Arc<Self>,
-        msg: &Message,
-        ctx: &RouteContext,
-        logs: Option<&mut Vec<PluginLog>>,
-    ) -> Result<bool, PluginError> {
-        self.check_kind(PluginKind::Filter)?;
-        match self.run(msg, ctx, logs, None).await? {
-            Raw::Filter(keep) => Ok(keep),
-            _ => unreachable!("kind checked"),
-        }
-    }
-
-    pub async fn transform(
-        self: &Arc<Self>,
-        msg: &Message,
-        ctx: &RouteContext,
-        logs: Option<&mut Vec<PluginLog>>,
-    ) -> Result<Message, PluginError> {
-        self.check_kind(PluginKind::Transform)?;
-        match self.run(msg, ctx, logs, None).await? {
-            Raw::Transform(m) => {
-                marshal::message_from_wit(*m).map_err(|c| self.invalid(c.to_string()))
-            }
-            _ => unreachable!("kind checked"),
-        }
-    }
-
-    pub async fn route(
-        self: &Arc<Self>,
-        msg: &Message,
-        ctx: &RouteContext,
-        logs: Option<&mut Vec<PluginLog>>,
-    ) -> Result<RouteVerdict, PluginError> {
-        self.check_kind(PluginKind::Router)?;
-        // A dry run (`logs`) always calls the plugin: it reports the call's logs and time.
-        let memo = self.memo.as_ref().filter(|m| logs.is_none() && m.on());
-        if let Some(memo) = memo {
-            if let Lookup::Hit(verdict) = memo.lookup(msg, ctx) {
-                return Ok(verdict);
-            }
-        }
-        let mut reads = memo.map(|_| Reads::default());
-        let verdict = match self.run(msg, ctx, logs, reads.as_mut()).await? {
-            Raw::Router(v) => {
-                marshal::verdict_from_wit(v).map_err(|c| self.invalid(c.to_string()))?
-            }
-            _ => unreachable!("kind checked"),
-        };
-        if let (Some(memo), Some(reads)) = (memo, &reads) {
-            memo.remember(&self.identity.name, reads, msg, ctx, &verdict);
-        }
-        Ok(verdict)
-    }
-
-    /// The verdict cache's state, if this version has one.
-    pub fn verdict_cache(&self) -> Option<VerdictCacheInfo> {
-        self.memo.as_ref().map(VerdictCache::info)
     }
 
     /// Idle instances right now (for tests and the admin API).

@@ -15,7 +15,8 @@
 //! - `marshal`: `Message` ⇄ WIT; `view`: the `message-view` a `view-router` reads lazily;
 //! - `compile`: bytes → type-checked pre-instance; `cache`: compiled artifacts on disk;
 //! - `instance`: a loaded version and its pools of warm instances (`instance/settle`: the end
-//!   of a call); `worker`: one instance and the two ways to call it (direct, fiber);
+//!   of a call; `instance/calls`: filter, transform, route); `worker`: one instance and the
+//!   two ways to call it (direct, fiber);
 //!   `nonblocking`: WASI for direct calls; `cpu`: a fiber call's CPU time;
 //! - `memo`: the verdict cache of a deterministic `view-router` version;
 //! - `penalty`: when a version's calls move to the penalty lane and back; `lane`: that lane,

@@ -76,12 +76,11 @@ fn publish_consume_queue_exchange_and_definitions() {
     assert!(err.contains("404") && err.contains("nope"), "{err}");
 }
 
-#[test]
-fn a_plugin_deployed_with_its_verdict_cache_lists_its_hits() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[], &[]);
+/// Deploys the Rust header router as `tenants` (header `tenant`, `acme` → queue `t.acme`), with
+/// `extra` arguments; the CLI's success, stdout and stderr.
+fn deploy_tenants(b: &Broker, extra: &[&str]) -> (bool, String, String) {
     let wasm = rust_plugin("header_router");
-    let deploy = [
+    let mut args = vec![
         "plugin",
         "deploy",
         "tenants",
@@ -90,10 +89,17 @@ fn a_plugin_deployed_with_its_verdict_cache_lists_its_hits() {
         "header=tenant",
         "--config",
         "route.acme=t.acme",
-        "--config",
-        "switchyard.verdict-cache=on",
     ];
-    ok(&b, &deploy);
+    args.extend_from_slice(extra);
+    b.cli(&args)
+}
+
+#[test]
+fn a_plugin_deployed_with_its_verdict_cache_lists_its_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[], &[]);
+    let (success, _, err) = deploy_tenants(&b, &["--config", "switchyard.verdict-cache=on"]);
+    assert!(success, "{err}");
     ok(&b, &["queue", "declare", "t.acme"]);
     let declare = [
         "exchange", "declare", "in", "--type", "x-wasm", "--plugin", "tenants",
@@ -126,17 +132,7 @@ fn a_plugin_deployed_with_its_verdict_cache_lists_its_hits() {
 fn plugin_deploy_stats_and_dlq_redrive() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::start(dir.path(), &[], &[]);
-    let wasm = rust_plugin("header_router");
-    let (success, out, err) = b.cli(&[
-        "plugin",
-        "deploy",
-        "tenants",
-        wasm.to_str().unwrap(),
-        "--config",
-        "header=tenant",
-        "--config",
-        "route.acme=t.acme",
-    ]);
+    let (success, out, err) = deploy_tenants(&b, &[]);
     assert!(success, "{err}");
     assert!(
         out.starts_with("plugin tenants (router) now at version "),
