@@ -1,6 +1,7 @@
 //! Switchyard side by side with RabbitMQ and NATS JetStream on identical workloads (issue 7).
 //!
-//! `cargo bench --bench compare [-- --quick] [-- --reps N] [-- --only a,b] [-- --json PATH]`.
+//! `cargo bench --bench compare [-- --quick] [-- --reps N] [-- --only a,b] [-- --json PATH]
+//! [-- --client wire|lapin]`.
 //! Brokers: Switchyard in `fsync` and in `relaxed` durability (a child process of
 //! `target/release/switchyard`, fresh data directory and free ports per repetition),
 //! RabbitMQ at 127.0.0.1:5672 (guest/guest) and NATS JetStream at 127.0.0.1:4222, both already
@@ -8,9 +9,12 @@
 //! as absent and skipped. Workloads and phases are in `compare/phases.rs` and `compare/flow.rs`;
 //! results, how to read them and what bounds them are in `docs/benchmarks.md`.
 //!
+//! AMQP brokers are driven through the lean `wire` client (one task per connection, see
+//! `compare/wire.rs`) or, with `--client lapin`, through lapin.
+//!
 //! Without `--bench` (as `cargo test --all-targets` runs it) a smoke run of a few hundred
-//! messages per phase, with Switchyard in this process: it checks the harness works, its figures
-//! mean nothing. Never a timed assertion.
+//! messages per phase, with Switchyard in this process, one repetition through each AMQP
+//! client: it checks the harness works, its figures mean nothing. Never a timed assertion.
 
 #[path = "../tests/all/support/plugins.rs"]
 mod plugins;
@@ -35,10 +39,14 @@ mod readyz;
 mod report;
 #[path = "compare/switchyard.rs"]
 mod switchyard_broker;
+#[path = "compare/wire.rs"]
+mod wire;
+#[path = "compare/wire_driver.rs"]
+mod wire_driver;
 
 use std::path::PathBuf;
 
-use amqp::{Amqp, Flavor};
+use amqp::{Amqp, Client, Flavor};
 use meter::Watched;
 use nats::Nats;
 use phases::{Disk, Driver, PhaseResult, Sizes, Target};
@@ -57,6 +65,9 @@ struct Options {
     only: Vec<String>,
     json: PathBuf,
     binary: Option<PathBuf>,
+    /// AMQP clients, taken in turn by repetition: the one asked for, or in the smoke run
+    /// both (so `cargo test` covers each).
+    clients: Vec<Client>,
 }
 
 /// `target/<profile>/` of this bench executable (`target/<profile>/deps/compare-<hash>`).
@@ -80,7 +91,13 @@ fn options() -> Options {
     let quick = args.iter().any(|a| a == "--quick");
     let reps = value("--reps")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if smoke || quick { 1 } else { 3 });
+        .unwrap_or(if smoke {
+            2
+        } else if quick {
+            1
+        } else {
+            3
+        });
     let only = value("--only")
         .map(|v| v.split(',').map(str::to_string).collect())
         .unwrap_or_else(|| BROKERS.iter().map(|b| b.to_string()).collect());
@@ -93,6 +110,15 @@ fn options() -> Options {
             .map(PathBuf::from)
             .unwrap_or_else(|| profile_dir().join("switchyard"))
     });
+    let clients = match value("--client").as_deref() {
+        None if smoke => vec![Client::Wire, Client::Lapin],
+        None | Some("wire") => vec![Client::Wire],
+        Some("lapin") => vec![Client::Lapin],
+        Some(other) => {
+            eprintln!("compare: unknown --client {other:?}: use wire (the default) or lapin");
+            std::process::exit(2);
+        }
+    };
     Options {
         smoke,
         quick,
@@ -100,6 +126,7 @@ fn options() -> Options {
         only,
         json,
         binary,
+        clients,
     }
 }
 
@@ -147,6 +174,7 @@ enum Unavailable {
 async fn target(
     broker: &str,
     o: &Options,
+    client: Client,
     plugins: &Plugins,
 ) -> Result<(Target, Option<Switchyard>), Unavailable> {
     use Unavailable::{Absent, Failed};
@@ -167,7 +195,7 @@ async fn target(
                     .map_err(|e| Failed(e.into()))?
                     .map_err(Failed)?;
             let driver = Driver::Amqp(
-                Amqp::connect(&server.uri(), Flavor::Switchyard)
+                Amqp::connect(&server.uri(), Flavor::Switchyard, client)
                     .await
                     .map_err(Failed)?,
             );
@@ -183,7 +211,7 @@ async fn target(
             Ok((target, Some(server)))
         }
         "rabbitmq" => {
-            let amqp = Amqp::connect(RABBITMQ_URI, Flavor::RabbitMq)
+            let amqp = Amqp::connect(RABBITMQ_URI, Flavor::RabbitMq, client)
                 .await
                 .map_err(Absent)?;
             amqp.setup().await.map_err(Failed)?;
@@ -252,7 +280,10 @@ fn main() {
     } else {
         "full"
     };
-    println!("compare: {mode}, {} repetition(s), {sizes:?}", o.reps);
+    println!(
+        "compare: {mode}, {} repetition(s), AMQP client {:?}, {sizes:?}",
+        o.reps, o.clients
+    );
     if let Some(b) = &o.binary {
         println!("compare: switchyard binary {}", b.display());
     }
@@ -274,7 +305,8 @@ fn main() {
             if absent.iter().any(|(a, _)| a == broker) {
                 continue;
             }
-            let started = runtime.block_on(target(broker, &o, &plugins));
+            let client = o.clients[rep % o.clients.len()];
+            let started = runtime.block_on(target(broker, &o, client, &plugins));
             let (t, server) = match started {
                 Ok(t) => t,
                 Err(Unavailable::Absent(e)) => {
@@ -289,8 +321,13 @@ fn main() {
                 }
             };
             let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let client = if broker == "nats" {
+                "async-nats".to_string()
+            } else {
+                format!("AMQP client {client:?}")
+            };
             println!(
-                "compare: repetition {} on {broker} (load average {})",
+                "compare: repetition {} on {broker}, {client} (load average {})",
                 rep + 1,
                 load.split_whitespace()
                     .take(3)
@@ -332,6 +369,7 @@ fn main() {
     let context = serde_json::json!({
         "mode": mode,
         "reps": o.reps,
+        "amqp_clients": o.clients.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>(),
         "sizes": format!("{sizes:?}"),
         "machine": machine(),
         "loadavg_at_start": load_at_start.trim(),

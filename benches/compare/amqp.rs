@@ -1,5 +1,6 @@
-//! The AMQP 0-9-1 driver (lapin), one for Switchyard and RabbitMQ alike, so both are measured
-//! through the same client code. Only the topology differs: Switchyard routes W1, W2 and W4
+//! The AMQP 0-9-1 driver, one for Switchyard and RabbitMQ alike, so both are measured through
+//! the same client code: the lean [`Wire`](super::wire) connections by default, or lapin
+//! (`--client lapin`). Only the topology differs: Switchyard routes W1, W2 and W4
 //! through `x-wasm` exchanges (declared from a definitions file at start), RabbitMQ uses the
 //! default and a topic exchange, and for W4 a router service in this process. On RabbitMQ,
 //! a shared service, every queue and exchange name starts with `compare.`.
@@ -22,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::consuming::{Consuming, Tally, IDLE};
 use super::flow::{self, Flow, ACK_EVERY, PIPELINE, WINDOW};
+use super::wire_driver::{self, Publisher};
 
 /// Which AMQP broker: decides the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,18 +32,32 @@ pub enum Flavor {
     RabbitMq,
 }
 
-/// Connections of one broker: one for publishing, one for consumers.
+/// Which client code carries the measured messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// One task per connection, no thread hand-offs (`wire.rs`).
+    Wire,
+    /// lapin: its I/O thread hands each delivery and confirm to the caller's task.
+    Lapin,
+}
+
+/// Connections of one broker: lapin's, one for publishing and set-up, one for consumers;
+/// with [`Client::Wire`], a wire publisher, and a wire connection per consumer per phase.
 pub struct Amqp {
     flavor: Flavor,
+    client: Client,
+    uri: String,
     publisher: Connection,
     consumers: Connection,
     channel: Channel,
+    wire: tokio::sync::Mutex<Option<Box<Publisher>>>,
 }
 
 impl std::fmt::Debug for Amqp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Amqp")
             .field("flavor", &self.flavor)
+            .field("client", &self.client)
             .finish()
     }
 }
@@ -81,18 +97,25 @@ impl Amqp {
         }
     }
 
-    pub async fn connect(uri: &str, flavor: Flavor) -> anyhow::Result<Amqp> {
+    pub async fn connect(uri: &str, flavor: Flavor, client: Client) -> anyhow::Result<Amqp> {
         let publisher = connect_one(uri).await?;
         let consumers = connect_one(uri).await?;
         let channel = publisher.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
+        let wire = match client {
+            Client::Wire => Some(Box::new(Publisher::open(uri).await?)),
+            Client::Lapin => None,
+        };
         Ok(Amqp {
             flavor,
+            client,
+            uri: uri.to_string(),
             publisher,
             consumers,
             channel,
+            wire: tokio::sync::Mutex::new(wire),
         })
     }
 
@@ -179,6 +202,18 @@ impl Amqp {
         range: Range<usize>,
         rate: Option<f64>,
     ) -> anyhow::Result<()> {
+        if let Some(publisher) = self.wire.lock().await.as_mut() {
+            return publisher
+                .publish(range, rate, |i| {
+                    let (key, mut body) = flow.message(i);
+                    let (exchange, key) = self.address(flow, &key);
+                    if flow == Flow::W1 {
+                        flow::stamp(&mut body);
+                    }
+                    (exchange, key, body)
+                })
+                .await;
+        }
         let (tx, waiter) = confirm_waiter();
         let props = BasicProperties::default()
             .with_delivery_mode(2)
@@ -232,6 +267,9 @@ impl Amqp {
         latency: bool,
     ) -> anyhow::Result<Consuming> {
         let tally = Tally::new(expect);
+        if self.client == Client::Wire {
+            return self.consume_wire(flow, tally, latency).await;
+        }
         let mut tasks = Vec::new();
         for sink in flow.sinks() {
             for n in 0..sink.consumers {
@@ -259,7 +297,36 @@ impl Amqp {
         Ok(Consuming { tally, tasks })
     }
 
+    /// [`Amqp::consume`] over wire connections, one per consumer.
+    async fn consume_wire(
+        &self,
+        flow: Flow,
+        tally: Tally,
+        latency: bool,
+    ) -> anyhow::Result<Consuming> {
+        let mut tasks = Vec::new();
+        for sink in flow.sinks() {
+            for n in 0..sink.consumers {
+                let tag = format!("{}-{n}", sink.queue);
+                let queue = self.name(&sink.queue);
+                let wire = wire_driver::consumer(&self.uri, &queue, &tag, sink.prefetch).await?;
+                tasks.push(tokio::spawn(wire_driver::consume_loop(
+                    wire,
+                    tally.clone(),
+                    latency,
+                )));
+            }
+        }
+        if self.flavor == Flavor::RabbitMq && flow == Flow::W4 {
+            tasks.push(wire_driver::router_service(&self.uri, tally.clone()).await?);
+        }
+        Ok(Consuming { tally, tasks })
+    }
+
     pub async fn close(self) {
+        if let Some(publisher) = self.wire.into_inner() {
+            publisher.close().await;
+        }
         let _ = self.publisher.close(200, s("bye")).await;
         let _ = self.consumers.close(200, s("bye")).await;
     }
