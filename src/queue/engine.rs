@@ -16,6 +16,7 @@ use super::consumer::Settle;
 use super::cx::Cx;
 use super::death::DeadLetterReason;
 use super::envelope::{self, EnvelopeHeader};
+use super::hot::HotBudget;
 use super::state::{ConsumerId, QueueState, Ready};
 use super::{Clock, ConsumerOptions, Delivery, QueueError, QueueName};
 use crate::store::{keys, Durability, Store, Ticket};
@@ -53,6 +54,7 @@ pub(crate) struct Inner {
     pub max_queues: usize,
     pub clock: Arc<dyn Clock>,
     pub engine: Mutex<Engine>,
+    pub hot_budget: HotBudget,
 }
 
 /// Most dispatch rounds per operation; dead-letter cycles (A → B → A with zero TTLs) stop
@@ -70,7 +72,7 @@ impl Inner {
     ) -> Result<(T, Option<Ticket>), QueueError> {
         self.store.check()?;
         let mut eng = self.engine.lock();
-        let mut cx = Cx::new(&self.store, self.clock.now_ms());
+        let mut cx = Cx::new(&self.store, &self.hot_budget, self.clock.now_ms());
         let out = f(&mut eng, &mut cx)?;
         let mut wrote = false;
         for _ in 0..MAX_ROUNDS {
@@ -85,6 +87,7 @@ impl Inner {
         }
         eng.settle_deaths(&mut cx)?;
         wrote |= cx.apply()?;
+        eng.keep_hot(&mut cx);
         cx.send_all();
         drop(eng);
         let ticket = match durability {
@@ -145,6 +148,29 @@ impl Engine {
             .get(name)
             .copied()
             .ok_or_else(|| QueueError::NotFound(name.to_string()))
+    }
+
+    /// After an operation's writes: evict the records it changed from their queues' hot
+    /// caches, then keep there the ones it stored and did not deliver (see [`super::hot`]).
+    fn keep_hot(&mut self, cx: &mut Cx<'_>) {
+        for key in cx.take_written() {
+            if let Some(q) = keys::message_parts(&key).and_then(|(q, _)| self.queues.get_mut(&q)) {
+                if !q.hot.is_empty() {
+                    q.hot.evict(keys::message_seq(&key).unwrap_or_default());
+                }
+            }
+        }
+        let budget = cx.hot_budget;
+        for (key, fresh) in cx.take_unsent() {
+            let Some((qid, seq)) = keys::message_parts(&key) else {
+                continue;
+            };
+            if let Some(q) = self.queues.get_mut(&qid) {
+                if !q.consumers.is_empty() && seq > q.cursor {
+                    q.hot.put(seq, fresh, budget);
+                }
+            }
+        }
     }
 
     /// Serve queue `qid`'s consumers round robin, one message per consumer with credit per turn.
@@ -244,6 +270,9 @@ impl Engine {
         };
         q.consumers.retain(|&x| x != cid);
         q.rr = 0;
+        if q.consumers.is_empty() {
+            q.hot.clear();
+        }
         if c.opts.push {
             q.last_used_ms = cx.now;
         }
@@ -321,7 +350,7 @@ fn deliver(
     ready: Ready,
     cx: &mut Cx<'_>,
 ) -> Result<Delivery, QueueError> {
-    let (header, message) = envelope::decode(&ready.value)?;
+    let (header, message) = ready.record.decode()?;
     let tag = c.next_tag;
     c.next_tag += 1;
     let count = ready.deliveries + 1;

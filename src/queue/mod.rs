@@ -19,6 +19,7 @@ mod death;
 mod engine;
 mod envelope;
 mod error;
+mod hot;
 pub mod jetstream;
 mod name;
 mod publish;

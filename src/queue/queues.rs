@@ -9,7 +9,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::cx::Cx;
+use super::cx::{Cx, Fresh};
 use super::engine::{Engine, Inner};
 use super::envelope::{self, EnvelopeHeader};
 use super::publish::{Pending, PublishItem, PublishOutcome, PublishReceipt};
@@ -108,6 +108,7 @@ impl Queues {
             max_queues: options.max_queues,
             clock: options.clock,
             engine: Mutex::new(engine),
+            hot_budget: Default::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let thread = options.tick.map(|tick| {
@@ -258,7 +259,7 @@ impl Queues {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut durability = Durability::Relaxed;
             let mut outcomes = Vec::with_capacity(items.len());
-            for ((item, bytes), id) in items.iter().zip(&encoded).zip(ids) {
+            for ((item, bytes), id) in items.into_iter().zip(&encoded).zip(ids) {
                 let q = eng.queues.get_mut(&id).expect("resolved queue");
                 // Before dedup: a duplicate is acknowledged only once its original is as durable.
                 durability = durability.strictest(q.config.durability.unwrap_or(default));
@@ -306,7 +307,14 @@ impl Queues {
                 };
                 let seq = q.next_seq;
                 q.next_seq += 1;
-                cx.insert(&keys::message(id, seq), envelope::encode(&header, bytes)?);
+                let key = keys::message(id, seq);
+                let value = envelope::encode(&header, bytes)?;
+                if q.consumers.is_empty() {
+                    cx.insert(&key, value);
+                } else {
+                    let message = item.message;
+                    cx.insert_fresh(key, value, Box::new(Fresh { header, message }));
+                }
                 q.len += 1;
                 q.totals.published += 1;
                 cx.touched.insert(id);

@@ -14,9 +14,10 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::cx::{Cx, PendingDeath};
+use super::cx::{Cx, Fresh, PendingDeath};
 use super::death::{self, DeadLetterReason, Death};
 use super::envelope::{self, EnvelopeHeader};
+use super::hot::Hot;
 use super::{QueueConfig, QueueError, QueueName};
 use crate::store::keys;
 
@@ -28,7 +29,28 @@ pub(crate) struct Ready {
     pub seq: u64,
     /// Deliveries before this one.
     pub deliveries: u32,
-    pub value: Vec<u8>,
+    pub record: Record,
+}
+
+/// A message record as dispatch found it.
+#[derive(Debug)]
+pub(crate) enum Record {
+    /// Read from the store: an encoded envelope.
+    Stored(Vec<u8>),
+    /// Staged by the running operation and still decoded (see [`Cx::take_fresh`]).
+    Fresh(Box<Fresh>),
+}
+
+impl Record {
+    pub fn decode(self) -> Result<(EnvelopeHeader, crate::message::Message), QueueError> {
+        match self {
+            Record::Stored(value) => envelope::decode(&value),
+            Record::Fresh(f) => {
+                let Fresh { header, message } = *f;
+                Ok((header, message))
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -58,6 +80,8 @@ pub(crate) struct QueueState {
     pub last_used_ms: u64,
     /// Messages in, deliveries out, dead-letterings out since the engine opened (for rates).
     pub totals: Totals,
+    /// Decoded copies of never-delivered messages (see [`super::hot`]).
+    pub hot: Hot,
 }
 
 /// Per-queue event counts since open. In memory only: a restart starts them at zero.
@@ -88,6 +112,7 @@ impl QueueState {
             dedup_order: VecDeque::new(),
             last_used_ms: 0,
             totals: Totals::default(),
+            hot: Hot::default(),
         }
     }
 
@@ -120,27 +145,38 @@ impl QueueState {
     pub fn next_ready(&mut self, cx: &mut Cx<'_>) -> Result<Option<Ready>, QueueError> {
         self.promote_due(cx.now);
         loop {
-            let (seq, known, value) = if let Some((seq, d)) = self.ready.pop_first() {
-                match cx.store.data.get(keys::message(self.id, seq))? {
-                    Some(v) => (seq, Some(d), v),
-                    None => {
-                        tracing::error!(queue = %self.name, seq, "indexed message missing on disk");
-                        self.len = self.len.saturating_sub(1);
-                        continue;
+            let (seq, known) = match self.ready.pop_first() {
+                Some((seq, d)) => (seq, Some(d)),
+                None => {
+                    let Some(seq) = cx
+                        .store
+                        .data
+                        .first_seq(self.id, self.cursor.saturating_add(1))
+                    else {
+                        return Ok(None);
+                    };
+                    self.cursor = seq;
+                    // Never delivered: this operation or a recent one may hold it decoded.
+                    let key = keys::message(self.id, seq);
+                    if let Some(f) = cx.take_fresh(&key).or_else(|| self.hot.take(seq)) {
+                        let deliveries = f.header.deliveries;
+                        if self.deliverable(&f.header, deliveries, cx.now) {
+                            let record = Record::Fresh(f);
+                            return Ok(Some(Ready {
+                                seq,
+                                deliveries,
+                                record,
+                            }));
+                        }
+                        // Expired, delayed or over its limit: the path below deals with it.
                     }
+                    (seq, None)
                 }
-            } else {
-                let start = keys::message(self.id, self.cursor.saturating_add(1));
-                let end = keys::message(self.id, u64::MAX);
-                match cx.store.data.first_in(&start, &end)? {
-                    None => return Ok(None),
-                    Some((k, v)) => {
-                        let seq = keys::message_seq(&k)
-                            .ok_or_else(|| QueueError::CorruptRecord("bad message key".into()))?;
-                        self.cursor = seq;
-                        (seq, None, v)
-                    }
-                }
+            };
+            let Some(value) = cx.store.data.get(keys::message(self.id, seq))? else {
+                tracing::error!(queue = %self.name, seq, "indexed message missing on disk");
+                self.len = self.len.saturating_sub(1);
+                continue;
             };
             let (h, _) = envelope::decode_header(&value)?;
             let deliveries = known.unwrap_or(h.deliveries);
@@ -160,9 +196,17 @@ impl QueueState {
             return Ok(Some(Ready {
                 seq,
                 deliveries,
-                value,
+                record: Record::Stored(value),
             }));
         }
+    }
+
+    /// Whether a message with this header may go to a consumer now; [`next_ready`] gives the
+    /// others their due (dead-letter, delay).
+    fn deliverable(&self, h: &EnvelopeHeader, deliveries: u32, now: u64) -> bool {
+        !h.expires_ms.is_some_and(|e| e <= now)
+            && !h.not_before_ms.is_some_and(|t| t > now)
+            && !self.config.max_deliveries.is_some_and(|m| deliveries >= m)
     }
 
     /// Dead-letter the head (oldest waiting message) for overflow `drop-head`. Returns false

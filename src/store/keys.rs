@@ -41,6 +41,12 @@ pub fn message_seq(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key[5..13].try_into().ok()?))
 }
 
+/// Queue id and sequence number in a message key, if the key is one.
+pub fn message_parts(key: &[u8]) -> Option<(u32, u64)> {
+    let seq = message_seq(key)?;
+    Some((u32::from_be_bytes(key[1..5].try_into().ok()?), seq))
+}
+
 /// Prefix of all keys of one kind for one queue.
 pub fn queue_prefix(kind: u8, qid: u32) -> [u8; 5] {
     let mut k = [0u8; 5];

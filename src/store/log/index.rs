@@ -111,8 +111,7 @@ pub(crate) struct Index {
 
 /// `(queue id, seq)` of a message key.
 fn message_key(key: &[u8]) -> Option<(u32, u64)> {
-    let seq = keys::message_seq(key)?;
-    Some((u32::from_be_bytes(key[1..5].try_into().ok()?), seq))
+    keys::message_parts(key)
 }
 
 /// The queue id of a `m` ++ qid prefix.
@@ -174,6 +173,14 @@ impl Index {
             .range::<[u8], _>((Bound::Included(from), Bound::Included(to)))
             .next()
             .map(|(k, loc)| (k.to_vec(), *loc))
+    }
+
+    /// The first message seq of queue `qid` at or after `from`.
+    pub fn first_seq(&self, qid: u32, from: u64) -> Option<u64> {
+        self.messages
+            .get(&qid)?
+            .first(from, u64::MAX)
+            .map(|(seq, _)| seq)
     }
 
     /// The first key starting with `prefix` that sorts after `after` (or the first one). A

@@ -360,6 +360,11 @@ impl MessageLog {
         }
     }
 
+    /// The first message seq of queue `qid` at or after `from`, from the index alone.
+    pub fn first_seq(&self, qid: u32, from: u64) -> Option<u64> {
+        self.state.lock().index.first_seq(qid, from)
+    }
+
     /// Keys starting with `prefix`, in order, with their values read as the iterator advances.
     pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> ScanPrefix<'_> {
         ScanPrefix {

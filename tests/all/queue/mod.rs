@@ -3,6 +3,7 @@
 mod common;
 mod crash;
 mod delivery;
+mod hot;
 mod jetstream;
 mod jetstream_cluster;
 mod model;
