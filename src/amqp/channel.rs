@@ -338,7 +338,16 @@ impl Channel {
                 "content body of at least {have} bytes, but the header said {expected}"
             )));
         }
-        incoming.body.extend_from_slice(&body);
+        if incoming.body.is_empty() {
+            // The usual case, one body frame: keep its buffer. Otherwise make room for the
+            // whole body once (its size was checked against max-body with the header).
+            incoming.body = body;
+            if have < expected {
+                incoming.body.reserve_exact((expected - have) as usize);
+            }
+        } else {
+            incoming.body.extend_from_slice(&body);
+        }
         if have == expected {
             self.complete().await?;
         }

@@ -15,7 +15,7 @@ use super::nesting::{nesting_bound, MAX_FRAME_NESTING};
 /// Frame header: type (1), channel (2), payload size (4).
 const HEADER_LEN: usize = 7;
 /// The frame-end octet every frame carries after its payload.
-const FRAME_END: u8 = 0xCE;
+pub const FRAME_END: u8 = 0xCE;
 /// `AMQP\0\0\9\1`.
 pub const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
 

@@ -16,15 +16,32 @@ use amq_protocol::protocol::{basic::AMQPProperties, AMQPClass};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
-use super::codec::encode;
+use super::codec::{encode, FRAME_END};
+
+/// Frame type octet of a content body frame.
+const FRAME_BODY: u8 = 3;
 
 /// Frame batches that may wait for the socket before senders block.
 pub const OUTBOUND_BATCHES: usize = 128;
 
+/// Frames for the writer, written contiguously.
+#[derive(Debug)]
+pub enum Batch {
+    Frames(Vec<AMQPFrame>),
+    /// Already encoded (content: see [`Outbound::content_frames`]).
+    Encoded(Vec<u8>),
+}
+
+impl From<Vec<AMQPFrame>> for Batch {
+    fn from(frames: Vec<AMQPFrame>) -> Batch {
+        Batch::Frames(frames)
+    }
+}
+
 /// A handle for sending frames to the peer. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    tx: mpsc::Sender<Vec<AMQPFrame>>,
+    tx: mpsc::Sender<Batch>,
     /// Negotiated frame-max; bodies are split into frames of at most `frame_max - 8` bytes.
     frame_max: u32,
 }
@@ -35,7 +52,7 @@ pub struct Outbound {
 pub struct Gone;
 
 impl Outbound {
-    pub fn new(frame_max: u32) -> (Outbound, mpsc::Receiver<Vec<AMQPFrame>>) {
+    pub fn new(frame_max: u32) -> (Outbound, mpsc::Receiver<Batch>) {
         let (tx, rx) = mpsc::channel(OUTBOUND_BATCHES);
         (Outbound { tx, frame_max }, rx)
     }
@@ -44,38 +61,50 @@ impl Outbound {
         self.frame_max = frame_max;
     }
 
-    pub async fn send(&self, frames: Vec<AMQPFrame>) -> Result<(), Gone> {
-        self.tx.send(frames).await.map_err(|_| Gone)
+    pub async fn send(&self, batch: impl Into<Batch>) -> Result<(), Gone> {
+        self.tx.send(batch.into()).await.map_err(|_| Gone)
     }
 
     pub async fn method(&self, channel: u16, method: AMQPClass) -> Result<(), Gone> {
         self.send(vec![AMQPFrame::Method(channel, method)]).await
     }
 
-    /// The frames of a content-carrying method: method, header, body split to frame-max.
+    /// The frames of a content-carrying method, encoded: method, header, body split to
+    /// frame-max. Encoded here, by the sender, so the body is copied once (into the batch)
+    /// rather than into body frames and again by the writer.
     pub fn content_frames(
         &self,
         channel: u16,
         method: AMQPClass,
         properties: AMQPProperties,
         body: &[u8],
-    ) -> Vec<AMQPFrame> {
+    ) -> Batch {
         let chunk = (self.frame_max as usize).saturating_sub(8).max(1);
-        let mut frames = Vec::with_capacity(2 + body.len().div_ceil(chunk));
-        frames.push(AMQPFrame::Method(channel, method));
-        frames.push(AMQPFrame::Header(
+        let frames = body.len().div_ceil(chunk);
+        let mut out = Vec::with_capacity(256 + body.len() + 8 * frames);
+        let header = AMQPFrame::Header(
             channel,
             AMQPContentHeader {
                 class_id: 60,
                 body_size: body.len() as u64,
                 properties,
             },
-        ));
-        frames.extend(
-            body.chunks(chunk)
-                .map(|c| AMQPFrame::Body(channel, c.to_vec())),
         );
-        frames
+        let encoded = encode(&AMQPFrame::Method(channel, method), &mut out)
+            .and_then(|()| encode(&header, &mut out));
+        if let Err(e) = encoded {
+            // Only our own values are encoded here; a failure is a bug, not client input.
+            tracing::error!(error = %e, "dropping a message that cannot be encoded");
+            return Batch::Encoded(Vec::new());
+        }
+        for c in body.chunks(chunk) {
+            out.push(FRAME_BODY);
+            out.extend_from_slice(&channel.to_be_bytes());
+            out.extend_from_slice(&(c.len() as u32).to_be_bytes());
+            out.extend_from_slice(c);
+            out.push(FRAME_END);
+        }
+        Batch::Encoded(out)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -87,7 +116,7 @@ impl Outbound {
 /// `heartbeat`, a heartbeat frame goes out whenever nothing was written for that long.
 pub async fn write_loop<W: AsyncWrite + Unpin>(
     writer: W,
-    mut rx: mpsc::Receiver<Vec<AMQPFrame>>,
+    mut rx: mpsc::Receiver<Batch>,
     heartbeat: Option<Duration>,
 ) -> std::io::Result<()> {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
@@ -97,7 +126,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
             None => rx.recv().await,
             Some(every) => match tokio::time::timeout(every, rx.recv()).await {
                 Ok(b) => b,
-                Err(_) => Some(vec![AMQPFrame::Heartbeat]),
+                Err(_) => Some(Batch::Frames(vec![AMQPFrame::Heartbeat])),
             },
         };
         let Some(batch) = batch else { break };
@@ -115,9 +144,13 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
 async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut BufWriter<W>,
     buf: &mut Vec<u8>,
-    batch: &[AMQPFrame],
+    batch: &Batch,
 ) -> std::io::Result<()> {
-    for frame in batch {
+    let frames = match batch {
+        Batch::Encoded(bytes) => return writer.write_all(bytes).await,
+        Batch::Frames(frames) => frames,
+    };
+    for frame in frames {
         buf.clear();
         if let Err(e) = encode(frame, buf) {
             // Only our own values are encoded here; a failure is a bug, not client input.

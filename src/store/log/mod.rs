@@ -51,6 +51,11 @@ const MAX_FRAME: u64 = 1 << 30;
 /// journal commit per this many bytes of frames instead of one per flush.
 const ZERO_FILL: u64 = 1 << 20;
 
+/// Bounds of [`State::chunk_hint`]: a chunk starts with at least a page and never reserves
+/// more than this much memory ahead of the frames that fill it.
+const CHUNK_HINT_MIN: usize = 4 << 10;
+const CHUNK_HINT_MAX: usize = 1 << 20;
+
 /// Sizes of the log, for stats and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogStats {
@@ -99,6 +104,9 @@ struct State {
     active: u32,
     /// Frames waiting for the next flush, in order.
     pending: Vec<Chunk>,
+    /// Capacity for a new pending chunk: what the last flush wrote (bounded), so a chunk
+    /// rarely grows by reallocating and copying the frames already in it.
+    chunk_hint: usize,
     /// Frames the running flush is writing; readable until it has written them.
     inflight: Arc<Vec<Chunk>>,
     /// A segment file was created since the last directory sync.
@@ -185,10 +193,11 @@ impl MessageLog {
         let seg = st.active;
         let base = st.segments[&seg].len;
         if !matches!(st.pending.last(), Some(c) if c.seg == seg) {
+            let capacity = st.chunk_hint.max(frame::size(ops));
             st.pending.push(Chunk {
                 seg,
                 off: base,
-                buf: Vec::new(),
+                buf: Vec::with_capacity(capacity),
             });
         }
         let chunk = st.pending.last_mut().expect("chunk pushed");
@@ -306,6 +315,7 @@ impl MessageLog {
         self.unflushed.fetch_sub(written as u64, Ordering::Relaxed);
         let mut st = self.state.lock();
         st.inflight = Arc::default();
+        st.chunk_hint = written.clamp(CHUNK_HINT_MIN, CHUNK_HINT_MAX);
         match &synced {
             Ok(()) => {
                 st.stalled = None;

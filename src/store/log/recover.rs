@@ -27,6 +27,7 @@ pub(super) fn replay(dir: &Path) -> Result<State, StoreError> {
         segments: BTreeMap::new(),
         active: 0,
         pending: Vec::new(),
+        chunk_hint: super::CHUNK_HINT_MIN,
         inflight: Arc::default(),
         created: false,
         poisoned: None,
