@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::args::queue_error;
 use super::channel::Channel;
-use super::convert::{properties_to_amqp, short};
+use super::convert::short;
 use super::declare::ready;
 use super::error::AmqpError;
 use super::outbound::Outbound;
@@ -285,8 +285,7 @@ impl Channel {
         let frames = self.out.content_frames(
             self.id,
             AMQPClass::Basic(basic::AMQPMethod::GetOk(ok)),
-            properties_to_amqp(&d.message),
-            &d.message.body,
+            &d.message,
         );
         self.out.send(frames).await.map_err(super::channel::gone)
     }
@@ -407,8 +406,7 @@ async fn deliver(
     let frames = out.content_frames(
         channel,
         AMQPClass::Basic(basic::AMQPMethod::Deliver(deliver)),
-        properties_to_amqp(&d.message),
-        &d.message.body,
+        &d.message,
     );
     if out.send(frames).await.is_err() {
         return false;

@@ -3,7 +3,8 @@
 //! This layer knows sockets and `amq-protocol`; the broker knows neither. Files, bottom up:
 //! - [`codec`]: splits the byte stream into frames, enforcing frame-max before buffering;
 //!   `nesting`: the bound on field-table depth it checks before parsing;
-//! - [`outbound`]: the bounded outbound queue and the writer task (heartbeats);
+//! - [`outbound`]: the bounded outbound queue and the writer task (heartbeats); `content`:
+//!   a message's content header encoded without amq-protocol's intermediate values;
 //! - [`convert`]: wire properties and field tables ⇄ [`crate::message`];
 //! - [`error`]: AMQP exceptions and reply codes;
 //! - `handshake`: start/tune/open with PLAIN authentication;
@@ -20,6 +21,7 @@ pub mod channel;
 pub mod codec;
 pub mod connection;
 mod consume;
+mod content;
 pub mod convert;
 mod declare;
 pub mod error;

@@ -12,11 +12,14 @@ use std::time::Duration;
 
 use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::frame::AMQPFrame;
-use amq_protocol::protocol::{basic::AMQPProperties, AMQPClass};
+use amq_protocol::protocol::AMQPClass;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
 use super::codec::{encode, FRAME_END};
+use super::content;
+use super::convert::properties_to_amqp;
+use crate::message::Message;
 
 /// Frame type octet of a content body frame.
 const FRAME_BODY: u8 = 3;
@@ -72,26 +75,22 @@ impl Outbound {
     /// The frames of a content-carrying method, encoded: method, header, body split to
     /// frame-max. Encoded here, by the sender, so the body is copied once (into the batch)
     /// rather than into body frames and again by the writer.
-    pub fn content_frames(
-        &self,
-        channel: u16,
-        method: AMQPClass,
-        properties: AMQPProperties,
-        body: &[u8],
-    ) -> Batch {
+    pub fn content_frames(&self, channel: u16, method: AMQPClass, message: &Message) -> Batch {
+        let body = &message.body[..];
         let chunk = (self.frame_max as usize).saturating_sub(8).max(1);
         let frames = body.len().div_ceil(chunk);
         let mut out = Vec::with_capacity(256 + body.len() + 8 * frames);
-        let header = AMQPFrame::Header(
-            channel,
-            AMQPContentHeader {
+        let encoded = encode(&AMQPFrame::Method(channel, method), &mut out).and_then(|()| {
+            if content::encode_header(channel, message, &mut out) {
+                return Ok(());
+            }
+            let header = AMQPContentHeader {
                 class_id: 60,
                 body_size: body.len() as u64,
-                properties,
-            },
-        );
-        let encoded = encode(&AMQPFrame::Method(channel, method), &mut out)
-            .and_then(|()| encode(&header, &mut out));
+                properties: properties_to_amqp(message),
+            };
+            encode(&AMQPFrame::Header(channel, header), &mut out)
+        });
         if let Err(e) = encoded {
             // Only our own values are encoded here; a failure is a bug, not client input.
             tracing::error!(error = %e, "dropping a message that cannot be encoded");

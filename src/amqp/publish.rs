@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::args::broker_error;
 use super::channel::{gone, Channel};
-use super::convert::{message_from_amqp, properties_to_amqp, short};
+use super::convert::{message_from_amqp, short};
 use super::error::{code, AmqpError};
 use super::outbound::Outbound;
 use crate::broker::{Broker, BrokerError, Published};
@@ -76,8 +76,7 @@ impl Channel {
                         let frames = self.out.content_frames(
                             self.id,
                             AMQPClass::Basic(basic::AMQPMethod::Return(ret)),
-                            properties_to_amqp(&message),
-                            &message.body,
+                            &message,
                         );
                         self.out.send(frames).await.map_err(gone)?;
                     }
