@@ -15,15 +15,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
+use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{basic, channel, confirm, AMQPClass};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::codec::Inbound;
 use super::connection::Tuned;
 use super::consume::{ConsumerHandle, Tags};
+use super::content::Header;
 use super::convert::short;
 use super::error::{AmqpError, Scope};
 use super::outbound::{Gone, Outbound};
@@ -43,7 +45,7 @@ pub enum Next {
 #[derive(Debug)]
 pub(crate) struct Incoming {
     pub method: basic::Publish,
-    pub header: Option<AMQPContentHeader>,
+    pub header: Option<Header>,
     pub body: Vec<u8>,
 }
 
@@ -142,7 +144,15 @@ impl Channel {
 
     /// Handle one frame for this channel. Channel exceptions are handled here; connection
     /// exceptions are returned.
-    pub async fn handle(&mut self, frame: AMQPFrame) -> Result<Next, AmqpError> {
+    pub(crate) async fn handle(&mut self, frame: Inbound) -> Result<Next, AmqpError> {
+        let frame = match frame {
+            Inbound::Frame(frame) => frame,
+            Inbound::Header(..) if self.closing => return Ok(Next::Keep),
+            Inbound::Header(_, h) => {
+                let result = self.content_header(Header::Parsed(h)).await;
+                return self.on_result(result.map(|()| Next::Keep)).await;
+            }
+        };
         if self.closing {
             return Ok(match frame {
                 AMQPFrame::Method(_, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_))) => {
@@ -170,10 +180,18 @@ impl Channel {
                         .map_err(|e| e.on(class, method_id))
                 }
             }
-            AMQPFrame::Header(_, header) => self.content_header(header).await.map(|()| Next::Keep),
+            AMQPFrame::Header(_, header) => self
+                .content_header(Header::Amqp(header))
+                .await
+                .map(|()| Next::Keep),
             AMQPFrame::Body(_, body) => self.content_body(body).await.map(|()| Next::Keep),
             _ => Err(AmqpError::unexpected_frame("unexpected frame on a channel")),
         };
+        self.on_result(result).await
+    }
+
+    /// Turn a channel exception into `channel.close`; pass connection exceptions on.
+    async fn on_result(&mut self, result: Result<Next, AmqpError>) -> Result<Next, AmqpError> {
         match result {
             Err(e) if e.scope == Scope::Channel => {
                 tracing::debug!(channel = self.id, error = %e, "amqp channel exception");
@@ -261,7 +279,7 @@ impl Channel {
         }
     }
 
-    async fn content_header(&mut self, header: AMQPContentHeader) -> Result<(), AmqpError> {
+    async fn content_header(&mut self, header: Header) -> Result<(), AmqpError> {
         let max = self.shared.config.max_body;
         let Some(incoming) = self.incoming.as_mut() else {
             return Err(AmqpError::unexpected_frame(
@@ -273,28 +291,24 @@ impl Channel {
                 "second content header for one message",
             ));
         }
-        if header.class_id != 60 {
+        if header.class_id() != 60 {
             return Err(AmqpError::frame_error(format!(
                 "content header for class {}, expected 60",
-                header.class_id
+                header.class_id()
             )));
         }
         // RabbitMQ's answer to an oversize message: a channel error, so the connection and
         // its other channels live on; the body frames that follow are dropped by the closing
         // channel without being buffered.
-        if header.body_size > max {
+        if header.body_size() > max {
             return Err(AmqpError::precondition_failed(format!(
                 "message size {} is larger than configured max size {max}",
-                header.body_size
+                header.body_size()
             ))
             .on(60, 40));
         }
         let limit = self.shared.config.max_header_count;
-        let count = header
-            .properties
-            .headers()
-            .as_ref()
-            .map_or(0, super::convert::table_entries);
+        let count = header.header_entries();
         if count > limit {
             return Err(AmqpError::precondition_failed(format!(
                 "message has {count} header entries (nested tables and arrays included), \
@@ -303,8 +317,8 @@ impl Channel {
             .on(60, 40));
         }
         // RabbitMQ's rule: a publisher cannot claim to be another user.
-        if let Some(claimed) = header.properties.user_id() {
-            if claimed.as_str() != self.user {
+        if let Some(claimed) = header.user_id() {
+            if claimed != self.user {
                 return Err(AmqpError::precondition_failed(format!(
                     "user_id property set to '{claimed}' but authenticated user was '{}'",
                     self.user
@@ -312,7 +326,7 @@ impl Channel {
                 .on(60, 40));
             }
         }
-        let empty = header.body_size == 0;
+        let empty = header.body_size() == 0;
         incoming.header = Some(header);
         if empty {
             self.complete().await?;
@@ -331,7 +345,7 @@ impl Channel {
                 "content body before its header",
             ));
         };
-        let expected = header.body_size;
+        let expected = header.body_size();
         let have = incoming.body.len() as u64 + body.len() as u64;
         if have > expected {
             return Err(AmqpError::frame_error(format!(

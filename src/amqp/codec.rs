@@ -11,13 +11,24 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::error::AmqpError;
 use super::nesting::{nesting_bound, MAX_FRAME_NESTING};
+use super::{content, hot_frames};
 
 /// Frame header: type (1), channel (2), payload size (4).
 const HEADER_LEN: usize = 7;
 /// The frame-end octet every frame carries after its payload.
 pub const FRAME_END: u8 = 0xCE;
+/// Frame type octet of a content header frame.
+pub const FRAME_HEADER: u8 = 2;
 /// `AMQP\0\0\9\1`.
 pub const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
+
+/// A frame as the connection loop reads it.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    Frame(AMQPFrame),
+    /// A content header on this channel, already in message parts.
+    Header(u16, Box<content::ParsedHeader>),
+}
 
 /// Why no frame could be read.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +77,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Read one frame.
     pub async fn read_frame(&mut self) -> Result<AMQPFrame, ReadError> {
+        let total = self.next_frame().await?;
+        self.parse(total)
+    }
+
+    /// Read one frame, a publish's content header parsed straight into message parts when
+    /// [`content::parse_header`] can (the connection loop's read; see that module).
+    pub(crate) async fn read_inbound(&mut self) -> Result<Inbound, ReadError> {
+        let total = self.next_frame().await?;
+        if self.buf[0] == FRAME_HEADER {
+            if let Some(h) = content::parse_header(&self.buf[HEADER_LEN..total - 1]) {
+                let channel = u16::from_be_bytes([self.buf[1], self.buf[2]]);
+                self.buf.advance(total);
+                return Ok(Inbound::Header(channel, Box::new(h)));
+            }
+        }
+        self.parse(total).map(Inbound::Frame)
+    }
+
+    /// Buffer the next whole frame and check its envelope; returns its length.
+    async fn next_frame(&mut self) -> Result<usize, ReadError> {
         self.fill(HEADER_LEN).await?;
         let kind = self.buf[0];
         if !matches!(kind, 1 | 2 | 3 | 8) {
@@ -95,9 +126,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 "field tables nest more than {MAX_FRAME_NESTING} levels deep"
             ))));
         }
-        let frame = match parse_frame(&self.buf[..total]) {
-            Ok((_, frame)) => frame,
-            Err(_) => return Err(protocol(undecodable(&self.buf[..total]))),
+        Ok(total)
+    }
+
+    /// Decode the buffered frame of `total` bytes with amq-protocol.
+    fn parse(&mut self, total: usize) -> Result<AMQPFrame, ReadError> {
+        let channel = u16::from_be_bytes([self.buf[1], self.buf[2]]);
+        let payload = &self.buf[HEADER_LEN..total - 1];
+        let frame = match hot_frames::parse(self.buf[0], channel, payload) {
+            Some(frame) => frame,
+            None => match parse_frame(&self.buf[..total]) {
+                Ok((_, frame)) => frame,
+                Err(_) => return Err(protocol(undecodable(&self.buf[..total]))),
+            },
         };
         self.buf.advance(total);
         Ok(frame)

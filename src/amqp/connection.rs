@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::channel::{Channel, Next};
-use super::codec::{FrameReader, ReadError, PROTOCOL_HEADER};
+use super::codec::{FrameReader, Inbound, ReadError, PROTOCOL_HEADER};
 use super::convert::short;
 use super::error::AmqpError;
 pub use super::handshake::Tuned;
@@ -183,8 +183,10 @@ impl Connection {
         loop {
             let next = async {
                 match idle {
-                    None => Some(reader.read_frame().await),
-                    Some(limit) => tokio::time::timeout(limit, reader.read_frame()).await.ok(),
+                    None => Some(reader.read_inbound().await),
+                    Some(limit) => tokio::time::timeout(limit, reader.read_inbound())
+                        .await
+                        .ok(),
                 }
             };
             let next = tokio::select! {
@@ -215,7 +217,14 @@ impl Connection {
         }
     }
 
-    async fn handle(&mut self, frame: AMQPFrame) -> Result<Flow, AmqpError> {
+    async fn handle(&mut self, inbound: Inbound) -> Result<Flow, AmqpError> {
+        let frame = match inbound {
+            Inbound::Frame(frame) => frame,
+            Inbound::Header(0, _) => {
+                return Err(AmqpError::command_invalid("content frame on channel 0"))
+            }
+            Inbound::Header(id, _) => return self.to_channel(id, inbound).await,
+        };
         let id = frame.channel_id();
         match frame {
             AMQPFrame::Heartbeat => Ok(Flow::Continue),
@@ -269,20 +278,25 @@ impl Connection {
                     tracing::debug!(connection = self.id, "blocked by a resource alarm");
                     let _ = self.alarm.wait_for(Option::is_none).await;
                 }
-                let Some(ch) = self.channels.get_mut(&id) else {
-                    return Err(AmqpError::channel_error(format!(
-                        "channel {id} is not open"
-                    )));
-                };
-                match ch.handle(frame).await? {
-                    Next::Keep => {}
-                    Next::Closed => {
-                        self.channels.remove(&id);
-                    }
-                }
-                Ok(Flow::Continue)
+                self.to_channel(id, Inbound::Frame(frame)).await
             }
         }
+    }
+
+    /// Hand a frame to open channel `id`.
+    async fn to_channel(&mut self, id: u16, frame: Inbound) -> Result<Flow, AmqpError> {
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Err(AmqpError::channel_error(format!(
+                "channel {id} is not open"
+            )));
+        };
+        match ch.handle(frame).await? {
+            Next::Keep => {}
+            Next::Closed => {
+                self.channels.remove(&id);
+            }
+        }
+        Ok(Flow::Continue)
     }
 
     async fn connection_method(&mut self, m: connection::AMQPMethod) -> Result<Flow, AmqpError> {

@@ -1,4 +1,6 @@
-//! The content header frame of an outgoing message, encoded straight from a [`Message`].
+//! Content header frames without amq-protocol's intermediate values: an outgoing message's,
+//! encoded straight from a [`Message`], and an incoming publish's, parsed straight into message
+//! parts (`parse`).
 //!
 //! Why: every delivery carries one, and going through amq-protocol means building an
 //! `AMQPProperties` and a `FieldTable` (a string allocation per property and per header name)
@@ -7,11 +9,13 @@
 //! for every property and header type. What [`short`](super::convert::short) would truncate (a
 //! string over 255 bytes where AMQP wants a short string) is left to that slower path.
 
-use super::codec::FRAME_END;
+use super::codec::{FRAME_END, FRAME_HEADER};
 use crate::message::{FieldValue, Headers, Message};
 
-/// Frame type octet of a content header frame.
-const FRAME_HEADER: u8 = 2;
+mod parse;
+
+pub use parse::{parse_header, Header, ParsedHeader};
+
 /// The `basic` class, the only one with content.
 const CLASS_BASIC: u16 = 60;
 

@@ -2,6 +2,8 @@
 //!
 //! This layer knows sockets and `amq-protocol`; the broker knows neither. Files, bottom up:
 //! - [`codec`]: splits the byte stream into frames, enforcing frame-max before buffering;
+//!   `hot_frames` and `content` read the frames every message brings without amq-protocol's
+//!   intermediate values (on `reader`), falling back to it for anything unusual;
 //!   `nesting`: the bound on field-table depth it checks before parsing;
 //! - [`outbound`]: the bounded outbound queue and the writer task (heartbeats); `content`:
 //!   a message's content header encoded without amq-protocol's intermediate values;
@@ -28,10 +30,12 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handshake;
+mod hot_frames;
 mod nesting;
 mod ops;
 pub mod outbound;
 mod publish;
+mod reader;
 pub mod registry;
 pub mod server;
 mod tags;

@@ -17,14 +17,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::args::broker_error;
 use super::channel::{gone, Channel};
-use super::convert::{message_from_amqp, short};
+use super::content::Header;
+use super::convert::short;
 use super::error::{code, AmqpError};
 use super::outbound::Outbound;
 use crate::broker::{Broker, BrokerError, Published};
@@ -43,11 +43,12 @@ impl Channel {
     pub(crate) async fn publish(
         &mut self,
         method: basic::Publish,
-        header: AMQPContentHeader,
+        header: Header,
         body: Bytes,
     ) -> Result<(), AmqpError> {
-        let message =
-            message_from_amqp(&header.properties, body).map_err(AmqpError::precondition_failed)?;
+        let message = header
+            .into_message(body)
+            .map_err(AmqpError::precondition_failed)?;
         let returned = method.mandatory.then(|| message.clone());
         let broker: Arc<Broker> = self.shared.broker.clone();
         let seq = self.confirm.then(|| {

@@ -8,7 +8,7 @@ use crate::amqp::codec::encode;
 use crate::amqp::convert::properties_to_amqp;
 
 /// What amq-protocol writes for the same message.
-fn reference(channel: u16, m: &Message) -> Vec<u8> {
+pub(super) fn reference(channel: u16, m: &Message) -> Vec<u8> {
     let header = AMQPFrame::Header(
         channel,
         AMQPContentHeader {
@@ -74,7 +74,7 @@ fn headers(rng: &mut StdRng, depth: usize) -> Headers {
         .collect()
 }
 
-fn message(rng: &mut StdRng) -> Message {
+pub(super) fn message(rng: &mut StdRng) -> Message {
     let maybe = |rng: &mut StdRng| rng.random::<bool>().then(|| text(rng));
     let mut m = Message::new(vec![0u8; rng.random_range(0..2000)]).with_id(text(rng));
     m.headers = headers(rng, 0);
