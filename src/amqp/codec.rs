@@ -27,7 +27,7 @@ pub const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
 pub(crate) enum Inbound {
     Frame(AMQPFrame),
     /// A content header on this channel, already in message parts.
-    Header(u16, Box<content::ParsedHeader>),
+    Header(u16, content::ParsedHeader),
 }
 
 /// Why no frame could be read.
@@ -89,7 +89,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(h) = content::parse_header(&self.buf[HEADER_LEN..total - 1]) {
                 let channel = u16::from_be_bytes([self.buf[1], self.buf[2]]);
                 self.buf.advance(total);
-                return Ok(Inbound::Header(channel, Box::new(h)));
+                return Ok(Inbound::Header(channel, h));
             }
         }
         self.parse(total).map(Inbound::Frame)

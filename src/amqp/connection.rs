@@ -223,7 +223,7 @@ impl Connection {
             Inbound::Header(0, _) => {
                 return Err(AmqpError::command_invalid("content frame on channel 0"))
             }
-            Inbound::Header(id, _) => return self.to_channel(id, inbound).await,
+            Inbound::Header(id, _) => return self.on_channel(id, inbound).await,
         };
         let id = frame.channel_id();
         match frame {
@@ -278,13 +278,13 @@ impl Connection {
                     tracing::debug!(connection = self.id, "blocked by a resource alarm");
                     let _ = self.alarm.wait_for(Option::is_none).await;
                 }
-                self.to_channel(id, Inbound::Frame(frame)).await
+                self.on_channel(id, Inbound::Frame(frame)).await
             }
         }
     }
 
     /// Hand a frame to open channel `id`.
-    async fn to_channel(&mut self, id: u16, frame: Inbound) -> Result<Flow, AmqpError> {
+    async fn on_channel(&mut self, id: u16, frame: Inbound) -> Result<Flow, AmqpError> {
         let Some(ch) = self.channels.get_mut(&id) else {
             return Err(AmqpError::channel_error(format!(
                 "channel {id} is not open"

@@ -204,9 +204,9 @@ impl QueueState {
     /// Whether a message with this header may go to a consumer now; [`next_ready`] gives the
     /// others their due (dead-letter, delay).
     fn deliverable(&self, h: &EnvelopeHeader, deliveries: u32, now: u64) -> bool {
-        !h.expires_ms.is_some_and(|e| e <= now)
-            && !h.not_before_ms.is_some_and(|t| t > now)
-            && !self.config.max_deliveries.is_some_and(|m| deliveries >= m)
+        h.expires_ms.is_none_or(|e| e > now)
+            && h.not_before_ms.is_none_or(|t| t <= now)
+            && self.config.max_deliveries.is_none_or(|m| deliveries < m)
     }
 
     /// Dead-letter the head (oldest waiting message) for overflow `drop-head`. Returns false

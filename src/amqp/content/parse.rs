@@ -34,7 +34,7 @@ pub struct ParsedHeader {
 #[derive(Debug)]
 pub enum Header {
     Amqp(AMQPContentHeader),
-    Parsed(Box<ParsedHeader>),
+    Parsed(ParsedHeader),
 }
 
 impl Header {
@@ -71,7 +71,7 @@ impl Header {
     pub fn into_message(self, body: Bytes) -> Result<Message, String> {
         let h = match self {
             Header::Amqp(h) => return message_from_amqp(&h.properties, body),
-            Header::Parsed(h) => *h,
+            Header::Parsed(h) => h,
         };
         let mut properties = h.properties;
         if let Some(e) = h.expiration {

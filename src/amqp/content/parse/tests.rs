@@ -20,7 +20,7 @@ fn amqp(payload: &[u8]) -> Option<AMQPContentHeader> {
 
 /// Both readings agree on everything the channel and the broker use.
 fn assert_same(payload: &[u8], ours: ParsedHeader, theirs: AMQPContentHeader, what: &str) {
-    let (ours, theirs) = (Header::Parsed(Box::new(ours)), Header::Amqp(theirs));
+    let (ours, theirs) = (Header::Parsed(ours), Header::Amqp(theirs));
     assert_eq!(ours.class_id(), theirs.class_id(), "{what}");
     assert_eq!(ours.body_size(), theirs.body_size(), "{what}");
     assert_eq!(ours.header_entries(), theirs.header_entries(), "{what}");
@@ -108,7 +108,7 @@ fn a_bad_expiration_is_the_same_error_either_way() {
     let ours = parse_header(&payload).expect("a short string like any other");
     let theirs = amqp(&payload).expect("amq-protocol reads it");
     assert_same(&payload, ours, theirs, "bad expiration");
-    let err = Header::Parsed(Box::new(parse_header(&payload).unwrap()))
+    let err = Header::Parsed(parse_header(&payload).unwrap())
         .into_message(Bytes::new())
         .unwrap_err();
     assert_eq!(err, "invalid expiration \"z\"");
