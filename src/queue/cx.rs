@@ -45,7 +45,8 @@ pub(crate) struct Cx<'a> {
     /// dispatch in the same operation gives them to a waiting consumer without reading back
     /// and decoding what was just encoded. Invariant: an entry equals the value last staged
     /// under its key — any later write to the key drops it.
-    fresh: HashMap<[u8; 13], Box<Fresh>>,
+    /// Each with its record's encoded length, what [`Hot`](super::hot::Hot) charges it by.
+    fresh: HashMap<[u8; 13], (usize, Box<Fresh>)>,
     /// Message keys written (changed or removed) other than by [`insert_fresh`], so their
     /// queues' [`Hot`](super::hot::Hot) copies can be evicted.
     written: Vec<[u8; 13]>,
@@ -85,13 +86,16 @@ impl<'a> Cx<'a> {
     /// Stage a new message record (`value`, the encoding of `fresh`) under `key`, keeping the
     /// decoded message for [`take_fresh`](Cx::take_fresh).
     pub fn insert_fresh(&mut self, key: [u8; 13], value: Vec<u8>, fresh: Box<Fresh>) {
+        let len = value.len();
         self.insert_new(&key, value);
-        self.fresh.insert(key, fresh);
+        self.fresh.insert(key, (len, fresh));
     }
 
     /// Decoded records staged by this operation and not delivered by it.
-    pub fn take_unsent(&mut self) -> impl Iterator<Item = ([u8; 13], Box<Fresh>)> + '_ {
-        self.fresh.drain()
+    pub fn take_unsent(&mut self) -> impl Iterator<Item = ([u8; 13], usize, Box<Fresh>)> + '_ {
+        self.fresh
+            .drain()
+            .map(|(key, (len, fresh))| (key, len, fresh))
     }
 
     /// Message keys written by this operation (see `written`).
@@ -104,7 +108,7 @@ impl<'a> Cx<'a> {
         if self.fresh.is_empty() {
             return None;
         }
-        self.fresh.remove(key)
+        self.fresh.remove(key).map(|(_, fresh)| fresh)
     }
 
     fn forget(&mut self, key: &[u8]) {

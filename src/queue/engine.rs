@@ -161,13 +161,13 @@ impl Engine {
             }
         }
         let budget = cx.hot_budget;
-        for (key, fresh) in cx.take_unsent() {
+        for (key, encoded_len, fresh) in cx.take_unsent() {
             let Some((qid, seq)) = keys::message_parts(&key) else {
                 continue;
             };
             if let Some(q) = self.queues.get_mut(&qid) {
                 if !q.consumers.is_empty() && seq > q.cursor {
-                    q.hot.put(seq, fresh, budget);
+                    q.hot.put(seq, encoded_len, fresh, budget);
                 }
             }
         }

@@ -21,7 +21,7 @@ use super::cx::Fresh;
 /// Budget for decoded messages kept by all queues of one engine.
 pub const HOT_BYTES: usize = 4 << 20;
 
-/// Bytes charged per entry beyond its body: the boxed message, header and strings, roughly.
+/// Bytes charged per entry beyond its size decoded: the box, the map node, the allocators' rounding.
 const ENTRY_OVERHEAD: usize = 256;
 
 /// Bytes held by all [`Hot`] caches of one engine.
@@ -36,9 +36,12 @@ pub(crate) struct Hot {
 }
 
 impl Hot {
-    /// Keep `fresh` (the record stored as `seq`) if the budget allows.
-    pub fn put(&mut self, seq: u64, fresh: Box<Fresh>, budget: &HotBudget) {
-        let size = fresh.message.body.len() + ENTRY_OVERHEAD;
+    /// Keep `fresh` (the record stored as `seq`, `encoded_len` bytes) if the budget allows.
+    /// Charged at twice the encoded length: the body costs the same decoded, but headers and
+    /// strings take more room in `String`s and maps than in MessagePack, so a message of a
+    /// thousand tiny headers is not kept as if it were its body alone.
+    pub fn put(&mut self, seq: u64, encoded_len: usize, fresh: Box<Fresh>, budget: &HotBudget) {
+        let size = 2 * encoded_len + ENTRY_OVERHEAD;
         let taken = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
             (used + size <= HOT_BYTES).then_some(used + size)
         });
@@ -121,11 +124,12 @@ mod tests {
         let budget = HotBudget::default();
         let big = HOT_BYTES / 4;
         let (mut a, mut b) = (Hot::default(), Hot::default());
+        let len = (big - ENTRY_OVERHEAD) / 2;
         for seq in 1..=3 {
-            a.put(seq, fresh(big - ENTRY_OVERHEAD), &budget);
+            a.put(seq, len, fresh(len), &budget);
         }
-        b.put(1, fresh(big - ENTRY_OVERHEAD), &budget);
-        b.put(2, fresh(big - ENTRY_OVERHEAD), &budget);
+        b.put(1, len, fresh(len), &budget);
+        b.put(2, len, fresh(len), &budget);
         assert_eq!(
             budget.load(Ordering::Relaxed),
             HOT_BYTES,
@@ -142,7 +146,7 @@ mod tests {
         assert_eq!(budget.load(Ordering::Relaxed), big);
         a.evict(3);
         assert!(a.is_empty());
-        a.put(9, fresh(10), &budget);
+        a.put(9, 10, fresh(10), &budget);
         drop(a);
         assert_eq!(
             budget.load(Ordering::Relaxed),
