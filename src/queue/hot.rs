@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::cx::Fresh;
 
 /// Budget for decoded messages kept by all queues of one engine.
-pub const HOT_BYTES: usize = 4 << 20;
+pub const HOT_BYTES: usize = 8 << 20;
 
 /// Bytes charged per entry beyond its size decoded: the box, the map node, the allocators' rounding.
 const ENTRY_OVERHEAD: usize = 256;
