@@ -17,8 +17,11 @@ use super::{content, hot_frames};
 const HEADER_LEN: usize = 7;
 /// The frame-end octet every frame carries after its payload.
 pub const FRAME_END: u8 = 0xCE;
-/// Frame type octet of a content header frame.
+/// Frame type octets.
+pub const FRAME_METHOD: u8 = 1;
 pub const FRAME_HEADER: u8 = 2;
+pub const FRAME_BODY: u8 = 3;
+pub const FRAME_HEARTBEAT: u8 = 8;
 /// `AMQP\0\0\9\1`.
 pub const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
 
@@ -99,7 +102,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     async fn next_frame(&mut self) -> Result<usize, ReadError> {
         self.fill(HEADER_LEN).await?;
         let kind = self.buf[0];
-        if !matches!(kind, 1 | 2 | 3 | 8) {
+        if !matches!(
+            kind,
+            FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+        ) {
             return Err(protocol(AmqpError::frame_error(format!(
                 "unknown frame type {kind}"
             ))));
@@ -118,7 +124,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(protocol(AmqpError::frame_error("frame-end octet missing")));
         }
         // Body frames carry no tables; the others are parsed recursively (see `nesting`).
-        if kind != 3
+        if kind != FRAME_BODY
             && nesting_bound(&self.buf[HEADER_LEN..total - 1], MAX_FRAME_NESTING)
                 > MAX_FRAME_NESTING
         {

@@ -17,7 +17,7 @@ mod parse;
 pub use parse::{parse_header, Header, ParsedHeader};
 
 /// The `basic` class, the only one with content.
-const CLASS_BASIC: u16 = 60;
+pub const CLASS_BASIC: u16 = 60;
 
 /// Append the content header frame for `message` on `channel` to `out`. `false` (with `out`
 /// as it was) when the message needs the general path.

@@ -120,14 +120,11 @@ fn opt_str(s: &Option<ShortString>) -> Option<String> {
 /// generated one ([`Message`]'s invariant); an `expiration` that is not a decimal number of
 /// milliseconds is a 406 in RabbitMQ, reported here as `Err(text)`.
 pub fn message_from_amqp(props: &BasicProperties, body: Bytes) -> Result<Message, String> {
-    let expiration_ms = match props.expiration() {
-        None => None,
-        Some(e) => Some(
-            e.as_str()
-                .parse::<u64>()
-                .map_err(|_| format!("invalid expiration {:?}", e.as_str()))?,
-        ),
-    };
+    let expiration_ms = props
+        .expiration()
+        .as_ref()
+        .map(|e| expiration_ms(e.as_str()))
+        .transpose()?;
     let properties = Properties {
         content_type: opt_str(props.content_type()),
         content_encoding: opt_str(props.content_encoding()),
@@ -141,10 +138,7 @@ pub fn message_from_amqp(props: &BasicProperties, body: Bytes) -> Result<Message
         user_id: opt_str(props.user_id()),
         app_id: opt_str(props.app_id()),
     };
-    let id = match props.message_id() {
-        Some(id) if !id.as_str().is_empty() => MessageId::from(id.as_str().to_owned()),
-        _ => MessageId::generate(),
-    };
+    let id = message_id(props.message_id().as_ref().map(|id| id.as_str()));
     Ok(Message {
         id,
         properties,
@@ -155,6 +149,21 @@ pub fn message_from_amqp(props: &BasicProperties, body: Bytes) -> Result<Message
             .unwrap_or_default(),
         body,
     })
+}
+
+/// An `expiration` property as milliseconds; RabbitMQ takes only a decimal number.
+pub fn expiration_ms(e: &str) -> Result<u64, String> {
+    e.parse::<u64>()
+        .map_err(|_| format!("invalid expiration {e:?}"))
+}
+
+/// The id of a published message: its `message-id`, or a generated one when that is absent
+/// or empty.
+pub fn message_id(sent: Option<&str>) -> MessageId {
+    match sent {
+        Some(id) if !id.is_empty() => MessageId::from(id.to_owned()),
+        _ => MessageId::generate(),
+    }
 }
 
 /// The content-header properties a consumer sees for `message`.

@@ -11,11 +11,10 @@ use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{basic, AMQPClass};
 use amq_protocol::types::ShortString;
 
+use super::codec::{FRAME_BODY, FRAME_METHOD};
+use super::content::CLASS_BASIC;
 use super::reader::Reader;
 
-const FRAME_METHOD: u8 = 1;
-const FRAME_BODY: u8 = 3;
-const CLASS_BASIC: u16 = 60;
 const METHOD_PUBLISH: u16 = 40;
 const METHOD_ACK: u16 = 80;
 
@@ -68,6 +67,7 @@ mod tests {
     use super::*;
     use crate::amqp::codec::encode;
     use crate::amqp::convert::short;
+    use crate::amqp::reader::damage;
 
     fn text(rng: &mut StdRng) -> String {
         let len = rng.random_range(0..12);
@@ -119,14 +119,7 @@ mod tests {
             assert_eq!(ours(&bytes).as_ref(), Some(&f), "frame {i} as encoded");
             // Damage the payload (the envelope stays valid: the reader checked it already).
             let mut payload = bytes[7..bytes.len() - 1].to_vec();
-            match rng.random_range(0..3) {
-                0 if !payload.is_empty() => {
-                    let at = rng.random_range(0..payload.len());
-                    payload[at] = rng.random();
-                }
-                1 if !payload.is_empty() => payload.truncate(rng.random_range(0..payload.len())),
-                _ => payload.push(rng.random()),
-            }
+            damage(&mut rng, &mut payload, 1);
             let mut damaged = bytes[..3].to_vec();
             damaged.extend_from_slice(&(payload.len() as u32).to_be_bytes());
             damaged.extend_from_slice(&payload);

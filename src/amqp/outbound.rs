@@ -16,13 +16,10 @@ use amq_protocol::protocol::AMQPClass;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
-use super::codec::{encode, FRAME_END};
+use super::codec::{encode, FRAME_BODY, FRAME_END};
 use super::content;
 use super::convert::properties_to_amqp;
 use crate::message::Message;
-
-/// Frame type octet of a content body frame.
-const FRAME_BODY: u8 = 3;
 
 /// Frame batches that may wait for the socket before senders block.
 pub const OUTBOUND_BATCHES: usize = 128;
@@ -85,7 +82,7 @@ impl Outbound {
                 return Ok(());
             }
             let header = AMQPContentHeader {
-                class_id: 60,
+                class_id: content::CLASS_BASIC,
                 body_size: body.len() as u64,
                 properties: properties_to_amqp(message),
             };

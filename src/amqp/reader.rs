@@ -47,3 +47,24 @@ impl<'a> Reader<'a> {
         self.take(usize::try_from(n).ok()?).map(Reader)
     }
 }
+
+/// Random damage for the readers' tests: `edits` times, overwrite, cut, insert or append a
+/// byte.
+#[cfg(test)]
+pub(crate) fn damage(rng: &mut rand::rngs::StdRng, bytes: &mut Vec<u8>, edits: usize) {
+    use rand::Rng;
+    for _ in 0..edits {
+        match rng.random_range(0..4) {
+            0 if !bytes.is_empty() => {
+                let at = rng.random_range(0..bytes.len());
+                bytes[at] = rng.random();
+            }
+            1 if !bytes.is_empty() => bytes.truncate(rng.random_range(0..bytes.len())),
+            2 => {
+                let at = rng.random_range(0..=bytes.len());
+                bytes.insert(at, rng.random());
+            }
+            _ => bytes.push(rng.random()),
+        }
+    }
+}

@@ -41,11 +41,11 @@ pub(crate) struct Cx<'a> {
     pub touched: BTreeSet<u32>,
     /// New first-delivery high-water marks, written once per apply rather than per delivery.
     pub hwm: BTreeMap<u32, u64>,
-    /// Messages staged by this operation, by message key, as the publisher handed them over:
+    /// Messages staged by this operation, by message key, as the publisher handed them over
+    /// (with their records' encoded length, what [`Hot`](super::hot::Hot) charges them by):
     /// dispatch in the same operation gives them to a waiting consumer without reading back
     /// and decoding what was just encoded. Invariant: an entry equals the value last staged
     /// under its key — any later write to the key drops it.
-    /// Each with its record's encoded length, what [`Hot`](super::hot::Hot) charges it by.
     fresh: HashMap<[u8; 13], (usize, Box<Fresh>)>,
     /// Message keys written (changed or removed) other than by [`insert_fresh`], so their
     /// queues' [`Hot`](super::hot::Hot) copies can be evicted.
@@ -73,11 +73,6 @@ impl<'a> Cx<'a> {
         self.ops.push((key.to_vec(), Some(value)));
     }
 
-    fn insert_new(&mut self, key: &[u8; 13], value: Vec<u8>) {
-        self.fresh.remove(key);
-        self.ops.push((key.to_vec(), Some(value)));
-    }
-
     pub fn remove(&mut self, key: &[u8]) {
         self.forget(key);
         self.ops.push((key.to_vec(), None));
@@ -86,9 +81,8 @@ impl<'a> Cx<'a> {
     /// Stage a new message record (`value`, the encoding of `fresh`) under `key`, keeping the
     /// decoded message for [`take_fresh`](Cx::take_fresh).
     pub fn insert_fresh(&mut self, key: [u8; 13], value: Vec<u8>, fresh: Box<Fresh>) {
-        let len = value.len();
-        self.insert_new(&key, value);
-        self.fresh.insert(key, (len, fresh));
+        self.fresh.insert(key, (value.len(), fresh));
+        self.ops.push((key.to_vec(), Some(value)));
     }
 
     /// Decoded records staged by this operation and not delivered by it.

@@ -7,6 +7,7 @@
 //! bottleneck, not this lock (see `docs/benchmarks.md`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -153,14 +154,16 @@ impl Engine {
     /// After an operation's writes: evict the records it changed from their queues' hot
     /// caches, then keep there the ones it stored and did not deliver (see [`super::hot`]).
     fn keep_hot(&mut self, cx: &mut Cx<'_>) {
-        for key in cx.take_written() {
-            if let Some(q) = keys::message_parts(&key).and_then(|(q, _)| self.queues.get_mut(&q)) {
-                if !q.hot.is_empty() {
-                    q.hot.evict(keys::message_seq(&key).unwrap_or_default());
+        let budget = cx.hot_budget;
+        // Nothing is kept anywhere (the budget counts every entry): nothing to evict.
+        let any_kept = budget.load(Ordering::Relaxed) > 0;
+        for key in cx.take_written().filter(|_| any_kept) {
+            if let Some((qid, seq)) = keys::message_parts(&key) {
+                if let Some(q) = self.queues.get_mut(&qid) {
+                    q.hot.evict(seq);
                 }
             }
         }
-        let budget = cx.hot_budget;
         for (key, encoded_len, fresh) in cx.take_unsent() {
             let Some((qid, seq)) = keys::message_parts(&key) else {
                 continue;

@@ -29,8 +29,8 @@ pub(crate) type HotBudget = Arc<AtomicUsize>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Hot {
+    /// seq -> (bytes charged to the budget, the message).
     entries: BTreeMap<u64, (usize, Box<Fresh>)>,
-    bytes: usize,
     /// The engine's budget, taken on the first insert so a dropped queue can give its bytes back.
     budget: Option<HotBudget>,
 }
@@ -49,7 +49,6 @@ impl Hot {
             return;
         }
         self.budget.get_or_insert_with(|| budget.clone());
-        self.bytes += size;
         if let Some((old, _)) = self.entries.insert(seq, (size, fresh)) {
             self.release(old);
         }
@@ -80,21 +79,15 @@ impl Hot {
     }
 
     pub fn clear(&mut self) {
-        self.entries.clear();
-        let bytes = self.bytes;
+        let bytes = std::mem::take(&mut self.entries)
+            .values()
+            .map(|(size, _)| size)
+            .sum();
         self.release(bytes);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    fn release(&mut self, size: usize) {
-        if size == 0 {
-            return;
-        }
-        self.bytes -= size;
-        if let Some(b) = &self.budget {
+    fn release(&self, size: usize) {
+        if let Some(b) = self.budget.as_ref().filter(|_| size > 0) {
             b.fetch_sub(size, Ordering::Relaxed);
         }
     }
@@ -145,7 +138,11 @@ mod tests {
         assert!(a.take(2).is_some());
         assert_eq!(budget.load(Ordering::Relaxed), big);
         a.evict(3);
-        assert!(a.is_empty());
+        assert_eq!(
+            budget.load(Ordering::Relaxed),
+            0,
+            "evicting gives the bytes back"
+        );
         a.put(9, 10, fresh(10), &budget);
         drop(a);
         assert_eq!(

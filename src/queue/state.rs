@@ -37,7 +37,8 @@ pub(crate) struct Ready {
 pub(crate) enum Record {
     /// Read from the store: an encoded envelope.
     Stored(Vec<u8>),
-    /// Staged by the running operation and still decoded (see [`Cx::take_fresh`]).
+    /// Still decoded: staged by the running operation ([`Cx::take_fresh`]) or kept by the
+    /// queue's hot cache.
     Fresh(Box<Fresh>),
 }
 

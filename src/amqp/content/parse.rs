@@ -13,10 +13,10 @@
 use amq_protocol::frame::AMQPContentHeader;
 use bytes::Bytes;
 
-use crate::amqp::convert::{message_from_amqp, table_entries};
+use crate::amqp::convert::{expiration_ms, message_from_amqp, message_id, table_entries};
 use crate::amqp::nesting::MAX_FRAME_NESTING;
 use crate::amqp::reader::Reader;
-use crate::message::{FieldValue, Headers, Message, MessageId, Properties};
+use crate::message::{FieldValue, Headers, Message, Properties};
 
 /// A content header as [`parse_header`] read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,18 +74,9 @@ impl Header {
             Header::Parsed(h) => h,
         };
         let mut properties = h.properties;
-        if let Some(e) = h.expiration {
-            let ms = e
-                .parse::<u64>()
-                .map_err(|_| format!("invalid expiration {e:?}"))?;
-            properties.expiration_ms = Some(ms);
-        }
-        let id = match h.message_id {
-            Some(id) if !id.is_empty() => MessageId::from(id),
-            _ => MessageId::generate(),
-        };
+        properties.expiration_ms = h.expiration.as_deref().map(expiration_ms).transpose()?;
         Ok(Message {
-            id,
+            id: message_id(h.message_id.as_deref()),
             properties,
             headers: h.headers,
             body,

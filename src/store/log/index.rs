@@ -109,11 +109,6 @@ pub(crate) struct Index {
     len: usize,
 }
 
-/// `(queue id, seq)` of a message key.
-fn message_key(key: &[u8]) -> Option<(u32, u64)> {
-    keys::message_parts(key)
-}
-
 /// The queue id of a `m` ++ qid prefix.
 fn message_prefix(prefix: &[u8]) -> Option<u32> {
     (prefix.len() == 5 && prefix[0] == keys::MSG)
@@ -130,14 +125,14 @@ impl Index {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Loc> {
-        match message_key(key) {
+        match keys::message_parts(key) {
             Some((q, seq)) => self.messages.get(&q)?.get(seq),
             None => self.other.get(key).copied(),
         }
     }
 
     pub fn insert(&mut self, key: &[u8], loc: Loc) -> Option<Loc> {
-        let old = match message_key(key) {
+        let old = match keys::message_parts(key) {
             Some((q, seq)) => self.messages.entry(q).or_default().insert(seq, loc),
             None => self.other.insert(Key::from_slice(key), loc),
         };
@@ -146,7 +141,7 @@ impl Index {
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Loc> {
-        let old = match message_key(key) {
+        let old = match keys::message_parts(key) {
             Some((q, seq)) => {
                 let map = self.messages.get_mut(&q)?;
                 let old = map.remove(seq);
@@ -164,7 +159,9 @@ impl Index {
     /// The first key in `from..=to`. A range of message keys must stay within one queue
     /// (the only kind the engine asks for).
     pub fn first_in(&self, from: &[u8], to: &[u8]) -> Option<(Vec<u8>, Loc)> {
-        if let (Some((q, lo)), Some((q2, hi))) = (message_key(from), message_key(to)) {
+        if let (Some((q, lo)), Some((q2, hi))) =
+            (keys::message_parts(from), keys::message_parts(to))
+        {
             debug_assert_eq!(q, q2, "message key ranges stay within one queue");
             let (seq, loc) = self.messages.get(&q)?.first(lo, hi)?;
             return Some((keys::message(q, seq).to_vec(), loc));
@@ -187,7 +184,7 @@ impl Index {
     /// prefix covering message keys must name one queue (`m` ++ qid).
     pub fn next_with_prefix(&self, prefix: &[u8], after: Option<&[u8]>) -> Option<(Vec<u8>, Loc)> {
         if let Some(q) = message_prefix(prefix) {
-            let from = match after.and_then(message_key) {
+            let from = match after.and_then(keys::message_parts) {
                 Some((_, seq)) => seq.checked_add(1)?,
                 None => 0,
             };

@@ -91,6 +91,14 @@ impl Env {
     }
 }
 
+/// Options of a push consumer with this prefetch.
+pub fn push(prefetch: u32) -> ConsumerOptions {
+    ConsumerOptions {
+        prefetch,
+        push: true,
+    }
+}
+
 pub fn name(s: &str) -> QueueName {
     QueueName::new(s).unwrap()
 }

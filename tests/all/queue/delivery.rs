@@ -1,17 +1,8 @@
 //! FIFO, competing consumers, prefetch, settlement, pull, fan-out publish.
 
-use switchyard::queue::{
-    ConsumerOptions, PublishItem, PublishOutcome, QueueConfig, QueueError, QueueName,
-};
+use switchyard::queue::{PublishItem, PublishOutcome, QueueConfig, QueueError, QueueName};
 
 use super::common::*;
-
-fn push(prefetch: u32) -> ConsumerOptions {
-    ConsumerOptions {
-        prefetch,
-        push: true,
-    }
-}
 
 #[tokio::test]
 async fn fifo_round_robin_and_prefetch() {

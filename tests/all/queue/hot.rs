@@ -3,16 +3,9 @@
 //! rules (TTL, max-length) still apply to them.
 
 use switchyard::message::{FieldValue, Message};
-use switchyard::queue::{ConsumerOptions, EnqueueOptions, Overflow, QueueConfig};
+use switchyard::queue::{EnqueueOptions, Overflow, QueueConfig};
 
 use super::common::*;
-
-fn push(prefetch: u32) -> ConsumerOptions {
-    ConsumerOptions {
-        prefetch,
-        push: true,
-    }
-}
 
 fn rich(i: i64) -> Message {
     let mut m = msg(&format!("m{i}"))

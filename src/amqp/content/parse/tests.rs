@@ -5,6 +5,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::amqp::content::tests::{message, reference};
+use crate::amqp::reader::damage;
 
 /// amq-protocol's reading of a header frame's payload, if it accepts it.
 fn amqp(payload: &[u8]) -> Option<AMQPContentHeader> {
@@ -61,23 +62,8 @@ fn damaged_headers_are_read_as_amq_protocol_reads_them_or_declined() {
         let m = message(&mut rng);
         let frame = reference(1, &m);
         let mut payload = frame[7..frame.len() - 1].to_vec();
-        for _ in 0..rng.random_range(1..4) {
-            match rng.random_range(0..4) {
-                0 if !payload.is_empty() => {
-                    let at = rng.random_range(0..payload.len());
-                    payload[at] = rng.random();
-                }
-                1 if !payload.is_empty() => {
-                    let at = rng.random_range(0..payload.len());
-                    payload.truncate(at);
-                }
-                2 => {
-                    let at = rng.random_range(0..=payload.len());
-                    payload.insert(at, rng.random());
-                }
-                _ => payload.push(rng.random()),
-            }
-        }
+        let edits = rng.random_range(1..4);
+        damage(&mut rng, &mut payload, edits);
         match parse_header(&payload) {
             None => declined += 1,
             Some(ours) => {
