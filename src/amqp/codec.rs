@@ -46,6 +46,10 @@ pub enum ReadError {
     Protocol(AmqpError),
 }
 
+/// Room made for each read from the socket: a pipelined publisher's frames arrive many per
+/// read, so one system call (and one wake-up of the connection task) serves dozens of them.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// Reads frames from a stream.
 #[derive(Debug)]
 pub struct FrameReader<R> {
@@ -88,6 +92,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// [`content::parse_header`] can (the connection loop's read; see that module).
     pub(crate) async fn read_inbound(&mut self) -> Result<Inbound, ReadError> {
         let total = self.next_frame().await?;
+        self.inbound(total)
+    }
+
+    /// The next frame if it is already whole in the buffer: the connection loop takes a
+    /// pipelined client's frames this way, without a read future (or its timeout and shutdown
+    /// watch) per frame. `None` when a read is needed; errors are `read_inbound`'s.
+    pub(crate) fn buffered_inbound(&mut self) -> Option<Result<Inbound, ReadError>> {
+        match self.buffered_frame() {
+            Ok(Some(total)) => Some(self.inbound(total)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    fn inbound(&mut self, total: usize) -> Result<Inbound, ReadError> {
         if self.buf[0] == FRAME_HEADER {
             if let Some(h) = content::parse_header(&self.buf[HEADER_LEN..total - 1]) {
                 let channel = u16::from_be_bytes([self.buf[1], self.buf[2]]);
@@ -101,6 +120,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Buffer the next whole frame and check its envelope; returns its length.
     async fn next_frame(&mut self) -> Result<usize, ReadError> {
         self.fill(HEADER_LEN).await?;
+        let total = self.frame_len()?;
+        self.fill(total).await?;
+        self.check_frame(total)
+    }
+
+    /// [`next_frame`](Self::next_frame) without reading: `Some` only if the whole frame is
+    /// buffered.
+    fn buffered_frame(&mut self) -> Result<Option<usize>, ReadError> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let total = self.frame_len()?;
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        self.check_frame(total).map(Some)
+    }
+
+    /// The length of the frame whose header is buffered, checked against frame-max.
+    fn frame_len(&self) -> Result<usize, ReadError> {
         let kind = self.buf[0];
         if !matches!(
             kind,
@@ -118,13 +157,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.frame_max
             ))));
         }
-        let total = total as usize;
-        self.fill(total).await?;
+        Ok(total as usize)
+    }
+
+    /// Check the whole buffered frame of `total` bytes: its end octet, its tables' nesting.
+    fn check_frame(&self, total: usize) -> Result<usize, ReadError> {
         if self.buf[total - 1] != FRAME_END {
             return Err(protocol(AmqpError::frame_error("frame-end octet missing")));
         }
         // Body frames carry no tables; the others are parsed recursively (see `nesting`).
-        if kind != FRAME_BODY
+        if self.buf[0] != FRAME_BODY
             && nesting_bound(&self.buf[HEADER_LEN..total - 1], MAX_FRAME_NESTING)
                 > MAX_FRAME_NESTING
         {
@@ -153,7 +195,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Buffer at least `n` bytes. EOF before any byte of a new unit is [`ReadError::Closed`].
     async fn fill(&mut self, n: usize) -> Result<(), ReadError> {
         while self.buf.len() < n {
-            self.buf.reserve(n - self.buf.len());
+            self.buf.reserve((n - self.buf.len()).max(READ_CHUNK));
             let read = self.inner.read_buf(&mut self.buf).await?;
             if read == 0 {
                 return Err(if self.buf.is_empty() {

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::channel::{Channel, Next};
+use super::channel::{Accept, Channel, Incoming, Next};
 use super::codec::{FrameReader, Inbound, ReadError, PROTOCOL_HEADER};
 use super::convert::short;
 use super::error::AmqpError;
@@ -155,6 +155,14 @@ where
     result
 }
 
+/// What [`Connection::accept`] made of a frame.
+enum Step {
+    Done,
+    Publish(u16, Incoming),
+    Failed(u16, AmqpError),
+    Other(Inbound),
+}
+
 struct Connection {
     id: u64,
     shared: Arc<Shared>,
@@ -181,35 +189,47 @@ impl Connection {
         let idle = heartbeat.map(|h| h * 2 + Duration::from_millis(500));
         let mut shutdown = self.shared.on_shutdown();
         loop {
-            let next = async {
-                match idle {
-                    None => Some(reader.read_inbound().await),
-                    Some(limit) => tokio::time::timeout(limit, reader.read_inbound())
-                        .await
-                        .ok(),
+            // A pipelining client's next frames are usually in the buffer already: no read
+            // future, timeout or shutdown watch for them.
+            let frame = match reader.buffered_inbound() {
+                Some(frame) => frame,
+                None => {
+                    let next = async {
+                        match idle {
+                            None => Some(reader.read_inbound().await),
+                            Some(limit) => tokio::time::timeout(limit, reader.read_inbound())
+                                .await
+                                .ok(),
+                        }
+                    };
+                    let next = tokio::select! {
+                        _ = shutdown.wait_for(|down| *down) => Err(()),
+                        next = next => Ok(next),
+                    };
+                    match next {
+                        Err(()) => {
+                            let bye = AmqpError::connection_forced("broker shutdown");
+                            return self.fail(reader, bye).await;
+                        }
+                        Ok(None) => {
+                            tracing::debug!("amqp heartbeat timeout");
+                            return Ok(());
+                        }
+                        Ok(Some(frame)) => frame,
+                    }
                 }
-            };
-            let next = tokio::select! {
-                _ = shutdown.wait_for(|down| *down) => Err(()),
-                next = next => Ok(next),
-            };
-            let frame = match next {
-                Err(()) => {
-                    let bye = AmqpError::connection_forced("broker shutdown");
-                    return self.fail(reader, bye).await;
-                }
-                Ok(None) => {
-                    tracing::debug!("amqp heartbeat timeout");
-                    return Ok(());
-                }
-                Ok(Some(frame)) => frame,
             };
             let frame = match frame {
                 Ok(f) => f,
                 Err(ReadError::Protocol(err)) => return self.fail(reader, err).await,
                 Err(e) => return Err(e),
             };
-            match self.handle(frame).await {
+            let step = match self.accept(frame) {
+                // Most frames of a publish: no future is made for them at all.
+                Step::Done => continue,
+                step => step,
+            };
+            match self.handle(step).await {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop) => return Ok(()),
                 Err(err) => return self.fail(reader, err).await,
@@ -217,7 +237,69 @@ impl Connection {
         }
     }
 
-    async fn handle(&mut self, inbound: Inbound) -> Result<Flow, AmqpError> {
+    /// One frame, once [`accept`](Connection::accept) has looked at it. The publish path
+    /// (`basic.publish` and its content frames, on an open channel, with no resource alarm) is
+    /// taken without an `await` until a message is whole (see [`Channel::accept`] for why);
+    /// everything else goes to [`handle_other`], boxed so that this future, and
+    /// [`run`](Connection::run)'s around it, are only as large as a publish needs.
+    ///
+    /// [`handle_other`]: Connection::handle_other
+    async fn handle(&mut self, step: Step) -> Result<Flow, AmqpError> {
+        match step {
+            Step::Done => Ok(Flow::Continue),
+            Step::Publish(id, incoming) => self.publish(id, incoming).await,
+            Step::Failed(id, e) => self.channel_failed(id, e).await,
+            Step::Other(inbound) => Box::pin(self.handle_other(inbound)).await,
+        }
+    }
+
+    /// The synchronous part of [`handle`](Connection::handle).
+    fn accept(&mut self, inbound: Inbound) -> Step {
+        let id = match &inbound {
+            Inbound::Header(id, _)
+            | Inbound::Frame(AMQPFrame::Header(id, _) | AMQPFrame::Body(id, _)) => *id,
+            Inbound::Frame(frame @ AMQPFrame::Method(id, _))
+                if is_publish(frame) && self.alarm.borrow().is_none() =>
+            {
+                *id
+            }
+            _ => 0,
+        };
+        let Some(ch) = self.channels.get_mut(&id).filter(|_| id != 0) else {
+            return Step::Other(inbound);
+        };
+        match ch.accept(inbound) {
+            Accept::Buffered => Step::Done,
+            Accept::Complete(incoming) => Step::Publish(id, incoming),
+            Accept::Failed(e) => Step::Failed(id, e),
+            Accept::Other(inbound) => Step::Other(inbound),
+        }
+    }
+
+    async fn publish(&mut self, id: u16, incoming: Incoming) -> Result<Flow, AmqpError> {
+        let ch = self
+            .channels
+            .get_mut(&id)
+            .expect("accepted by an open channel");
+        match ch.publish_incoming(incoming).await {
+            Ok(()) => Ok(Flow::Continue),
+            Err(e) => self.channel_failed(id, e).await,
+        }
+    }
+
+    /// A channel exception on the publish path: close the channel (boxed: it is rare).
+    async fn channel_failed(&mut self, id: u16, e: AmqpError) -> Result<Flow, AmqpError> {
+        let ch = self
+            .channels
+            .get_mut(&id)
+            .expect("accepted by an open channel");
+        if Box::pin(ch.on_result(Err(e))).await? == Next::Closed {
+            self.channels.remove(&id);
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn handle_other(&mut self, inbound: Inbound) -> Result<Flow, AmqpError> {
         let frame = match inbound {
             Inbound::Frame(frame) => frame,
             Inbound::Header(0, _) => {

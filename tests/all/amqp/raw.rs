@@ -6,6 +6,7 @@ use amq_protocol::protocol::{basic, channel, connection, AMQPClass, BasicPropert
 use amq_protocol::types::{FieldTable, LongString};
 use switchyard::amqp::code;
 use switchyard::amqp::codec::{encode, FrameReader, PROTOCOL_HEADER};
+use switchyard::queue::{ConsumerOptions, QueueConfig, QueueName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -334,6 +335,103 @@ async fn publish_to_missing_exchange_closes_the_channel_with_404() {
     .await;
     // The connection is still usable; the channel id can be reopened.
     raw.open_channel(1).await;
+}
+
+/// The frames of one publish, as a client writes them.
+fn publish_frames(channel: u16, exchange: &str, key: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = bytes(&AMQPFrame::Method(
+        channel,
+        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            exchange: exchange.into(),
+            routing_key: key.into(),
+            mandatory: false,
+            immediate: false,
+        })),
+    ));
+    out.extend(bytes(&AMQPFrame::Header(
+        channel,
+        AMQPContentHeader {
+            class_id: 60,
+            body_size: body.len() as u64,
+            properties: BasicProperties::default(),
+        },
+    )));
+    out.extend(bytes(&AMQPFrame::Body(channel, body.to_vec())));
+    out
+}
+
+/// Pipelined publishes arrive many per read and are taken from the read buffer one after the
+/// other: a channel exception in the middle of that buffer closes the channel there, and the
+/// publishes after it on that channel are dropped (the channel is closing), while another
+/// channel's publishes in the same buffer still land.
+#[tokio::test]
+async fn a_channel_error_inside_one_read_drops_only_what_follows_on_that_channel() {
+    let server = Server::start().await;
+    let queue = QueueName::new("pipelined").unwrap();
+    server
+        .broker
+        .declare_queue(&queue, QueueConfig::default())
+        .unwrap();
+    let mut raw = Raw::open(&server).await;
+    raw.open_channel(1).await;
+    raw.open_channel(2).await;
+    let mut batch = Vec::new();
+    for i in 0..3 {
+        batch.extend(publish_frames(
+            1,
+            "",
+            "pipelined",
+            format!("before {i}").as_bytes(),
+        ));
+    }
+    batch.extend(publish_frames(1, "missing", "k", b"refused"));
+    for i in 0..3 {
+        batch.extend(publish_frames(
+            1,
+            "",
+            "pipelined",
+            format!("after {i}").as_bytes(),
+        ));
+        batch.extend(publish_frames(
+            2,
+            "",
+            "pipelined",
+            format!("other {i}").as_bytes(),
+        ));
+    }
+    raw.send_bytes(&batch).await;
+    let frame = raw.next().await;
+    let AMQPFrame::Method(1, AMQPClass::Channel(channel::AMQPMethod::Close(c))) = frame else {
+        panic!("expected channel.close, got {frame:?}")
+    };
+    assert_eq!(c.reply_code, code::NOT_FOUND);
+    raw.send(AMQPFrame::Method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+    ))
+    .await;
+    // Reopening channel 1 orders us after every frame of the batch.
+    raw.open_channel(1).await;
+    let mut bodies = Vec::new();
+    let mut consumer = server
+        .broker
+        .queues()
+        .consume(
+            &queue,
+            ConsumerOptions {
+                push: false,
+                ..ConsumerOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    while let Some(d) = consumer.next_ready().await.unwrap() {
+        bodies.push(String::from_utf8(d.message.body.to_vec()).unwrap());
+    }
+    assert_eq!(
+        bodies,
+        ["before 0", "before 1", "before 2", "other 0", "other 1", "other 2"]
+    );
 }
 
 #[tokio::test]
