@@ -13,6 +13,7 @@
 //! closing state, where every frame but `close`/`close-ok` is dropped (as the spec says).
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 
 use amq_protocol::frame::AMQPFrame;
@@ -162,7 +163,9 @@ impl Channel {
             Accept::Buffered => return Ok(Next::Keep),
             Accept::Complete(incoming) => {
                 let result = self.publish_incoming(incoming).await;
-                return self.on_result(result.map(|()| Next::Keep)).await;
+                return self
+                    .on_result(result.map(|()| Next::Keep).map_err(|e| e.on(60, 40)))
+                    .await;
             }
             Accept::Failed(e) => return self.on_result(Err(e)).await,
             Accept::Other(Inbound::Header(..)) => return Ok(Next::Keep),
@@ -418,14 +421,20 @@ impl Channel {
         })
     }
 
-    /// Publish a message [`accept`](Channel::accept) found complete.
-    pub(crate) async fn publish_incoming(&mut self, incoming: Incoming) -> Result<(), AmqpError> {
-        let Some(header) = incoming.header else {
-            return Ok(());
-        };
-        self.publish(incoming.method, header, Bytes::from(incoming.body))
-            .await
-            .map_err(|e| e.on(60, 40))
+    /// Publish a message [`accept`](Channel::accept) found complete. Not an `async fn` (it
+    /// would be one more level copying the publish future, see [`accept`](Channel::accept)), so
+    /// the caller tags the error with `basic.publish`'s ids (`.on(60, 40)`).
+    pub(crate) fn publish_incoming(
+        &mut self,
+        incoming: Incoming,
+    ) -> impl Future<Output = Result<(), AmqpError>> + Send + '_ {
+        let Incoming {
+            method,
+            header,
+            body,
+        } = incoming;
+        let header = header.expect("a complete message has its content header");
+        self.publish(method, header, Bytes::from(body))
     }
 }
 

@@ -224,12 +224,13 @@ impl Connection {
                 Err(ReadError::Protocol(err)) => return self.fail(reader, err).await,
                 Err(e) => return Err(e),
             };
-            let step = match self.accept(frame) {
+            let flow = match self.accept(frame) {
                 // Most frames of a publish: no future is made for them at all.
                 Step::Done => continue,
-                step => step,
+                Step::Publish(id, incoming) => self.publish(id, incoming).await,
+                step => Box::pin(self.handle(step)).await,
             };
-            match self.handle(step).await {
+            match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop) => return Ok(()),
                 Err(err) => return self.fail(reader, err).await,
@@ -237,11 +238,10 @@ impl Connection {
         }
     }
 
-    /// One frame, once [`accept`](Connection::accept) has looked at it. The publish path
-    /// (`basic.publish` and its content frames, on an open channel, with no resource alarm) is
-    /// taken without an `await` until a message is whole (see [`Channel::accept`] for why);
-    /// everything else goes to [`handle_other`], boxed so that this future, and
-    /// [`run`](Connection::run)'s around it, are only as large as a publish needs.
+    /// A frame [`accept`](Connection::accept) did not finish and that is not a whole message:
+    /// a channel exception on the publish path, or any other frame ([`handle_other`]). Rare,
+    /// so [`run`](Connection::run) boxes it: see [`Channel::accept`] for why the publish path
+    /// keeps its futures small.
     ///
     /// [`handle_other`]: Connection::handle_other
     async fn handle(&mut self, step: Step) -> Result<Flow, AmqpError> {
@@ -249,11 +249,12 @@ impl Connection {
             Step::Done => Ok(Flow::Continue),
             Step::Publish(id, incoming) => self.publish(id, incoming).await,
             Step::Failed(id, e) => self.channel_failed(id, e).await,
-            Step::Other(inbound) => Box::pin(self.handle_other(inbound)).await,
+            Step::Other(inbound) => self.handle_other(inbound).await,
         }
     }
 
-    /// The synchronous part of [`handle`](Connection::handle).
+    /// The publish path up to a whole message, without an `await` (`basic.publish` and its
+    /// content frames, on an open channel, with no resource alarm).
     fn accept(&mut self, inbound: Inbound) -> Step {
         let id = match &inbound {
             Inbound::Header(id, _)
@@ -283,11 +284,11 @@ impl Connection {
             .expect("accepted by an open channel");
         match ch.publish_incoming(incoming).await {
             Ok(()) => Ok(Flow::Continue),
-            Err(e) => self.channel_failed(id, e).await,
+            Err(e) => Box::pin(self.channel_failed(id, e.on(60, 40))).await,
         }
     }
 
-    /// A channel exception on the publish path: close the channel (boxed: it is rare).
+    /// A channel exception on the publish path: close the channel.
     async fn channel_failed(&mut self, id: u16, e: AmqpError) -> Result<Flow, AmqpError> {
         let ch = self
             .channels

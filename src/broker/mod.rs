@@ -36,7 +36,6 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
-use crate::message::Message;
 use crate::plugin::{HostConfig, PluginHost};
 use crate::queue::{QueueConfig, QueueName, QueueStore, Queues, QueuesOptions};
 use crate::routing::{Binding, BindingTarget, Exchange, Topology};
@@ -99,29 +98,19 @@ struct Core {
 }
 
 impl Core {
-    async fn decide(
-        &self,
-        topology: &Topology,
-        exchange: &str,
-        routing_key: &str,
-        message: Message,
-        mandatory: bool,
-        dry_run: bool,
-    ) -> Result<Decision, BrokerError> {
-        let queues = &self.queues;
-        let queue_exists = |q: &str| queues.exists(q);
+    /// A routing pass over `topology`. A plain function, not an `async fn` awaiting the route:
+    /// every level of `async fn` copies the future it awaits (see `amqp::channel::accept`).
+    fn router<'a>(&'a self, topology: &'a Topology, dry_run: bool) -> Router<'a> {
         Router {
             topology,
             plugins: &self.plugins,
             breakers: &self.breakers,
             special: &self.special,
-            queue_exists: &queue_exists,
+            queues: &self.queues,
             dry_run,
             decision: Decision::default(),
             seen: HashSet::new(),
         }
-        .route(exchange, routing_key, message, mandatory)
-        .await
     }
 }
 

@@ -120,9 +120,11 @@ impl Broker {
         message: Message,
         mandatory: bool,
     ) -> Result<Submitted, BrokerError> {
-        let decision = self
-            .decide(exchange, routing_key, message, mandatory, false)
-            .await?;
+        // Boxed: routing's future is kilobytes, and every `async fn` that awaits it inline (the
+        // AMQP channel's publish, the connection's) would grow by as much and copy it on each
+        // publish; one allocation costs less than those copies.
+        let decision =
+            Box::pin(self.decide(exchange, routing_key, message, mandatory, false)).await?;
         tracing::debug!(
             verdicts = ?decision
                 .steps
@@ -158,14 +160,8 @@ impl Broker {
         }
         let topology = self.topology();
         self.core
-            .decide(
-                &topology,
-                exchange,
-                routing_key,
-                message,
-                mandatory,
-                dry_run,
-            )
+            .router(&topology, dry_run)
+            .route(exchange, routing_key, message, mandatory)
             .await
     }
 

@@ -14,6 +14,7 @@ use crate::message::{FieldValue, Message};
 use crate::plugin::{
     Logged, PluginError, PluginHost, PluginKind, RouteContext, RouteVerdict, Serving, Target,
 };
+use crate::queue::QueueStore;
 use crate::routing::{BindingTarget, Exchange, ExchangeKind, FailurePolicy, Topology};
 
 /// Exchange-to-exchange hops one publish may take; deeper (or cyclic) paths stop there.
@@ -40,7 +41,7 @@ pub(super) struct Router<'a> {
     pub plugins: &'a PluginHost,
     pub breakers: &'a Breakers,
     pub special: &'a SpecialQueues,
-    pub queue_exists: &'a (dyn Fn(&str) -> bool + Sync),
+    pub queues: &'a QueueStore,
     /// A dry run leaves breakers untouched.
     pub dry_run: bool,
     pub decision: Decision,
@@ -122,7 +123,7 @@ impl<'a> Router<'a> {
         };
         if ex.name.is_empty() {
             // The default exchange: every queue is bound to it by its own name.
-            if (self.queue_exists)(key) && self.seen.insert(key.to_owned()) {
+            if self.queues.exists(key) && self.seen.insert(key.to_owned()) {
                 self.push(key, message, None, None);
             }
             return;
@@ -243,7 +244,7 @@ impl<'a> Router<'a> {
                     };
                     let copy = stamp(copy, &lineage);
                     match dest.target {
-                        Target::Queue(q) if (self.queue_exists)(&q) => {
+                        Target::Queue(q) if self.queues.exists(&q) => {
                             self.push(&q, copy, dest.delay_ms, None)
                         }
                         Target::Queue(q) => self.dead_letter(
