@@ -380,6 +380,15 @@ async fn deliver_loop(
                 if !deliver(&mut consumer, &tag, no_ack, channel, &out, &tags, d).await {
                     return;
                 }
+                // The deliveries queued behind it go out in one run, without a new `select!`
+                // (and its two futures) per delivery; a settlement that arrives meanwhile
+                // still goes first.
+                while settle.is_empty() {
+                    let Some(d) = consumer.try_recv() else { break };
+                    if !deliver(&mut consumer, &tag, no_ack, channel, &out, &tags, d).await {
+                        return;
+                    }
+                }
             }
         }
     }

@@ -45,6 +45,16 @@ impl StoreConsumer {
         }
     }
 
+    /// A delivery already pushed to this consumer, without waiting: the embedded store's
+    /// deliveries are queued in memory, so a consumer task can send a run of them at once.
+    /// Always `None` on JetStream (take its deliveries with [`recv`](Self::recv)).
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        match &mut self.0 {
+            Inner::Embedded(c) => c.try_recv(),
+            Inner::JetStream(..) => None,
+        }
+    }
+
     /// A ready message if there is one (a pull: management and replay). On JetStream this
     /// waits up to half a second for one.
     pub async fn next_ready(&mut self) -> Result<Option<Delivery>, QueueError> {
