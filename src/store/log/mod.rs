@@ -315,7 +315,11 @@ impl MessageLog {
         self.unflushed.fetch_sub(written as u64, Ordering::Relaxed);
         let mut st = self.state.lock();
         st.inflight = Arc::default();
-        st.chunk_hint = written.clamp(CHUNK_HINT_MIN, CHUNK_HINT_MAX);
+        // Twice the last flush: a chunk that outgrows its room is reallocated, and its frames
+        // copied, while the connection task waits on the store's lock.
+        st.chunk_hint = written
+            .saturating_mul(2)
+            .clamp(CHUNK_HINT_MIN, CHUNK_HINT_MAX);
         match &synced {
             Ok(()) => {
                 st.stalled = None;
