@@ -224,32 +224,20 @@ impl Connection {
                 Err(ReadError::Protocol(err)) => return self.fail(reader, err).await,
                 Err(e) => return Err(e),
             };
+            // Most frames of a publish make no future at all, a whole message one small one;
+            // the rest are rare and boxed, so that this loop's future stays as small as a
+            // publish needs (see `Channel::accept`).
             let flow = match self.accept(frame) {
-                // Most frames of a publish: no future is made for them at all.
                 Step::Done => continue,
                 Step::Publish(id, incoming) => self.publish(id, incoming).await,
-                step => Box::pin(self.handle(step)).await,
+                Step::Failed(id, e) => Box::pin(self.channel_failed(id, e)).await,
+                Step::Other(inbound) => Box::pin(self.handle_other(inbound)).await,
             };
             match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop) => return Ok(()),
                 Err(err) => return self.fail(reader, err).await,
             }
-        }
-    }
-
-    /// A frame [`accept`](Connection::accept) did not finish and that is not a whole message:
-    /// a channel exception on the publish path, or any other frame ([`handle_other`]). Rare,
-    /// so [`run`](Connection::run) boxes it: see [`Channel::accept`] for why the publish path
-    /// keeps its futures small.
-    ///
-    /// [`handle_other`]: Connection::handle_other
-    async fn handle(&mut self, step: Step) -> Result<Flow, AmqpError> {
-        match step {
-            Step::Done => Ok(Flow::Continue),
-            Step::Publish(id, incoming) => self.publish(id, incoming).await,
-            Step::Failed(id, e) => self.channel_failed(id, e).await,
-            Step::Other(inbound) => self.handle_other(inbound).await,
         }
     }
 
@@ -294,12 +282,14 @@ impl Connection {
             .channels
             .get_mut(&id)
             .expect("accepted by an open channel");
-        if Box::pin(ch.on_result(Err(e))).await? == Next::Closed {
+        if ch.on_result(Err(e)).await? == Next::Closed {
             self.channels.remove(&id);
         }
         Ok(Flow::Continue)
     }
 
+    /// Every frame [`accept`](Connection::accept) does not take: connection methods, channel
+    /// open, the other methods, and content on a closing or unopened channel.
     async fn handle_other(&mut self, inbound: Inbound) -> Result<Flow, AmqpError> {
         let frame = match inbound {
             Inbound::Frame(frame) => frame,
