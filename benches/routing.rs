@@ -2,8 +2,10 @@
 //!
 //! `cargo bench --bench routing [-- --messages N]`; without `--bench` (as `cargo test
 //! --all-targets` runs it) a 400-message smoke run. Four publisher tasks keep up to 256
-//! publishes in flight between them (as AMQP publishers with confirms do), 1 KiB bodies, `fsync`
-//! durability, one destination queue. Not a timed test: figures go to `docs/benchmarks.md`.
+//! publishes in flight between them (as AMQP publishers with confirms do), submitted in batches
+//! of 16 (`--batch N`; as the AMQP front end submits the publishes of one socket read), 1 KiB
+//! bodies, `fsync` durability, one destination queue. Not a timed test: figures go to
+//! `docs/benchmarks.md`.
 //! `--rounds N` alternates all cases N times and prints medians; `--workers N` sets the
 //! runtime's workers (default: the server's, `config::default_worker_threads`);
 //! `--only <case> [--relaxed]` runs one case (for a profiler). It allocates with jemalloc, as the
@@ -19,7 +21,7 @@ mod plugins;
 use std::sync::Arc;
 use std::time::Instant;
 
-use switchyard::broker::{Broker, BrokerConfig};
+use switchyard::broker::{Broker, BrokerConfig, Publish};
 use switchyard::message::{Headers, Message};
 use switchyard::plugin::{DeployOptions, VERDICT_CACHE};
 use switchyard::queue::{QueueConfig, QueueName, QueuesOptions};
@@ -34,6 +36,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const PUBLISHERS: usize = 4;
 const IN_FLIGHT: usize = 256;
+/// Publishes submitted together (`Broker::submit_batch`), as the AMQP front end submits the
+/// publishes of one socket read; `--batch 1` publishes one message per call (`Broker::publish`).
+const BATCH: usize = 16;
 
 struct Case {
     name: &'static str,
@@ -155,7 +160,7 @@ struct Figures {
 
 /// One case. CPU per message is the steadier figure on a shared VM, where throughput moves
 /// with the machine's speed from run to run.
-async fn run(case: &Case, durability: Durability, messages: usize) -> Figures {
+async fn run(case: &Case, durability: Durability, messages: usize, batch: usize) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     let broker = open(dir.path(), durability);
     let queue = QueueName::new("bench").unwrap();
@@ -207,18 +212,42 @@ async fn run(case: &Case, durability: Durability, messages: usize) -> Figures {
         let (broker, permits, template) = (broker.clone(), permits.clone(), template.clone());
         let key = case.key;
         tasks.push(tokio::spawn(async move {
-            for _ in 0..messages / PUBLISHERS {
-                let permit = permits.clone().acquire_owned().await.unwrap();
+            let mut left = messages / PUBLISHERS;
+            while left > 0 {
+                let n = batch.min(left);
+                left -= n;
+                let permit = permits.clone().acquire_many_owned(n as u32).await.unwrap();
                 let broker = broker.clone();
-                let mut m = template.clone();
-                m.id = switchyard::message::MessageId::generate();
+                let fresh = || {
+                    let mut m = template.clone();
+                    m.id = switchyard::message::MessageId::generate();
+                    m
+                };
                 // Not joined: a finished task's memory lives until its handle is dropped, and
                 // kept handles cost the run ~4 KiB of fresh memory per message (800 MiB of
                 // page faults at 200k messages). The semaphore says when all are done; the
                 // queue's count below checks that each one stored its message.
+                if batch == 1 {
+                    let m = fresh();
+                    tokio::spawn(async move {
+                        let p = broker.publish("bench", key, m, false).await.unwrap();
+                        assert_eq!(p.outcomes.len(), 1, "routed to exactly one queue");
+                        drop(permit);
+                    });
+                    continue;
+                }
+                let publishes = (0..n)
+                    .map(|_| Publish {
+                        routing_key: key,
+                        message: fresh(),
+                        mandatory: false,
+                    })
+                    .collect();
                 tokio::spawn(async move {
-                    let p = broker.publish("bench", key, m, false).await.unwrap();
-                    assert_eq!(p.outcomes.len(), 1, "routed to exactly one queue");
+                    for submitted in broker.submit_batch("bench", publishes).await {
+                        let p = submitted.unwrap().durable().await.unwrap();
+                        assert_eq!(p.outcomes.len(), 1, "routed to exactly one queue");
+                    }
                     drop(permit);
                 });
             }
@@ -255,6 +284,7 @@ fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     let messages = flag("--messages").unwrap_or(if smoke { 400 } else { 40_000usize });
     let rounds: usize = flag("--rounds").unwrap_or(1);
+    let batch: usize = flag("--batch").unwrap_or(BATCH).clamp(1, IN_FLIGHT);
     // The server's runtime shape (`worker_threads`' default), unless `--workers N` says.
     let workers = flag("--workers").unwrap_or_else(switchyard::config::default_worker_threads);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -271,7 +301,7 @@ fn main() {
         let Some(case) = cases().into_iter().find(|c| c.name.starts_with(&only)) else {
             panic!("no case named {only:?}: the names are those of the table's first column");
         };
-        let f = rt.block_on(run(&case, durability, messages));
+        let f = rt.block_on(run(&case, durability, messages, batch));
         println!(
             "{} {durability:?}: {:.0} msg/s, {:.1} µs CPU/msg, workers {:.1} µs/msg",
             case.name, f.rate, f.cpu, f.workers
@@ -287,7 +317,7 @@ fn main() {
     for _ in 0..rounds {
         for (d, &durability) in durabilities.iter().enumerate() {
             for (c, case) in cases().iter().enumerate() {
-                runs[d][c].push(rt.block_on(run(case, durability, messages)));
+                runs[d][c].push(rt.block_on(run(case, durability, messages, batch)));
             }
         }
     }
@@ -295,6 +325,7 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    println!("Batches of {batch} publishes.\n");
     println!(
         "| exchange | durability | msg/s (median of {rounds}) | vs direct (median of ratios) \
          | CPU µs/msg (median) | workers' CPU µs/msg (median) |"

@@ -421,6 +421,11 @@ impl Channel {
         })
     }
 
+    /// Whether a channel exception is closing this channel (it drops what arrives meanwhile).
+    pub(crate) fn closing(&self) -> bool {
+        self.closing
+    }
+
     /// Publish a message [`accept`](Channel::accept) found complete. Not an `async fn` (it
     /// would be one more level copying the publish future, see [`accept`](Channel::accept)), so
     /// the caller tags the error with `basic.publish`'s ids (`.on(60, 40)`).

@@ -155,12 +155,20 @@ where
     result
 }
 
-/// What [`Connection::accept`] made of a frame.
+/// Whole publishes to one exchange on one channel that one read may gather into a batch
+/// ([`Connection::gather`]). A 64 KiB read holds about sixty 1 KiB messages.
+const MAX_BATCH: usize = 64;
+
+/// What [`Connection::accept`] made of a frame, or how reading ended.
 enum Step {
     Done,
     Publish(u16, Incoming),
     Failed(u16, AmqpError),
     Other(Inbound),
+    /// Two heartbeats missed.
+    Stop,
+    /// The broker is shutting down.
+    Shutdown,
 }
 
 struct Connection {
@@ -188,50 +196,41 @@ impl Connection {
         // The spec allows closing after two missed heartbeats.
         let idle = heartbeat.map(|h| h * 2 + Duration::from_millis(500));
         let mut shutdown = self.shared.on_shutdown();
+        // What the last batch's gathering read past its end (see `gather`).
+        let mut pending: Option<Result<Step, ReadError>> = None;
         loop {
-            // A pipelining client's next frames are usually in the buffer already: no read
-            // future, timeout or shutdown watch for them.
-            let frame = match reader.buffered_inbound() {
-                Some(frame) => frame,
-                None => {
-                    let next = async {
-                        match idle {
-                            None => Some(reader.read_inbound().await),
-                            Some(limit) => tokio::time::timeout(limit, reader.read_inbound())
-                                .await
-                                .ok(),
-                        }
-                    };
-                    let next = tokio::select! {
-                        _ = shutdown.wait_for(|down| *down) => Err(()),
-                        next = next => Ok(next),
-                    };
-                    match next {
-                        Err(()) => {
-                            let bye = AmqpError::connection_forced("broker shutdown");
-                            return self.fail(reader, bye).await;
-                        }
-                        Ok(None) => {
-                            tracing::debug!("amqp heartbeat timeout");
-                            return Ok(());
-                        }
-                        Ok(Some(frame)) => frame,
-                    }
-                }
+            let frame = match pending.take() {
+                Some(Ok(step)) => Ok(step),
+                Some(Err(e)) => Err(e),
+                None => match self.next_frame(reader, &mut shutdown, idle).await {
+                    Ok(Ok(frame)) => Ok(self.accept(frame)),
+                    Ok(Err(ended)) => Ok(ended),
+                    Err(e) => Err(e),
+                },
             };
-            let frame = match frame {
-                Ok(f) => f,
+            let step = match frame {
+                Ok(step) => step,
                 Err(ReadError::Protocol(err)) => return self.fail(reader, err).await,
                 Err(e) => return Err(e),
             };
             // Most frames of a publish make no future at all, a whole message one small one;
             // the rest are rare and boxed, so that this loop's future stays as small as a
             // publish needs (see `Channel::accept`).
-            let flow = match self.accept(frame) {
+            let flow = match step {
                 Step::Done => continue,
-                Step::Publish(id, incoming) => self.publish(id, incoming).await,
+                Step::Publish(id, incoming) => {
+                    let (batch, next) = self.gather(reader, id, incoming);
+                    let flow = self.publish(id, batch).await;
+                    pending = next.filter(|next| self.still_wanted(id, next));
+                    flow
+                }
                 Step::Failed(id, e) => Box::pin(self.channel_failed(id, e)).await,
                 Step::Other(inbound) => Box::pin(self.handle_other(inbound)).await,
+                Step::Stop => return Ok(()),
+                Step::Shutdown => {
+                    let bye = AmqpError::connection_forced("broker shutdown");
+                    return self.fail(reader, bye).await;
+                }
             };
             match flow {
                 Ok(Flow::Continue) => {}
@@ -239,6 +238,80 @@ impl Connection {
                 Err(err) => return self.fail(reader, err).await,
             }
         }
+    }
+
+    /// The next frame: from the buffer when a pipelining client's next frames are there already
+    /// (no read future, timeout or shutdown watch for them), else read, bounded by the
+    /// heartbeat and shutdown. `Ok(Err(step))` is how reading ended instead.
+    async fn next_frame<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut FrameReader<R>,
+        shutdown: &mut watch::Receiver<bool>,
+        idle: Option<Duration>,
+    ) -> Result<Result<Inbound, Step>, ReadError> {
+        if let Some(frame) = reader.buffered_inbound() {
+            return frame.map(Ok);
+        }
+        let next = async {
+            match idle {
+                None => Some(reader.read_inbound().await),
+                Some(limit) => tokio::time::timeout(limit, reader.read_inbound())
+                    .await
+                    .ok(),
+            }
+        };
+        let next = tokio::select! {
+            _ = shutdown.wait_for(|down| *down) => return Ok(Err(Step::Shutdown)),
+            next = next => next,
+        };
+        match next {
+            None => {
+                tracing::debug!("amqp heartbeat timeout");
+                Ok(Err(Step::Stop))
+            }
+            Some(frame) => frame.map(Ok),
+        }
+    }
+
+    /// Gathers the whole publishes to `first`'s exchange on channel `id` that follow it in the
+    /// read buffer, up to [`MAX_BATCH`], so that they are routed together (one plugin call for
+    /// an `x-wasm` exchange whose router takes batches). Returns the batch and what ended it,
+    /// already accepted: a frame for something else, or a read error. Nothing here waits.
+    fn gather<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut FrameReader<R>,
+        id: u16,
+        first: Incoming,
+    ) -> (Vec<Incoming>, Option<Result<Step, ReadError>>) {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            let Some(frame) = reader.buffered_inbound() else {
+                break;
+            };
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => return (batch, Some(Err(e))),
+            };
+            match self.accept(frame) {
+                Step::Done => {}
+                Step::Publish(next, incoming)
+                    if next == id && incoming.method.exchange == batch[0].method.exchange =>
+                {
+                    batch.push(incoming)
+                }
+                other => return (batch, Some(Ok(other))),
+            }
+        }
+        (batch, None)
+    }
+
+    /// Whether a step gathered past a batch still stands once the batch is published: not a
+    /// publish or content error on the batch's channel if the batch closed it (frames after a
+    /// channel exception are dropped, as if they had arrived after it).
+    fn still_wanted(&self, id: u16, next: &Result<Step, ReadError>) -> bool {
+        let on_batch_channel =
+            matches!(next, Ok(Step::Publish(c, _) | Step::Failed(c, _)) if *c == id);
+        !on_batch_channel || self.channels.get(&id).is_some_and(|ch| !ch.closing())
     }
 
     /// The publish path up to a whole message, without an `await` (`basic.publish` and its
@@ -265,12 +338,12 @@ impl Connection {
         }
     }
 
-    async fn publish(&mut self, id: u16, incoming: Incoming) -> Result<Flow, AmqpError> {
+    async fn publish(&mut self, id: u16, batch: Vec<Incoming>) -> Result<Flow, AmqpError> {
         let ch = self
             .channels
             .get_mut(&id)
             .expect("accepted by an open channel");
-        match ch.publish_incoming(incoming).await {
+        match ch.publish_batch(batch).await {
             Ok(()) => Ok(Flow::Continue),
             Err(e) => Box::pin(self.channel_failed(id, e.on(60, 40))).await,
         }

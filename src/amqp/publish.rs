@@ -1,9 +1,10 @@
 //! `basic.publish`, `basic.return` and publisher confirms.
 //!
-//! Ordering and group commit: the connection task awaits [`Broker::submit`] itself, in frame
-//! order — it routes (plugins included: a warm plugin call completes within the same poll) and
-//! *applies* the publish's batch — so messages enter their queues in the order they were
-//! published. Only the wait for durability is handed to the channel's confirmer task, which
+//! Ordering and group commit: the connection task awaits [`Broker::submit_batch`] itself, in
+//! frame order, for the publishes to one exchange that one read holds — it routes them
+//! (plugins included: a warm plugin call completes within the same poll, and a batch router
+//! answers them all in one call) and *applies* each publish's batch — so messages enter their
+//! queues in the order they were published. Only the wait for durability is handed to the channel's confirmer task, which
 //! awaits the pending publishes in order and sends `basic.ack` (or `basic.nack`) for each. Many
 //! publishes are thus in flight per channel and share one flush, whatever their exchange type.
 //!
@@ -22,12 +23,13 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::args::broker_error;
-use super::channel::{gone, Channel};
+use super::channel::{gone, Channel, Incoming};
 use super::content::Header;
 use super::convert::short;
 use super::error::{code, AmqpError};
 use super::outbound::Outbound;
-use crate::broker::{Broker, BrokerError, Published};
+use crate::broker::{Broker, BrokerError, Publish, Published, Submitted};
+use crate::message::Message;
 
 type PublishFuture = Pin<Box<dyn Future<Output = Result<Published, BrokerError>> + Send>>;
 
@@ -51,10 +53,7 @@ impl Channel {
             .map_err(AmqpError::precondition_failed)?;
         let returned = method.mandatory.then(|| message.clone());
         let broker: Arc<Broker> = self.shared.broker.clone();
-        let seq = self.confirm.then(|| {
-            self.publish_seq += 1;
-            self.publish_seq
-        });
+        let seq = self.next_seq();
         // Routed and applied here, in frame order; only durability is awaited elsewhere.
         let submitted = broker
             .submit(
@@ -64,6 +63,85 @@ impl Channel {
                 method.mandatory,
             )
             .await;
+        self.published(&method, returned, seq, submitted).await
+    }
+
+    /// Publishes whole messages to one exchange, in order, routed together
+    /// ([`Broker::submit_batch`]: a router that takes batches is called once for all of them);
+    /// each then gets what [`publish`](Channel::publish) gives one message — its confirm, its
+    /// return. A message whose header does not convert fails the channel where it stands: the
+    /// messages before it are published, the ones after it dropped, as a closing channel drops
+    /// them.
+    pub(crate) async fn publish_batch(&mut self, batch: Vec<Incoming>) -> Result<(), AmqpError> {
+        let mut methods = Vec::with_capacity(batch.len());
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut failed = None;
+        for Incoming {
+            method,
+            header,
+            body,
+        } in batch
+        {
+            let header = header.expect("a complete message has its content header");
+            match header.into_message(Bytes::from(body)) {
+                Ok(message) => {
+                    methods.push(method);
+                    messages.push(message);
+                }
+                Err(e) => {
+                    failed = Some(AmqpError::precondition_failed(e));
+                    break;
+                }
+            }
+        }
+        if let Some(first) = methods.first() {
+            let returned: Vec<Option<Message>> = methods
+                .iter()
+                .zip(&messages)
+                .map(|(method, message)| method.mandatory.then(|| message.clone()))
+                .collect();
+            let seqs: Vec<Option<u64>> = methods.iter().map(|_| self.next_seq()).collect();
+            let publishes = methods
+                .iter()
+                .zip(messages)
+                .map(|(method, message)| Publish {
+                    routing_key: method.routing_key.as_str(),
+                    message,
+                    mandatory: method.mandatory,
+                })
+                .collect();
+            let broker: Arc<Broker> = self.shared.broker.clone();
+            let exchange = first.exchange.as_str();
+            let results = broker.submit_batch(exchange, publishes).await;
+            let each = methods.iter().zip(returned).zip(seqs).zip(results);
+            for (((method, returned), seq), submitted) in each {
+                self.published(method, returned, seq, submitted).await?;
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The next publish's sequence number, in confirm mode.
+    fn next_seq(&mut self) -> Option<u64> {
+        self.confirm.then(|| {
+            self.publish_seq += 1;
+            self.publish_seq
+        })
+    }
+
+    /// What a routed publish owes its publisher: the message back if it was unroutable and
+    /// `mandatory`, its confirm in confirm mode (once durable), or, without confirms, a wait
+    /// when the store is behind.
+    async fn published(
+        &mut self,
+        method: &basic::Publish,
+        returned: Option<Message>,
+        seq: Option<u64>,
+        submitted: Result<Submitted, BrokerError>,
+    ) -> Result<(), AmqpError> {
         let confirm = match submitted {
             Ok(submitted) => {
                 if submitted.decision().returned {

@@ -7,6 +7,7 @@
 //! ends call it, and plugins are reached through [`PluginHost`]'s plain-Rust API.
 
 mod alarm;
+mod batch;
 mod breaker;
 mod decision;
 mod error;
@@ -19,6 +20,7 @@ mod topology_sink;
 mod verdicts;
 
 pub use alarm::{ResourceAlarm, DEFAULT_DISK_FREE_LIMIT};
+pub use batch::Publish;
 pub use breaker::Breakers;
 pub use decision::{Decision, Output, Step};
 pub use error::BrokerError;
@@ -39,6 +41,7 @@ use parking_lot::RwLock;
 use crate::plugin::{HostConfig, PluginHost};
 use crate::queue::{QueueConfig, QueueName, QueueStore, Queues, QueuesOptions};
 use crate::routing::{Binding, BindingTarget, Exchange, Topology};
+use publish::refuse_deep;
 use route::Router;
 use topology_file::TopologyFile;
 
@@ -110,6 +113,7 @@ impl Core {
             dry_run,
             decision: Decision::default(),
             seen: HashSet::new(),
+            answered: None,
         }
     }
 }

@@ -125,6 +125,16 @@ impl Broker {
         // publish; one allocation costs less than those copies.
         let decision =
             Box::pin(self.decide(exchange, routing_key, message, mandatory, false)).await?;
+        self.routed(decision, exchange, routing_key)
+    }
+
+    /// A routed publish: logged (at debug level), then applied.
+    pub(super) fn routed(
+        &self,
+        decision: Decision,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<Submitted, BrokerError> {
         tracing::debug!(
             verdicts = ?decision
                 .steps
@@ -150,14 +160,7 @@ impl Broker {
         mandatory: bool,
         dry_run: bool,
     ) -> Result<Decision, BrokerError> {
-        // Refused here, before any plugin or queue sees it: the queues could not store it
-        // (`CodecError::TooDeep`), and a client's error beats an internal one.
-        let depth = message.header_nesting();
-        if depth > MAX_NESTING {
-            return Err(BrokerError::Rejected(format!(
-                "header values nest {depth} levels deep; at most {MAX_NESTING} are accepted"
-            )));
-        }
+        refuse_deep(&message)?;
         let topology = self.topology();
         self.core
             .router(&topology, dry_run)
@@ -207,4 +210,16 @@ impl Broker {
         };
         Ok(Submitted { decision, pending })
     }
+}
+
+/// Refused before any plugin or queue sees it: the queues could not store it
+/// (`CodecError::TooDeep`), and a client's error beats an internal one.
+pub(super) fn refuse_deep(message: &Message) -> Result<(), BrokerError> {
+    let depth = message.header_nesting();
+    if depth > MAX_NESTING {
+        return Err(BrokerError::Rejected(format!(
+            "header values nest {depth} levels deep; at most {MAX_NESTING} are accepted"
+        )));
+    }
+    Ok(())
 }

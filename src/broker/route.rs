@@ -47,6 +47,17 @@ pub(super) struct Router<'a> {
     pub decision: Decision,
     /// Queues that already got a copy through a built-in binding (one copy per queue).
     pub seen: HashSet<String>,
+    /// The published-to exchange's router already answered for this message, in a batch call
+    /// (`Broker::submit_batch`): its first routing step takes this answer instead of calling.
+    pub answered: Option<Answered<RouteVerdict>>,
+}
+
+/// A plugin's answer obtained before the routing pass: which version gave it, and the share of
+/// the batch call's time it stands for.
+pub(super) struct Answered<T> {
+    pub serving: Serving,
+    pub result: Result<T, PluginError>,
+    pub elapsed: Duration,
 }
 
 /// What a plugin call came to, once failures are handled.
@@ -146,7 +157,10 @@ impl<'a> Router<'a> {
                 let (ctx, dry_run) = (context(ex, key), self.dry_run);
                 let (m, c) = (message, &ctx);
                 let call = |p: Serving| async move { p.filter(m, c, dry_run).await };
-                match self.call(ex, filter, "binding-filter", key, m, call).await {
+                match self
+                    .call(ex, filter, "binding-filter", key, m, None, call)
+                    .await
+                {
                     Called::Ok(true, _) => {}
                     Called::Ok(false, _) | Called::Handled => continue,
                 }
@@ -185,13 +199,13 @@ impl<'a> Router<'a> {
             match kind {
                 Ok(PluginKind::Transform) => {
                     let call = |p: Serving| async move { p.transform(m, c, dry_run).await };
-                    match self.call(ex, name, "transform", key, m, call).await {
+                    match self.call(ex, name, "transform", key, m, None, call).await {
                         Called::Ok(out, lineage) => message = stamp(out, &lineage),
                         Called::Handled => return None,
                     }
                 }
                 _ => match self
-                    .call(ex, name, "filter", key, m, |p: Serving| async move {
+                    .call(ex, name, "filter", key, m, None, |p: Serving| async move {
                         p.filter(m, c, dry_run).await
                     })
                     .await
@@ -219,7 +233,15 @@ impl<'a> Router<'a> {
         let (ctx, dry_run) = (context(ex, key), self.dry_run);
         let (m, c) = (&message, &ctx);
         let call = |p: Serving| async move { p.route(m, c, dry_run).await };
-        let (verdict, lineage) = match self.call(ex, plugin, "router", key, m, call).await {
+        let answered = if hops == 0 {
+            self.answered.take()
+        } else {
+            None
+        };
+        let called = self
+            .call(ex, plugin, "router", key, m, answered, call)
+            .await;
+        let (verdict, lineage) = match called {
             Called::Ok(v, lineage) => (v, lineage),
             Called::Handled => return,
         };
@@ -273,6 +295,8 @@ impl<'a> Router<'a> {
     /// Runs `call` on the serving version of `plugin` unless its breaker is open, records the
     /// step, and applies the exchange's failure policy when it fails. The breaker, the step and
     /// the returned version all name the one version `call` ran on, even across a hot swap.
+    /// An `answered` call is not made again: its answer goes through the same steps.
+    #[allow(clippy::too_many_arguments)]
     async fn call<T, F, Fut>(
         &mut self,
         ex: &Exchange,
@@ -280,6 +304,7 @@ impl<'a> Router<'a> {
         role: &'static str,
         key: &str,
         message: &Message,
+        answered: Option<Answered<T>>,
         call: F,
     ) -> Called<T>
     where
@@ -287,7 +312,10 @@ impl<'a> Router<'a> {
         F: FnOnce(Serving) -> Fut,
         Fut: Future<Output = Logged<T>>,
     {
-        let serving = self.plugins.serving(plugin);
+        let (serving, answer) = match answered {
+            Some(a) => (Ok(a.serving), Some((a.result, a.elapsed))),
+            None => (self.plugins.serving(plugin), None),
+        };
         let (name, version, lineage) = match &serving {
             Ok(p) => (p.name().clone(), p.version().clone(), p.lineage().clone()),
             Err(_) => (Arc::from(plugin), Arc::from(""), Arc::from("")),
@@ -325,9 +353,17 @@ impl<'a> Router<'a> {
             self.push(&q, m, None, Some(reason));
             return Called::Handled;
         }
-        let start = Instant::now();
-        let Logged { result, logs } = call(serving).await;
-        let elapsed = start.elapsed();
+        let (Logged { result, logs }, elapsed) = match answer {
+            Some((result, elapsed)) => {
+                let logs = Vec::new();
+                (Logged { result, logs }, elapsed)
+            }
+            None => {
+                let start = Instant::now();
+                let logged = call(serving).await;
+                (logged, start.elapsed())
+            }
+        };
         match result {
             Ok(value) => {
                 if !self.dry_run {
@@ -420,7 +456,7 @@ fn stamp(mut message: Message, entry: &str) -> Message {
 }
 
 /// What a plugin called during a publish learns about where the message is.
-fn context(ex: &Exchange, key: &str) -> RouteContext {
+pub(super) fn context(ex: &Exchange, key: &str) -> RouteContext {
     RouteContext {
         exchange: ex.name.clone(),
         routing_key: key.to_owned(),

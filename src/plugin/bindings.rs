@@ -1,7 +1,7 @@
-//! Generated bindings for the four worlds, and the host side of the imports (`log`, `config`,
+//! Generated bindings for the five worlds, and the host side of the imports (`log`, `config`,
 //! `clock`) plus the empty WASI context.
 //!
-//! `router` generates the shared interfaces; `filter`, `transform` and `view-router` reuse them
+//! `router` generates the shared interfaces; the other worlds reuse them
 //! through `with`, so a `types::Message` is one Rust type whichever world a plugin implements.
 //!
 //! Exports are generated async (fiber calls, with WASI linked async); direct calls type the same
@@ -72,6 +72,23 @@ pub(crate) mod view_router {
     });
 }
 
+/// `view-router` for many messages per call: the messages are read by index through the `batch`
+/// import instead of through a handle each.
+pub(crate) mod batch_router {
+    wasmtime::component::bindgen!({
+        world: "batch-router",
+        path: "wit",
+        exports: { default: async },
+        imports: { "switchyard:plugin/batch": trappable },
+        with: {
+            "switchyard:plugin/types": super::router::switchyard::plugin::types,
+            "switchyard:plugin/log": super::router::switchyard::plugin::log,
+            "switchyard:plugin/config": super::router::switchyard::plugin::config,
+            "switchyard:plugin/clock": super::router::switchyard::plugin::clock,
+        },
+    });
+}
+
 pub(crate) use router::switchyard::plugin::types as wit;
 use router::switchyard::plugin::{clock, config, log};
 
@@ -101,7 +118,8 @@ pub(crate) struct StoreState {
     pub limiter: MemoryLimiter,
     /// Log lines of the current call, when its caller asked for them (a dry run).
     pub captured: Option<Vec<PluginLog>>,
-    /// The message a `view-router` call is reading; `None` between calls (see `view.rs`).
+    /// The messages a `view-router` or `batch-router` call is reading; `None` between calls
+    /// (see `view.rs`).
     pub view: Option<View>,
     /// What the current call reads, when its version caches verdicts (see `memo.rs`).
     pub reads: Option<Reads>,
@@ -294,5 +312,6 @@ impl Linkers {
 
 fn add_host_interfaces(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     router::Router::add_to_linker::<_, HasSelf<StoreState>>(linker, |s| s)?;
-    view_router::switchyard::plugin::view::add_to_linker::<_, HasSelf<StoreState>>(linker, |s| s)
+    view_router::switchyard::plugin::view::add_to_linker::<_, HasSelf<StoreState>>(linker, |s| s)?;
+    batch_router::switchyard::plugin::batch::add_to_linker::<_, HasSelf<StoreState>>(linker, |s| s)
 }

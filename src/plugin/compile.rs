@@ -77,7 +77,8 @@ pub(crate) fn compile(
     Ok((component, false))
 }
 
-/// The world a component implements, judged by its export names.
+/// The world a component implements, judged by its export names (`route-batch` is a router's
+/// too, the `batch-router` world's).
 pub(crate) fn infer_kind(engine: &Engine, component: &Component) -> Option<PluginKind> {
     let ty = component.component_type();
     let names: Vec<String> = ty
@@ -90,7 +91,11 @@ pub(crate) fn infer_kind(engine: &Engine, component: &Component) -> Option<Plugi
         PluginKind::Transform,
     ]
     .into_iter()
-    .find(|k| names.iter().any(|n| n == k.export()))
+    .find(|k| {
+        names
+            .iter()
+            .any(|n| n == k.export() || (*k == PluginKind::Router && n == "route-batch"))
+    })
 }
 
 /// Resolves imports and type-checks exports against `kind`'s world (or the inferred one).
@@ -111,12 +116,14 @@ pub(crate) fn prepare(
         None => {
             return Err(wrong(
                 "filter, transform or router",
-                "exports none of `filter`, `transform`, `route`".into(),
+                "exports none of `filter`, `transform`, `route`, `route-batch`".into(),
             ))
         }
     };
     let expected = match kind {
-        PluginKind::Router => "switchyard:plugin/router@0.1.0 or view-router@0.1.0".to_string(),
+        PluginKind::Router => {
+            "switchyard:plugin/router@0.1.0, view-router@0.1.0 or batch-router@0.1.0".to_string()
+        }
         other => format!("switchyard:plugin/{}@0.1.0", other.world()),
     };
     let instance_pre = linkers

@@ -17,7 +17,9 @@
 //! **penalized**: its calls run on fibers in the penalty lane (`lane.rs`), one at a time, until
 //! it has run clean for a while (`penalty.rs`). Its callers wait; everyone else keeps the CPU.
 //!
-//! A `view-router` version deployed with `switchyard.verdict-cache = on` answers what it has
+//! A `batch-router` version routes many messages in one call (`batch.rs`).
+//!
+//! A `view-router` or `batch-router` version deployed with `switchyard.verdict-cache = on` answers what it has
 //! answered before from its verdict cache (`memo.rs`), without a call; dry runs always call.
 //!
 //! A `LoadedPlugin` is immutable apart from its idle lists, the direct/fiber switch, the
@@ -45,6 +47,7 @@ use super::worker::{
 use super::PluginError;
 use crate::message::Message;
 
+mod batch;
 mod calls;
 mod settle;
 
@@ -70,6 +73,9 @@ pub(crate) struct LoadedPlugin {
     /// import, or too many overruns). Never cleared.
     fiber_only: AtomicBool,
     overruns: AtomicU32,
+    /// Set once a batch call overran its direct budget: batches are off for this version
+    /// (`batch.rs`). Never cleared.
+    batch_overran: AtomicBool,
     /// `None`: the host runs no penalty lane (`HostConfig::penalty_lane`).
     lane: Option<Lane>,
     penalty: Penalty,
@@ -130,7 +136,7 @@ impl LoadedPlugin {
     ) -> Self {
         let fiber_only = AtomicBool::new(pres.direct.is_none());
         let memo = match pres.fiber.world() {
-            World::ViewRouter => VerdictCache::for_config(&identity.config),
+            World::ViewRouter | World::BatchRouter => VerdictCache::for_config(&identity.config),
             _ => None,
         };
         LoadedPlugin {
@@ -145,6 +151,7 @@ impl LoadedPlugin {
             idle_fiber: Mutex::new(Vec::new()),
             fiber_only,
             overruns: AtomicU32::new(0),
+            batch_overran: AtomicBool::new(false),
             lane,
             penalty: Penalty::default(),
             lane_turn: tokio::sync::Mutex::new(()),

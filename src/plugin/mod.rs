@@ -1,8 +1,9 @@
 //! The plugin host: runs user-supplied WebAssembly components that filter, transform and route
 //! messages, under limits, with a persisted registry and hot reload.
 //!
-//! The contract is the WIT package `switchyard:plugin@0.1.0` in `wit/plugin.wit`: four worlds,
-//! `filter`, `transform`, `router`, and `view-router` (a router that reads the message lazily).
+//! The contract is the WIT package `switchyard:plugin@0.1.0` in `wit/plugin.wit`: five worlds,
+//! `filter`, `transform`, `router`, `view-router` (a router that reads the message lazily) and
+//! `batch-router` (the same for many messages per call).
 //! Nothing in this module's public API mentions wasmtime: the broker sees [`PluginHost`], plain
 //! value types and [`PluginError`].
 //!
@@ -12,10 +13,12 @@
 //! - `bindings`: generated WIT bindings and the host imports (`log`, `config`, `clock`, WASI);
 //! - `engine`: engine configuration and the epoch ticker;
 //! - `limiter`: the memory cap;
-//! - `marshal`: `Message` ⇄ WIT; `view`: the `message-view` a `view-router` reads lazily;
+//! - `marshal`: `Message` ⇄ WIT; `view`: the messages a `view-router` or `batch-router` reads
+//!   lazily;
 //! - `compile`: bytes → type-checked pre-instance; `cache`: compiled artifacts on disk;
 //! - `instance`: a loaded version and its pools of warm instances (`instance/settle`: the end
-//!   of a call; `instance/calls`: filter, transform, route); `worker`: one instance and the
+//!   of a call; `instance/calls`: filter, transform, route; `instance/batch`: many messages in
+//!   one router call); `worker`: one instance and the
 //!   two ways to call it (direct, fiber);
 //!   `nonblocking`: WASI for direct calls; `cpu`: a fiber call's CPU time;
 //! - `memo`: the verdict cache of a deterministic `view-router` version;
@@ -65,4 +68,5 @@ pub use types::{
     Destination, HostConfig, Logged, PluginKind, PluginLimits, PluginLog, RouteContext,
     RouteVerdict, Target,
 };
+pub use view::Routed;
 pub use watch::{dir_plugins, DirPlugin, DirWatcher};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::instance::LoadedPlugin;
 use super::types::{Logged, PluginKind, PluginLog, RouteContext, RouteVerdict};
+use super::view::Routed;
 use super::PluginError;
 use crate::message::Message;
 
@@ -53,6 +54,24 @@ impl Serving {
         let mut logs = Vec::new();
         let result = self.0.route(msg, ctx, lines(capture, &mut logs)).await;
         Logged { result, logs }
+    }
+
+    /// Routes `items` in one call when this version is a `batch-router` on its fast path: one
+    /// verdict per item, in order. `None` otherwise, or when the batch call did not complete
+    /// (it escaped its direct budget, trapped, answered the wrong count): route the items one
+    /// by one with [`route`](Self::route) then, which isolates a message that fails the plugin.
+    /// Never captures logs (a dry run routes one message).
+    pub fn route_batch(
+        &self,
+        items: &[Routed<'_>],
+    ) -> Option<Vec<Result<RouteVerdict, PluginError>>> {
+        self.0.route_batch(items)
+    }
+
+    /// Whether [`route_batch`](Self::route_batch) would try a batch call now: callers gather a
+    /// batch only for a version that takes one.
+    pub fn batches(&self) -> bool {
+        self.0.batches()
     }
 
     /// Runs this version as a filter (`true` keeps the message).

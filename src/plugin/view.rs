@@ -1,20 +1,24 @@
-//! The host side of `message-view`: the message a `view-router` plugin reads field by field.
+//! The host side of `message-view` and of `batch`: the messages a `view-router` or
+//! `batch-router` plugin reads field by field.
 //!
 //! Why it exists: a record-world call copies every string and list of the message into guest
 //! memory (one `cabi_realloc` call into the guest each) whether the plugin reads them or not,
 //! which is most of a small router's call cost. A view copies only what the guest asks for.
 //!
 //! Invariants:
-//! - a store holds at most one view, set by the worker just before a `view-router` call and
-//!   taken out right after it, whatever the call's outcome;
-//! - a direct call's view is the caller's message itself, *lent* (no copy: a copy of a message
-//!   with a few headers was half of the call). Only [`lend_during`] makes a lent view, and it
-//!   empties the slot before it returns or unwinds, so the pointers never outlive the borrows
-//!   they were made from. A fiber call can be suspended, moved to another thread or dropped
-//!   half-way, so it gets an owned copy instead;
-//! - the guest only ever holds the view as a `borrow` lent for that call (the canonical ABI
-//!   ends the borrow at return), so no method can run while the slot is empty. The methods
-//!   still answer with empty values rather than panic if one did;
+//! - a store holds at most one view, set by the worker just before a `view-router` or
+//!   `batch-router` call and taken out right after it, whatever the call's outcome. A view shows
+//!   one message per index: a `view-router` call reads index 0 through its one handle, a
+//!   `batch-router` call reads indices `0..count` through `batch`'s functions;
+//! - a direct call's view is the callers' messages themselves, *lent* (no copy: a copy of a
+//!   message with a few headers was half of the call). Only [`lend_during`] makes a lent view,
+//!   and it empties the slot before it returns or unwinds, so the pointers never outlive the
+//!   borrows they were made from. A fiber call can be suspended, moved to another thread or
+//!   dropped half-way, so it gets an owned copy instead;
+//! - the guest only ever holds a `message-view` as a `borrow` lent for that call (the canonical
+//!   ABI ends the borrow at return), so no method can run while the slot is empty. The methods
+//!   still answer with empty values rather than panic if one did; `batch`'s functions, which
+//!   take an index the guest chose, trap on an index the view does not have;
 //! - every handle has the same representation, [`REP`]: the store has one slot, not a table.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -23,7 +27,9 @@ use std::ptr::NonNull;
 use wasmtime::component::Resource;
 use wasmtime::Store;
 
-use super::bindings::{view_router::switchyard::plugin::view, wit, StoreState};
+use super::bindings::{
+    batch_router::switchyard::plugin::batch, view_router::switchyard::plugin::view, wit, StoreState,
+};
 use super::marshal;
 use super::memo::Probe;
 use super::types::RouteContext;
@@ -37,20 +43,21 @@ pub struct MessageView;
 /// The representation of the one handle a call lends.
 pub(crate) const REP: u32 = 0;
 
+/// A message to route and where it is: what a view shows at one index.
+pub type Routed<'a> = (&'a Message, &'a RouteContext);
+
 /// What the view shows during one call.
 pub(crate) enum View {
-    /// Copies, for a fiber call.
+    /// A copy of one message, for a fiber call.
     Owned(Box<(Message, RouteContext)>),
-    /// The caller's message and context, lent to a direct call by [`lend_during`].
-    Lent {
-        message: NonNull<Message>,
-        context: NonNull<RouteContext>,
-    },
+    /// The callers' messages and contexts, lent to a direct call by [`lend_during`]. The
+    /// lifetimes are erased: see [`View::get`].
+    Lent(NonNull<[Routed<'static>]>),
 }
 
 // SAFETY: `Message` and `RouteContext` are `Sync`, so reading them through shared pointers from
 // any thread is sound; and a `Lent` view is only read while `lend_during` holds the borrows it
-// was made from (see `View::parts`).
+// was made from (see `View::get`).
 #[allow(unsafe_code)]
 unsafe impl Send for View {}
 
@@ -60,30 +67,33 @@ impl View {
         View::Owned(Box::new((message.clone(), context.clone())))
     }
 
-    fn parts(&self) -> (&Message, &RouteContext) {
+    /// The message at `index`, if the view has one there.
+    fn get(&self, index: u32) -> Option<Routed<'_>> {
         match self {
-            View::Owned(parts) => (&parts.0, &parts.1),
+            View::Owned(parts) => (index == 0).then_some((&parts.0, &parts.1)),
             // SAFETY: a `Lent` view is only ever in a store's slot while `lend_during` runs
-            // (it empties the slot before returning or unwinding), and `lend_during` holds
-            // shared borrows of both values for that whole time.
+            // (it empties the slot before returning or unwinding), and `lend_during` holds a
+            // shared borrow of the slice, and the slice of its elements, for that whole time.
+            // The returned references live no longer than `&self`, so no longer than that.
             #[allow(unsafe_code)]
-            View::Lent { message, context } => unsafe { (message.as_ref(), context.as_ref()) },
+            View::Lent(items) => unsafe { items.as_ref() }.get(index as usize).copied(),
         }
     }
 }
 
-/// Runs `call` with `message` and `context` lent to `store`'s view slot, without a copy, and
-/// empties the slot when `call` returns or panics.
+/// Runs `call` with `items` lent to `store`'s view slot, without a copy, and empties the slot
+/// when `call` returns or panics.
 pub(crate) fn lend_during<R>(
     store: &mut Store<StoreState>,
-    message: &Message,
-    context: &RouteContext,
+    items: &[Routed<'_>],
     call: impl FnOnce(&mut Store<StoreState>) -> R,
 ) -> R {
-    store.data_mut().view = Some(View::Lent {
-        message: NonNull::from(message),
-        context: NonNull::from(context),
-    });
+    // Only the lifetimes change (which clippy does not see); `View::get` gives them back,
+    // bounded by the slot's borrow.
+    #[allow(clippy::unnecessary_cast)]
+    let erased = items as *const [Routed<'_>] as *const [Routed<'static>];
+    let erased = NonNull::new(erased.cast_mut()).expect("a reference is never null");
+    store.data_mut().view = Some(View::Lent(erased));
     let result = catch_unwind(AssertUnwindSafe(|| call(&mut *store)));
     store.data_mut().view = None;
     result.unwrap_or_else(|panic| resume_unwind(panic))
@@ -94,12 +104,6 @@ pub(crate) fn lend() -> Resource<MessageView> {
     Resource::new_borrow(REP)
 }
 
-/// The message and context the slot shows, if a call is running.
-struct Viewed<'a> {
-    message: &'a Message,
-    context: &'a RouteContext,
-}
-
 impl StoreState {
     fn probe(&mut self, probe: Probe) {
         if let Some(reads) = &mut self.reads {
@@ -107,9 +111,63 @@ impl StoreState {
         }
     }
 
-    fn viewed(&self) -> Option<Viewed<'_>> {
-        let (message, context) = self.view.as_ref()?.parts();
-        Some(Viewed { message, context })
+    fn viewed(&self, index: u32) -> Option<Routed<'_>> {
+        self.view.as_ref()?.get(index)
+    }
+
+    fn read_id(&mut self, index: u32) -> Option<String> {
+        self.probe(Probe::Id);
+        Some(self.viewed(index)?.0.id.as_str().to_owned())
+    }
+
+    fn read_header(&mut self, index: u32, name: String) -> Option<Option<wit::HeaderValue>> {
+        let value = self
+            .viewed(index)?
+            .0
+            .headers
+            .get(&name)
+            .map(marshal::value_to_wit);
+        self.probe(Probe::Header(name));
+        Some(value)
+    }
+
+    fn read_headers(&mut self, index: u32) -> Option<Vec<(String, wit::HeaderValue)>> {
+        self.probe(Probe::Headers);
+        let (message, _) = self.viewed(index)?;
+        Some(
+            message
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), marshal::value_to_wit(v)))
+                .collect(),
+        )
+    }
+
+    fn read_properties(&mut self, index: u32) -> Option<wit::Properties> {
+        self.probe(Probe::Properties);
+        Some(marshal::properties_to_wit(
+            &self.viewed(index)?.0.properties,
+        ))
+    }
+
+    fn read_body_size(&mut self, index: u32) -> Option<u64> {
+        self.probe(Probe::BodySize);
+        Some(self.viewed(index)?.0.body.len() as u64)
+    }
+
+    fn read_body(&mut self, index: u32) -> Option<Vec<u8>> {
+        self.probe(Probe::Body);
+        Some(self.viewed(index)?.0.body.to_vec())
+    }
+
+    fn read_message(&mut self, index: u32) -> Option<wit::Message> {
+        self.probe(Probe::ToMessage);
+        Some(marshal::message_to_wit(self.viewed(index)?.0))
+    }
+
+    fn read_context(&mut self, index: u32) -> Option<wit::RouteContext> {
+        self.probe(Probe::Context);
+        Some(marshal::context_to_wit(self.viewed(index)?.1))
     }
 }
 
@@ -117,70 +175,82 @@ impl view::Host for StoreState {}
 
 impl view::HostMessageView for StoreState {
     fn id(&mut self, _: Resource<MessageView>) -> String {
-        self.probe(Probe::Id);
-        self.viewed()
-            .map_or_else(String::new, |v| v.message.id.as_str().to_owned())
+        self.read_id(0).unwrap_or_default()
     }
 
     fn header(&mut self, _: Resource<MessageView>, name: String) -> Option<wit::HeaderValue> {
-        let value = self
-            .viewed()?
-            .message
-            .headers
-            .get(&name)
-            .map(marshal::value_to_wit);
-        self.probe(Probe::Header(name));
-        value
+        self.read_header(0, name).flatten()
     }
 
     fn headers(&mut self, _: Resource<MessageView>) -> Vec<(String, wit::HeaderValue)> {
-        self.probe(Probe::Headers);
-        self.viewed().map_or_else(Vec::new, |v| {
-            v.message
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), marshal::value_to_wit(v)))
-                .collect()
-        })
+        self.read_headers(0).unwrap_or_default()
     }
 
     fn properties(&mut self, _: Resource<MessageView>) -> wit::Properties {
-        self.probe(Probe::Properties);
-        match self.viewed() {
-            Some(v) => marshal::properties_to_wit(&v.message.properties),
-            None => marshal::properties_to_wit(&Default::default()),
-        }
+        self.read_properties(0)
+            .unwrap_or_else(|| marshal::properties_to_wit(&Default::default()))
     }
 
     fn body_size(&mut self, _: Resource<MessageView>) -> u64 {
-        self.probe(Probe::BodySize);
-        self.viewed().map_or(0, |v| v.message.body.len() as u64)
+        self.read_body_size(0).unwrap_or(0)
     }
 
     fn body(&mut self, _: Resource<MessageView>) -> Vec<u8> {
-        self.probe(Probe::Body);
-        self.viewed()
-            .map_or_else(Vec::new, |v| v.message.body.to_vec())
+        self.read_body(0).unwrap_or_default()
     }
 
     fn to_message(&mut self, _: Resource<MessageView>) -> wit::Message {
-        self.probe(Probe::ToMessage);
-        match self.viewed() {
-            Some(v) => marshal::message_to_wit(v.message),
-            None => marshal::message_to_wit(&Message::new(Vec::new())),
-        }
+        self.read_message(0)
+            .unwrap_or_else(|| marshal::message_to_wit(&Message::new(Vec::new())))
     }
 
     fn context(&mut self, _: Resource<MessageView>) -> wit::RouteContext {
-        self.probe(Probe::Context);
-        match self.viewed() {
-            Some(v) => marshal::context_to_wit(v.context),
-            None => marshal::context_to_wit(&RouteContext::default()),
-        }
+        self.read_context(0)
+            .unwrap_or_else(|| marshal::context_to_wit(&RouteContext::default()))
     }
 
     /// Only owned handles are dropped, and the host never gives one out.
     fn drop(&mut self, _: Resource<MessageView>) -> wasmtime::Result<()> {
         Ok(())
+    }
+}
+
+/// `batch`'s functions trap on an index the call's view does not have: the guest chose it, so it
+/// is the guest's bug, and an empty answer would route the message on made-up data.
+fn at<T>(index: u32, value: Option<T>) -> wasmtime::Result<T> {
+    value.ok_or_else(|| wasmtime::format_err!("batch: no message at index {index} in this call"))
+}
+
+impl batch::Host for StoreState {
+    fn id(&mut self, index: u32) -> wasmtime::Result<String> {
+        at(index, self.read_id(index))
+    }
+
+    fn header(&mut self, index: u32, name: String) -> wasmtime::Result<Option<wit::HeaderValue>> {
+        at(index, self.read_header(index, name))
+    }
+
+    fn headers(&mut self, index: u32) -> wasmtime::Result<Vec<(String, wit::HeaderValue)>> {
+        at(index, self.read_headers(index))
+    }
+
+    fn properties_of(&mut self, index: u32) -> wasmtime::Result<wit::Properties> {
+        at(index, self.read_properties(index))
+    }
+
+    fn body_size(&mut self, index: u32) -> wasmtime::Result<u64> {
+        at(index, self.read_body_size(index))
+    }
+
+    fn body(&mut self, index: u32) -> wasmtime::Result<Vec<u8>> {
+        at(index, self.read_body(index))
+    }
+
+    fn message_of(&mut self, index: u32) -> wasmtime::Result<wit::Message> {
+        at(index, self.read_message(index))
+    }
+
+    fn context_of(&mut self, index: u32) -> wasmtime::Result<wit::RouteContext> {
+        at(index, self.read_context(index))
     }
 }

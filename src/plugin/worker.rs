@@ -22,12 +22,12 @@ use std::time::Duration;
 use wasmtime::component::{InstancePre, Resource, TypedFunc};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings::{filter, router, transform, view_router, wit, StoreState};
+use super::bindings::{batch_router, filter, router, transform, view_router, wit, StoreState};
 use super::cpu::metered;
 use super::marshal;
 use super::nonblocking::NeedsFiber;
 use super::types::{PluginKind, RouteContext};
-use super::view::{self, MessageView, View};
+use super::view::{self, MessageView, Routed, View};
 use crate::message::Message;
 
 /// Ticks a direct call may observe before it is interrupted and moved to a fiber: one full
@@ -44,13 +44,15 @@ pub(crate) enum Budget {
 }
 
 /// Which world a component implements: its [`PluginKind`] and, for a router, how it reads the
-/// message (a `message` record copied in, or a `message-view` read lazily).
+/// message (a `message` record copied in, a `message-view` read lazily, or many messages per call
+/// read lazily by index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum World {
     Filter,
     Transform,
     Router,
     ViewRouter,
+    BatchRouter,
 }
 
 impl World {
@@ -58,7 +60,15 @@ impl World {
         match self {
             World::Filter => PluginKind::Filter,
             World::Transform => PluginKind::Transform,
-            World::Router | World::ViewRouter => PluginKind::Router,
+            World::Router | World::ViewRouter | World::BatchRouter => PluginKind::Router,
+        }
+    }
+
+    /// The export a call goes to.
+    pub fn export(self) -> &'static str {
+        match self {
+            World::BatchRouter => "route-batch",
+            other => other.kind().export(),
         }
     }
 
@@ -66,6 +76,7 @@ impl World {
     pub fn name(self) -> &'static str {
         match self {
             World::ViewRouter => "view-router",
+            World::BatchRouter => "batch-router",
             other => other.kind().world(),
         }
     }
@@ -84,23 +95,29 @@ pub(crate) enum FiberPre {
     Transform(transform::TransformPre<StoreState>),
     Router(router::RouterPre<StoreState>),
     ViewRouter(view_router::ViewRouterPre<StoreState>),
+    BatchRouter(batch_router::BatchRouterPre<StoreState>),
 }
 
 impl FiberPre {
     /// Checks that `pre`'s component exports what `kind`'s world requires, with the right types.
-    /// A router may take either a `message` (world `router`) or a `message-view`
-    /// (`view-router`): both export `route`, and the parameter's type tells them apart.
+    /// A router may take a `message` (world `router`) or a `message-view` (`view-router`), both
+    /// exporting `route` and told apart by the parameter's type, or batches (`batch-router`,
+    /// exporting `route-batch`).
     pub fn new(kind: PluginKind, pre: InstancePre<StoreState>) -> wasmtime::Result<FiberPre> {
         Ok(match kind {
             PluginKind::Filter => FiberPre::Filter(filter::FilterPre::new(pre)?),
             PluginKind::Transform => FiberPre::Transform(transform::TransformPre::new(pre)?),
             PluginKind::Router => match router::RouterPre::new(pre.clone()) {
                 Ok(record) => FiberPre::Router(record),
-                Err(record) => match view_router::ViewRouterPre::new(pre) {
+                Err(record) => match view_router::ViewRouterPre::new(pre.clone()) {
                     Ok(view) => FiberPre::ViewRouter(view),
-                    Err(view) => {
-                        wasmtime::bail!("as a router: {record:#}; as a view-router: {view:#}")
-                    }
+                    Err(view) => match batch_router::BatchRouterPre::new(pre) {
+                        Ok(batch) => FiberPre::BatchRouter(batch),
+                        Err(batch) => wasmtime::bail!(
+                            "as a router: {record:#}; as a view-router: {view:#}; \
+                             as a batch-router: {batch:#}"
+                        ),
+                    },
                 },
             },
         })
@@ -112,11 +129,15 @@ impl FiberPre {
             FiberPre::Transform(_) => World::Transform,
             FiberPre::Router(_) => World::Router,
             FiberPre::ViewRouter(_) => World::ViewRouter,
+            FiberPre::BatchRouter(_) => World::BatchRouter,
         }
     }
 }
 
 type Args = (wit::Message, wit::RouteContext);
+
+/// What `route-batch` answers: one result per message.
+pub(crate) type Answers = Vec<Result<wit::Verdict, wit::PluginError>>;
 
 /// An export typed once per instance, for direct calls.
 enum DirectExport {
@@ -124,6 +145,7 @@ enum DirectExport {
     Transform(TypedFunc<Args, (Result<wit::Message, wit::PluginError>,)>),
     Router(TypedFunc<Args, (Result<wit::Verdict, wit::PluginError>,)>),
     ViewRouter(TypedFunc<(Resource<MessageView>,), (Result<wit::Verdict, wit::PluginError>,)>),
+    BatchRouter(TypedFunc<(u32,), (Answers,)>),
 }
 
 enum FiberExport {
@@ -131,6 +153,7 @@ enum FiberExport {
     Transform(transform::Transform),
     Router(router::Router),
     ViewRouter(view_router::ViewRouter),
+    BatchRouter(batch_router::BatchRouter),
 }
 
 enum Export {
@@ -219,7 +242,7 @@ impl Worker {
         let mut store = Self::store(engine, state, DIRECT_TICKS, true);
         let export = (|| {
             let instance = pre.instantiate(&mut store)?;
-            let name = world.kind().export();
+            let name = world.export();
             wasmtime::Result::Ok(match world {
                 World::Filter => DirectExport::Filter(instance.get_typed_func(&mut store, name)?),
                 World::Transform => {
@@ -228,6 +251,9 @@ impl Worker {
                 World::Router => DirectExport::Router(instance.get_typed_func(&mut store, name)?),
                 World::ViewRouter => {
                     DirectExport::ViewRouter(instance.get_typed_func(&mut store, name)?)
+                }
+                World::BatchRouter => {
+                    DirectExport::BatchRouter(instance.get_typed_func(&mut store, name)?)
                 }
             })
         })();
@@ -268,6 +294,10 @@ impl Worker {
                     .instantiate_async(&mut store)
                     .await
                     .map(FiberExport::ViewRouter),
+                FiberPre::BatchRouter(p) => p
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(FiberExport::BatchRouter),
             }
         };
         let export = tokio::time::timeout(wall_clock, instantiate)
@@ -326,10 +356,18 @@ impl Worker {
             unreachable!("call_direct on a fiber worker")
         };
         let store = &mut self.store;
-        if let DirectExport::ViewRouter(f) = export {
-            let result = view::lend_during(store, msg, ctx, |store| f.call(store, (view::lend(),)));
-            let (r,) = result?;
-            return Ok(r.map(Raw::Router));
+        let items = [(msg, ctx)];
+        match export {
+            DirectExport::ViewRouter(f) => {
+                let call = |store: &mut _| f.call(store, (view::lend(),));
+                let (r,) = view::lend_during(store, &items, call)?;
+                return Ok(r.map(Raw::Router));
+            }
+            DirectExport::BatchRouter(f) => {
+                let (answers,) = view::lend_during(store, &items, |store| f.call(store, (1,)))?;
+                return Ok(only(answers)?.map(Raw::Router));
+            }
+            _ => {}
         }
         let args = (marshal::message_to_wit(msg), marshal::context_to_wit(ctx));
         Ok(match export {
@@ -345,8 +383,23 @@ impl Worker {
                 let (r,) = f.call(&mut *store, args)?;
                 r.map(Raw::Router)
             }
-            DirectExport::ViewRouter(_) => unreachable!("answered above"),
+            DirectExport::ViewRouter(_) | DirectExport::BatchRouter(_) => {
+                unreachable!("answered above")
+            }
         })
+    }
+
+    /// Calls a direct `batch-router` worker's export once for all of `items`, one answer per
+    /// item. Panics on any other worker (a bug in the caller).
+    pub fn call_direct_batch(&mut self, items: &[Routed<'_>]) -> wasmtime::Result<Answers> {
+        let Export::Direct(DirectExport::BatchRouter(f)) = &self.export else {
+            unreachable!("call_direct_batch on a worker that is not a direct batch router")
+        };
+        let count = u32::try_from(items.len())?;
+        let (answers,) =
+            view::lend_during(&mut self.store, items, |store| f.call(store, (count,)))?;
+        check_count(&answers, items.len())?;
+        Ok(answers)
     }
 
     /// Calls a fiber worker's export; a call that suspends (blocked in WASI) is bounded by
@@ -375,7 +428,7 @@ impl Worker {
             unreachable!("call_fiber on a direct worker")
         };
         let record = match export {
-            FiberExport::ViewRouter(_) => {
+            FiberExport::ViewRouter(_) | FiberExport::BatchRouter(_) => {
                 store.data_mut().view = Some(View::copy(msg, ctx));
                 None
             }
@@ -399,6 +452,12 @@ impl Worker {
                     .call_route(&mut *store, view::lend())
                     .await
                     .map(|r| r.map(Raw::Router)),
+                (FiberExport::BatchRouter(b), _) => {
+                    match b.call_route_batch(&mut *store, 1).await {
+                        Ok(answers) => only(answers).map(|r| r.map(Raw::Router)),
+                        Err(e) => Err(e),
+                    }
+                }
                 (_, None) => unreachable!("record worlds are marshalled above"),
             }
         });
@@ -414,4 +473,22 @@ impl Worker {
             },
         }
     }
+}
+
+/// A batch's answers must match its messages one for one; any other count breaks the contract
+/// and fails the call like a trap (the instance is dropped).
+fn check_count(answers: &Answers, messages: usize) -> wasmtime::Result<()> {
+    if answers.len() != messages {
+        wasmtime::bail!(
+            "route-batch answered {} verdicts for {messages} messages",
+            answers.len()
+        );
+    }
+    Ok(())
+}
+
+/// The one answer of a batch of one.
+fn only(mut answers: Answers) -> wasmtime::Result<Result<wit::Verdict, wit::PluginError>> {
+    check_count(&answers, 1)?;
+    Ok(answers.pop().expect("checked: one answer"))
 }

@@ -7,6 +7,7 @@ use wasmtime::Trap;
 
 use super::LoadedPlugin;
 use crate::message::Message;
+use crate::plugin::bindings::wit;
 use crate::plugin::marshal;
 use crate::plugin::memo::Reads;
 use crate::plugin::penalty::{costly, Change};
@@ -83,32 +84,9 @@ impl LoadedPlugin {
         msg: &Message,
     ) -> (Outcome, Result<Raw, PluginError>) {
         match result {
-            Ok(Ok(raw)) => {
+            Ok(answer) => {
                 self.release(worker);
-                let size = match &raw {
-                    Raw::Filter(_) => 0,
-                    Raw::Transform(m) => marshal::wit_message_size(m),
-                    Raw::Router(v) => marshal::wit_verdict_size(v),
-                };
-                if size > self.limits.max_output_bytes {
-                    let err = PluginError::OutputTooLarge {
-                        plugin: self.name(),
-                        version: self.version(),
-                        size,
-                        limit: self.limits.max_output_bytes,
-                    };
-                    return (Outcome::OutputRejected, Err(err));
-                }
-                (Outcome::Ok, Ok(raw))
-            }
-            Ok(Err(reported)) => {
-                self.release(worker);
-                let err = PluginError::PluginReported {
-                    plugin: self.name(),
-                    version: self.version(),
-                    message: reported.message,
-                };
-                (Outcome::PluginError, Err(err))
+                self.judge(answer)
             }
             Err(e) => {
                 // The instance is poisoned: `worker` is dropped here, never returned to the pool.
@@ -149,8 +127,43 @@ impl LoadedPlugin {
         }
     }
 
+    /// A call that ran to its end: the plugin's answer, held to the output limit, or the error it
+    /// reported. Also judges each answer of a batch call.
+    pub(super) fn judge(
+        &self,
+        answer: Result<Raw, wit::PluginError>,
+    ) -> (Outcome, Result<Raw, PluginError>) {
+        match answer {
+            Ok(raw) => {
+                let size = match &raw {
+                    Raw::Filter(_) => 0,
+                    Raw::Transform(m) => marshal::wit_message_size(m),
+                    Raw::Router(v) => marshal::wit_verdict_size(v),
+                };
+                if size > self.limits.max_output_bytes {
+                    let err = PluginError::OutputTooLarge {
+                        plugin: self.name(),
+                        version: self.version(),
+                        size,
+                        limit: self.limits.max_output_bytes,
+                    };
+                    return (Outcome::OutputRejected, Err(err));
+                }
+                (Outcome::Ok, Ok(raw))
+            }
+            Err(reported) => {
+                let err = PluginError::PluginReported {
+                    plugin: self.name(),
+                    version: self.version(),
+                    message: reported.message,
+                };
+                (Outcome::PluginError, Err(err))
+            }
+        }
+    }
+
     /// Feeds a finished call to the penalty state (when the host has a lane).
-    fn observe(&self, outcome: Outcome, cpu: Duration) {
+    pub(super) fn observe(&self, outcome: Outcome, cpu: Duration) {
         if self.lane.is_none() {
             return;
         }

@@ -1,7 +1,7 @@
 //! Plugin routing: `x-wasm` exchanges, pipelines, binding filters, failure policies, the
 //! circuit breaker and dry runs.
 
-use switchyard::broker::{BrokerError, Outcome, LINEAGE_HEADER, REASON_HEADER};
+use switchyard::broker::{BrokerError, Outcome, Publish, LINEAGE_HEADER, REASON_HEADER};
 use switchyard::message::{FieldValue, Headers};
 use switchyard::queue::QueueName;
 use switchyard::routing::{Binding, BindingTarget, Exchange, ExchangeKind, FailurePolicy};
@@ -335,4 +335,57 @@ async fn dry_run_captures_what_plugins_logged_and_a_publish_does_not() {
         Some("filtered by small-only")
     );
     assert!(p.decision.steps[0].logs.is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_is_routed_in_one_call_and_committed_publish_by_publish() {
+    let env = Env::new();
+    env.queue("eu");
+    env.queue("us");
+    let version = env.deploy(
+        "r",
+        "header_router",
+        &[("header", "region"), ("route.eu", "eu"), ("route.us", "us")],
+    );
+    wasm_exchange(&env, "regions", "r", FailurePolicy::DeadLetter);
+    let publish = |body: &str, region: Option<&str>| Publish {
+        routing_key: "",
+        message: match region {
+            Some(r) => msg(body).with_header("region", r),
+            None => msg(body),
+        },
+        mandatory: false,
+    };
+    let batch = vec![
+        publish("a", Some("eu")),
+        publish("b", Some("us")),
+        publish("c", None),
+        publish("d", Some("eu")),
+    ];
+    let mut outputs = Vec::new();
+    for submitted in env.broker.submit_batch("regions", batch).await {
+        let published = submitted.unwrap().durable().await.unwrap();
+        outputs.push(published.decision.queues().collect::<Vec<_>>().join(","));
+    }
+    assert_eq!(outputs, ["eu", "us", "switchyard.dead-letter", "eu"]);
+    assert_eq!(env.bodies("eu"), ["a", "d"], "in publish order");
+    assert_eq!(env.bodies("us"), ["b"]);
+    assert_eq!(env.bodies("switchyard.dead-letter"), ["c"]);
+    let m = &env.messages("us")[0];
+    assert_eq!(
+        m.headers.get(LINEAGE_HEADER),
+        Some(&FieldValue::Array(vec![format!("r@{version}").into()])),
+        "a batch-routed copy names the version that routed it"
+    );
+    let stats = env.broker.plugins().stats("r").unwrap();
+    assert_eq!(stats.calls, 4, "one call per message in the statistics");
+
+    // A batch to an exchange that does not exist fails each of its publishes.
+    let missing = env
+        .broker
+        .submit_batch("nowhere", vec![publish("x", None), publish("y", None)])
+        .await;
+    assert!(missing
+        .iter()
+        .all(|r| matches!(r, Err(BrokerError::ExchangeNotFound(_)))));
 }

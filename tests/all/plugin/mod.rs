@@ -1,5 +1,6 @@
 //! Plugin host tests: example plugins, faults, registry, hot reload, CLI.
 
+mod batch;
 mod cli;
 mod direct;
 mod examples;

@@ -121,7 +121,7 @@ fn a_view_router_can_deliver_a_changed_copy() {
 }
 
 #[test]
-fn record_and_view_routers_replace_each_other_under_one_name() {
+fn record_and_batch_routers_replace_each_other_under_one_name() {
     let host = memory_host();
     let routes = with_config(&[("header", "region"), ("route.eu", "q-eu")]);
     host.deploy("r", &rust_plugin_bytes("test_echo_version"), routes.clone())
@@ -129,7 +129,7 @@ fn record_and_view_routers_replace_each_other_under_one_name() {
     assert_eq!(host.show("r").unwrap().world, "router");
     host.deploy("r", &rust_plugin_bytes("header_router"), routes.clone())
         .unwrap();
-    assert_eq!(host.show("r").unwrap().world, "view-router");
+    assert_eq!(host.show("r").unwrap().world, "batch-router");
     let verdict = host.route("r", &order(), &context()).wait().unwrap();
     assert_eq!(queues(&verdict), ["q-eu"]);
     host.rollback("r").unwrap();

@@ -1,0 +1,106 @@
+//! Publishes that arrive together, routed together: [`Broker::submit_batch`].
+//!
+//! A batch is what a front end has in hand at once — the publishes of one socket read to one
+//! exchange. It changes nothing a publish does: each is routed and applied in order, exactly as
+//! [`Broker::submit`] would, with its own decision and its own outcome. What it changes is the
+//! cost: when the exchange is an `x-wasm` exchange whose router takes batches (the
+//! `batch-router` world), the router is called **once** for every message, before the routing
+//! passes, and each pass takes its message's answer instead of calling (`route::Answered`). A
+//! batch the plugin cannot answer whole (a trap, an overrun, a breaker that is open) is routed
+//! one call per message, which is also what keeps one bad message from failing its neighbours.
+
+use std::time::Instant;
+
+use super::route::{context, Answered};
+use super::{refuse_deep, Broker, BrokerError, Submitted};
+use crate::message::Message;
+use crate::plugin::{RouteContext, RouteVerdict, Routed};
+use crate::routing::{ExchangeKind, Topology};
+
+/// One publish of a batch: what [`Broker::submit`] takes besides the exchange.
+#[derive(Debug)]
+pub struct Publish<'a> {
+    pub routing_key: &'a str,
+    pub message: Message,
+    pub mandatory: bool,
+}
+
+impl Broker {
+    /// [`submit`](Broker::submit) for several publishes to one exchange, in order: one result
+    /// per publish, as if each had been submitted in turn. A router that takes batches is
+    /// called once for all of them (see the module comment).
+    pub async fn submit_batch(
+        &self,
+        exchange: &str,
+        batch: Vec<Publish<'_>>,
+    ) -> Vec<Result<Submitted, BrokerError>> {
+        let topology = self.topology();
+        let mut answers = self.answer_batch(&topology, exchange, &batch).into_iter();
+        let mut submitted = Vec::with_capacity(batch.len());
+        for publish in batch {
+            let answered = answers.next().flatten();
+            let key = publish.routing_key;
+            let decision = match refuse_deep(&publish.message) {
+                Ok(()) => {
+                    let mut router = self.core.router(&topology, false);
+                    router.answered = answered;
+                    let route = router.route(exchange, key, publish.message, publish.mandatory);
+                    Box::pin(route).await
+                }
+                Err(e) => Err(e),
+            };
+            submitted.push(decision.and_then(|d| self.routed(d, exchange, key)));
+        }
+        submitted
+    }
+
+    /// The batch's answers from its exchange's router, one per publish, when the exchange is
+    /// routed by a plugin that takes batches; nothing otherwise. A publish routing refuses
+    /// before any plugin sees it gets no answer.
+    fn answer_batch(
+        &self,
+        topology: &Topology,
+        exchange: &str,
+        batch: &[Publish<'_>],
+    ) -> Vec<Option<Answered<RouteVerdict>>> {
+        let Some(ex) = topology.exchange(exchange) else {
+            return Vec::new();
+        };
+        let ExchangeKind::Wasm { plugin } = &ex.kind else {
+            return Vec::new();
+        };
+        if batch.len() < 2 || ex.internal || !ex.pipeline.is_empty() {
+            return Vec::new();
+        }
+        let Ok(serving) = self.core.plugins.serving(plugin) else {
+            return Vec::new();
+        };
+        if !serving.batches() || self.core.breakers.is_open(plugin, serving.version()) {
+            return Vec::new();
+        }
+        let contexts: Vec<RouteContext> =
+            batch.iter().map(|p| context(ex, p.routing_key)).collect();
+        let asked: Vec<usize> = (0..batch.len())
+            .filter(|&i| refuse_deep(&batch[i].message).is_ok())
+            .collect();
+        let items: Vec<Routed<'_>> = asked
+            .iter()
+            .map(|&i| (&batch[i].message, &contexts[i]))
+            .collect();
+        let start = Instant::now();
+        let Some(verdicts) = serving.route_batch(&items) else {
+            return Vec::new();
+        };
+        let share = start.elapsed() / items.len().max(1) as u32;
+        let mut answers: Vec<Option<Answered<RouteVerdict>>> =
+            std::iter::repeat_with(|| None).take(batch.len()).collect();
+        for (i, result) in asked.into_iter().zip(verdicts) {
+            answers[i] = Some(Answered {
+                serving: serving.clone(),
+                result,
+                elapsed: share,
+            });
+        }
+        answers
+    }
+}

@@ -1,0 +1,119 @@
+//! Batch calls: one call of a `batch-router` version routes every message published together.
+//!
+//! Only the fast path batches: a direct call, on a version that is not penalized and keeps no
+//! verdict cache. Anything else — and a batch call that escapes or fails — answers `None`, and
+//! the caller routes the messages one by one through [`LoadedPlugin::route`], which has every
+//! fallback (fibers, the penalty lane, the cache). That is also what isolates a bad message: a
+//! batch that traps is not blamed on its neighbours; each message's own call decides its fate.
+//!
+//! A batch call is counted in the version's statistics as one call per message, each taking an
+//! equal share of the batch's time, so the figures read the same whichever path ran.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::LoadedPlugin;
+use crate::plugin::marshal;
+use crate::plugin::types::RouteVerdict;
+use crate::plugin::view::Routed;
+use crate::plugin::worker::{escape_of, Budget, Escape, Raw, World, DIRECT_TICKS};
+use crate::plugin::PluginError;
+
+impl LoadedPlugin {
+    /// Whether [`route_batch`](Self::route_batch) would try a batch call now.
+    pub fn batches(&self) -> bool {
+        self.pres.fiber.world() == World::BatchRouter
+            && self.direct()
+            && !self.penalized()
+            && !self.batch_overran.load(Ordering::Relaxed)
+            && !self.memo.as_ref().is_some_and(|m| m.on())
+    }
+
+    /// Routes `items` in one call, one verdict per item, in order; `None` if the batch path is
+    /// not open or the call did not complete (see the module comment).
+    pub fn route_batch(
+        self: &Arc<Self>,
+        items: &[Routed<'_>],
+    ) -> Option<Vec<Result<RouteVerdict, PluginError>>> {
+        let first = items.first()?;
+        if !self.batches() {
+            return None;
+        }
+        let popped = self.idle_direct.lock().pop();
+        let mut worker = match popped {
+            Some(w) => w,
+            None => match self.instantiate_direct() {
+                Ok(w) => w,
+                Err(Ok(escape)) => {
+                    self.escaped(escape);
+                    return None;
+                }
+                Err(Err(_)) => return None,
+            },
+        };
+        let started = Instant::now();
+        // Log lines of a batch call carry its first message's id.
+        worker.prepare(
+            Budget::Ticks(DIRECT_TICKS),
+            first.0.id.as_str(),
+            false,
+            false,
+        );
+        let result = worker.call_direct_batch(items);
+        let elapsed = started.elapsed();
+        let answers = match result {
+            Ok(answers) => answers,
+            Err(e) => {
+                let escape = escape_of(&e).filter(|_| !worker.store.data().limiter.hit);
+                drop(worker);
+                self.batch_failed(escape, &e, items.len());
+                return None;
+            }
+        };
+        self.release(worker);
+        if self.overruns.load(Ordering::Relaxed) != 0 {
+            self.overruns.store(0, Ordering::Relaxed);
+        }
+        let share = elapsed / items.len() as u32;
+        let verdicts = answers.into_iter().map(|answer| {
+            let (outcome, result) = self.judge(answer.map(Raw::Router));
+            self.stats.record(outcome, share);
+            self.observe(outcome, Duration::ZERO);
+            match result? {
+                Raw::Router(v) => {
+                    marshal::verdict_from_wit(v).map_err(|c| self.invalid(c.to_string()))
+                }
+                _ => unreachable!("judged a router's answer"),
+            }
+        });
+        Some(verdicts.collect())
+    }
+
+    /// A batch call that did not complete. Its messages are routed one by one next; a batch
+    /// that overran its direct budget stops this version's batching for good (its messages take
+    /// longer together than a direct call may run), while single calls keep the direct path.
+    fn batch_failed(&self, escape: Option<Escape>, e: &wasmtime::Error, messages: usize) {
+        let (plugin, version) = (&*self.identity.name, &*self.identity.version);
+        match escape {
+            Some(Escape::Overrun) => {
+                self.batch_overran.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    plugin,
+                    version,
+                    messages,
+                    "a batch call overran the direct budget: this version routes one message \
+                     per call from now on"
+                );
+            }
+            Some(blocking) => self.escaped(blocking),
+            None => tracing::debug!(
+                plugin,
+                version,
+                messages,
+                error = %format!("{e:#}"),
+                "batch call failed; routing its messages one by one"
+            ),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The `batch-router` world: one call routes many messages, and each message gets the answer its
+//! own call would have given.
+
+use switchyard::message::{FieldValue, Message};
+use switchyard::plugin::{RouteContext, RouteVerdict, Routed};
+
+use super::{memory_host, with_config};
+use crate::support::plugins::rust_plugin_bytes;
+use crate::support::wait::Wait;
+
+fn context() -> RouteContext {
+    RouteContext {
+        exchange: "orders".into(),
+        routing_key: "order.created".into(),
+        delivery_count: 0,
+        source: "test".into(),
+    }
+}
+
+#[test]
+fn a_batch_call_answers_each_message_as_its_own_call_would() {
+    let host = memory_host();
+    let routes = [
+        ("header", "region"),
+        ("route.eu", "q-eu"),
+        ("route.7", "q-7"),
+    ];
+    host.deploy(
+        "r",
+        &rust_plugin_bytes("header_router"),
+        with_config(&routes),
+    )
+    .unwrap();
+    assert_eq!(host.show("r").unwrap().world, "batch-router");
+    let messages = [
+        Message::new("a").with_header("region", "eu"),
+        Message::new("b").with_header("region", FieldValue::I32(7)),
+        Message::new("c"),
+        Message::new("d").with_header("region", "mars"),
+        Message::new("e").with_header("region", "eu"),
+    ];
+    let ctx = context();
+    let items: Vec<Routed<'_>> = messages.iter().map(|m| (m, &ctx)).collect();
+    let serving = host.serving("r").unwrap();
+    assert!(serving.batches(), "a direct batch router takes batches");
+    let answers = serving
+        .route_batch(&items)
+        .expect("the batch call completes");
+    assert_eq!(answers.len(), messages.len(), "one answer per message");
+    let described: Vec<String> = answers.into_iter().map(|a| describe(&a.unwrap())).collect();
+    assert_eq!(
+        described,
+        [
+            "queue q-eu",
+            "queue q-7",
+            "dead-letter: missing header region",
+            "dead-letter: no route for region=mars",
+            "queue q-eu",
+        ],
+        "each message read at its own index, answers in order"
+    );
+    for (m, batched) in messages.iter().zip(&described) {
+        let single = host.route("r", m, &ctx).wait().unwrap();
+        assert_eq!(
+            &describe(&single),
+            batched,
+            "same answer as a call of its own"
+        );
+    }
+    let stats = host.stats("r").unwrap();
+    assert_eq!(stats.calls, 10, "a batch counts one call per message");
+    assert_eq!(
+        stats.instantiations, 1,
+        "the batch and the single calls share one instance"
+    );
+}
+
+#[test]
+fn an_empty_batch_makes_no_call() {
+    let host = memory_host();
+    host.deploy("r", &rust_plugin_bytes("header_router"), with_config(&[]))
+        .unwrap();
+    let serving = host.serving("r").unwrap();
+    assert!(serving.route_batch(&[]).is_none());
+    assert_eq!(host.stats("r").unwrap().calls, 0);
+}
+
+fn describe(verdict: &RouteVerdict) -> String {
+    match verdict {
+        RouteVerdict::Deliver(d) => match &d[..] {
+            [one] => format!("queue {}", queue_of(one)),
+            many => format!("{} destinations", many.len()),
+        },
+        RouteVerdict::DeadLetter { reason } => format!("dead-letter: {reason}"),
+        RouteVerdict::Drop => "drop".into(),
+    }
+}
+
+fn queue_of(d: &switchyard::plugin::Destination) -> String {
+    match &d.target {
+        switchyard::plugin::Target::Queue(q) => q.clone(),
+        other => format!("{other:?}"),
+    }
+}
