@@ -35,19 +35,25 @@ impl Broker {
         batch: Vec<Publish<'_>>,
     ) -> Vec<Result<Submitted, BrokerError>> {
         let topology = self.topology();
-        let mut answers = self.answer_batch(&topology, exchange, &batch).into_iter();
+        let refused: Vec<Option<BrokerError>> = batch
+            .iter()
+            .map(|p| refuse_deep(&p.message).err())
+            .collect();
+        let mut answers = self
+            .answer_batch(&topology, exchange, &batch, &refused)
+            .into_iter();
         let mut submitted = Vec::with_capacity(batch.len());
-        for publish in batch {
+        for (publish, refused) in batch.into_iter().zip(refused) {
             let answered = answers.next().flatten();
             let key = publish.routing_key;
-            let decision = match refuse_deep(&publish.message) {
-                Ok(()) => {
+            let decision = match refused {
+                None => {
                     let mut router = self.core.router(&topology, false);
                     router.answered = answered;
                     let route = router.route(exchange, key, publish.message, publish.mandatory);
                     Box::pin(route).await
                 }
-                Err(e) => Err(e),
+                Some(e) => Err(e),
             };
             submitted.push(decision.and_then(|d| self.routed(d, exchange, key)));
         }
@@ -56,12 +62,13 @@ impl Broker {
 
     /// The batch's answers from its exchange's router, one per publish, when the exchange is
     /// routed by a plugin that takes batches; nothing otherwise. A publish routing refuses
-    /// before any plugin sees it gets no answer.
+    /// before any plugin sees it (`refused`) gets no answer.
     fn answer_batch(
         &self,
         topology: &Topology,
         exchange: &str,
         batch: &[Publish<'_>],
+        refused: &[Option<BrokerError>],
     ) -> Vec<Option<Answered<RouteVerdict>>> {
         let Some(ex) = topology.exchange(exchange) else {
             return Vec::new();
@@ -78,14 +85,22 @@ impl Broker {
         if !serving.batches() || self.core.breakers.is_open(plugin, serving.version()) {
             return Vec::new();
         }
-        let contexts: Vec<RouteContext> =
-            batch.iter().map(|p| context(ex, p.routing_key)).collect();
-        let asked: Vec<usize> = (0..batch.len())
-            .filter(|&i| refuse_deep(&batch[i].message).is_ok())
-            .collect();
+        // One context per run of publishes with the same routing key: usually the whole batch.
+        let mut contexts: Vec<RouteContext> = Vec::new();
+        let mut context_of = Vec::with_capacity(batch.len());
+        for p in batch {
+            if contexts
+                .last()
+                .is_none_or(|c| c.routing_key != p.routing_key)
+            {
+                contexts.push(context(ex, p.routing_key));
+            }
+            context_of.push(contexts.len() - 1);
+        }
+        let asked: Vec<usize> = (0..batch.len()).filter(|&i| refused[i].is_none()).collect();
         let items: Vec<Routed<'_>> = asked
             .iter()
-            .map(|&i| (&batch[i].message, &contexts[i]))
+            .map(|&i| (&batch[i].message, &contexts[context_of[i]]))
             .collect();
         let start = Instant::now();
         let Some(verdicts) = serving.route_batch(&items) else {

@@ -192,6 +192,9 @@ impl<'a> Router<'a> {
         key: &str,
         mut message: Message,
     ) -> Option<Message> {
+        if ex.pipeline.is_empty() {
+            return Some(message);
+        }
         let (ctx, dry_run) = (context(ex, key), self.dry_run);
         for name in &ex.pipeline {
             let kind = self.plugins.serving(name).map(|p| p.kind());
@@ -230,9 +233,9 @@ impl<'a> Router<'a> {
         message: Message,
         hops: usize,
     ) {
-        let (ctx, dry_run) = (context(ex, key), self.dry_run);
-        let (m, c) = (&message, &ctx);
-        let call = |p: Serving| async move { p.route(m, c, dry_run).await };
+        let (m, dry_run) = (&message, self.dry_run);
+        // The context is made only for a call: an answered step needs none.
+        let call = |p: Serving| async move { p.route(m, &context(ex, key), dry_run).await };
         let answered = if hops == 0 {
             self.answered.take()
         } else {
@@ -260,7 +263,7 @@ impl<'a> Router<'a> {
                 for (i, dest) in dests.into_iter().enumerate() {
                     // The last destination that wants the original gets it, not a copy.
                     let copy = match dest.message {
-                        Some(replacement) => replacement,
+                        Some(replacement) => *replacement,
                         None if i == last => original.take().expect("taken only here"),
                         None => original.clone().expect("taken only at the last"),
                     };

@@ -209,7 +209,10 @@ pub(crate) fn verdict_from_wit(v: wit::Verdict) -> Result<RouteVerdict, InvalidO
                                 routing_key: x.routing_key,
                             },
                         },
-                        message: d.message.map(message_from_wit).transpose().map_err(at)?,
+                        message: match d.message {
+                            Some(m) => Some(Box::new(message_from_wit(m).map_err(at)?)),
+                            None => None,
+                        },
                         delay_ms: d.delay_ms,
                     })
                 })

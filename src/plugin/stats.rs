@@ -38,7 +38,15 @@ pub(crate) enum Outcome {
 
 impl PluginStats {
     pub fn record(&self, outcome: Outcome, elapsed: Duration) {
-        self.calls.fetch_add(1, Relaxed);
+        self.record_many(outcome, 1, elapsed);
+    }
+
+    /// `n` calls with the same outcome, each taking `each` (the messages of a batch call).
+    pub fn record_many(&self, outcome: Outcome, n: u64, each: Duration) {
+        if n == 0 {
+            return;
+        }
+        self.calls.fetch_add(n, Relaxed);
         let counter = match outcome {
             Outcome::Ok => &self.ok,
             Outcome::PluginError => &self.plugin_errors,
@@ -47,12 +55,12 @@ impl PluginStats {
             Outcome::MemoryLimit => &self.memory_limits,
             Outcome::OutputRejected => &self.output_rejected,
         };
-        counter.fetch_add(1, Relaxed);
-        let ns = elapsed.as_nanos() as u64;
-        self.total_ns.fetch_add(ns, Relaxed);
+        counter.fetch_add(n, Relaxed);
+        let ns = each.as_nanos() as u64;
+        self.total_ns.fetch_add(ns * n, Relaxed);
         let micros = ns / 1000;
         let bucket = (64 - micros.leading_zeros() as usize).min(LATENCY_BUCKETS - 1);
-        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.buckets[bucket].fetch_add(n, Relaxed);
     }
 
     /// A call recorded as `Ok` whose result then failed conversion (e.g. an empty message id):

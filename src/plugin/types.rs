@@ -88,8 +88,9 @@ pub enum RouteVerdict {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Destination {
     pub target: Target,
-    /// Deliver this message instead of the original.
-    pub message: Option<Message>,
+    /// Deliver this message instead of the original. Boxed: most destinations have none, and an
+    /// inline message would make every verdict's list several times larger to build and move.
+    pub message: Option<Box<Message>>,
     /// Hold the message this long before it becomes visible.
     pub delay_ms: Option<u64>,
 }

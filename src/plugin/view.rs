@@ -67,6 +67,16 @@ impl View {
         View::Owned(Box::new((message.clone(), context.clone())))
     }
 
+    /// How many messages the view shows.
+    fn len(&self) -> usize {
+        match self {
+            View::Owned(_) => 1,
+            // SAFETY: as in `get`.
+            #[allow(unsafe_code)]
+            View::Lent(items) => unsafe { items.as_ref() }.len(),
+        }
+    }
+
     /// The message at `index`, if the view has one there.
     fn get(&self, index: u32) -> Option<Routed<'_>> {
         match self {
@@ -129,6 +139,20 @@ impl StoreState {
             .map(marshal::value_to_wit);
         self.probe(Probe::Header(name));
         Some(value)
+    }
+
+    fn read_header_of_each(&mut self, name: String) -> Vec<Option<wit::HeaderValue>> {
+        let values = match &self.view {
+            Some(view) => (0..view.len() as u32)
+                .map(|i| {
+                    let (message, _) = view.get(i).expect("an index below the view's length");
+                    message.headers.get(&name).map(marshal::value_to_wit)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        self.probe(Probe::Header(name));
+        values
     }
 
     fn read_headers(&mut self, index: u32) -> Option<Vec<(String, wit::HeaderValue)>> {
@@ -228,6 +252,10 @@ impl batch::Host for StoreState {
 
     fn header(&mut self, index: u32, name: String) -> wasmtime::Result<Option<wit::HeaderValue>> {
         at(index, self.read_header(index, name))
+    }
+
+    fn header_of_each(&mut self, name: String) -> wasmtime::Result<Vec<Option<wit::HeaderValue>>> {
+        Ok(self.read_header_of_each(name))
     }
 
     fn headers(&mut self, index: u32) -> wasmtime::Result<Vec<(String, wit::HeaderValue)>> {

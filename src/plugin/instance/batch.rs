@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::LoadedPlugin;
 use crate::plugin::marshal;
+use crate::plugin::stats::Outcome;
 use crate::plugin::types::RouteVerdict;
 use crate::plugin::view::Routed;
 use crate::plugin::worker::{escape_of, Budget, Escape, Raw, World, DIRECT_TICKS};
@@ -76,18 +77,29 @@ impl LoadedPlugin {
             self.overruns.store(0, Ordering::Relaxed);
         }
         let share = elapsed / items.len() as u32;
-        let verdicts = answers.into_iter().map(|answer| {
-            let (outcome, result) = self.judge(answer.map(Raw::Router));
-            self.stats.record(outcome, share);
-            self.observe(outcome, Duration::ZERO);
-            match result? {
-                Raw::Router(v) => {
-                    marshal::verdict_from_wit(v).map_err(|c| self.invalid(c.to_string()))
-                }
+        let mut verdicts = Vec::with_capacity(answers.len());
+        let mut ok = 0;
+        for answer in answers {
+            let (mut outcome, result) = self.judge(answer.map(Raw::Router));
+            let verdict = result.and_then(|raw| match raw {
+                Raw::Router(v) => marshal::verdict_from_wit(v).map_err(|c| {
+                    outcome = Outcome::PluginError;
+                    self.invalid_output(c.to_string())
+                }),
                 _ => unreachable!("judged a router's answer"),
+            });
+            // Clean answers are counted together; a failure also goes to the penalty state.
+            match outcome {
+                Outcome::Ok => ok += 1,
+                failed => {
+                    self.stats.record(failed, share);
+                    self.observe(failed, Duration::ZERO);
+                }
             }
-        });
-        Some(verdicts.collect())
+            verdicts.push(verdict);
+        }
+        self.stats.record_many(Outcome::Ok, ok, share);
+        Some(verdicts)
     }
 
     /// A batch call that did not complete. Its messages are routed one by one next; a batch

@@ -185,8 +185,14 @@ impl LoadedPlugin {
         }
     }
 
+    /// An answer that does not convert, from a call counted as `ok`: counted again as a plugin
+    /// error.
     pub(super) fn invalid(&self, cause: String) -> PluginError {
         self.stats.ok_was_invalid();
+        self.invalid_output(cause)
+    }
+
+    pub(super) fn invalid_output(&self, cause: String) -> PluginError {
         PluginError::InvalidOutput {
             plugin: self.name(),
             version: self.version(),

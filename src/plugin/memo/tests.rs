@@ -78,7 +78,7 @@ fn big_verdicts_and_replacement_messages_are_not_remembered() {
     c.remember("p", &region, &m, &ctx, &RouteVerdict::DeadLetter { reason });
     let copy = RouteVerdict::Deliver(vec![Destination {
         target: Target::Queue("q".into()),
-        message: Some(m.clone()),
+        message: Some(Box::new(m.clone())),
         delay_ms: None,
     }]);
     c.remember("p", &region, &m, &ctx, &copy);

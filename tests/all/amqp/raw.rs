@@ -7,6 +7,7 @@ use amq_protocol::types::{FieldTable, LongString};
 use switchyard::amqp::code;
 use switchyard::amqp::codec::{encode, FrameReader, PROTOCOL_HEADER};
 use switchyard::queue::{ConsumerOptions, QueueConfig, QueueName};
+use switchyard::routing::{Exchange, ExchangeKind, FailurePolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -431,6 +432,69 @@ async fn a_channel_error_inside_one_read_drops_only_what_follows_on_that_channel
     assert_eq!(
         bodies,
         ["before 0", "before 1", "before 2", "other 0", "other 1", "other 2"]
+    );
+}
+
+/// The bodies of the messages ready in queue `q`, in order.
+async fn ready_bodies(server: &Server, q: &str) -> Vec<String> {
+    let name = QueueName::new(q).unwrap();
+    let options = ConsumerOptions {
+        push: false,
+        ..ConsumerOptions::default()
+    };
+    let mut consumer = server
+        .broker
+        .queues()
+        .consume(&name, options)
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    while let Some(d) = consumer.next_ready().await.unwrap() {
+        bodies.push(String::from_utf8(d.message.body.to_vec()).unwrap());
+    }
+    bodies
+}
+
+/// Publishes to an `x-wasm` exchange that arrive in one read are routed as one batch; one that
+/// traps the batch router fails alone (dead-lettered), and a publish to another exchange in the
+/// same read ends the batch and is routed on its own, in order.
+#[tokio::test]
+async fn publishes_in_one_read_are_routed_as_a_batch_and_a_bad_one_fails_alone() {
+    let server = Server::start().await;
+    let wasm = crate::support::plugins::rust_plugin_bytes("test_batch_trapper");
+    let plugins = server.broker.plugins();
+    plugins.deploy("t", &wasm, Default::default()).unwrap();
+    let mut ex = Exchange::new("by-body", ExchangeKind::Wasm { plugin: "t".into() });
+    ex.failure_policy = FailurePolicy::DeadLetter;
+    server.broker.declare_exchange(ex).unwrap();
+    for q in ["a", "b"] {
+        let name = QueueName::new(q).unwrap();
+        server
+            .broker
+            .declare_queue(&name, QueueConfig::default())
+            .unwrap();
+    }
+    let mut raw = Raw::open(&server).await;
+    raw.open_channel(1).await;
+    let mut read = Vec::new();
+    for body in ["a", "b", "trap", "a"] {
+        read.extend(publish_frames(1, "by-body", "", body.as_bytes()));
+    }
+    read.extend(publish_frames(1, "", "b", b"direct"));
+    read.extend(publish_frames(1, "by-body", "", b"b"));
+    raw.send_bytes(&read).await;
+    // Frames are handled in order: once channel 2 is open, every publish above is applied.
+    raw.open_channel(2).await;
+    assert_eq!(ready_bodies(&server, "a").await, ["a", "a"]);
+    assert_eq!(ready_bodies(&server, "b").await, ["b", "direct", "b"]);
+    assert_eq!(
+        ready_bodies(&server, "switchyard.dead-letter").await,
+        ["trap"]
+    );
+    let stats = plugins.stats("t").unwrap();
+    assert_eq!(
+        stats.traps, 1,
+        "only the lone call of the bad message trapped"
     );
 }
 

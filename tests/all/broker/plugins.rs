@@ -389,3 +389,26 @@ async fn a_batch_is_routed_in_one_call_and_committed_publish_by_publish() {
         .iter()
         .all(|r| matches!(r, Err(BrokerError::ExchangeNotFound(_)))));
 }
+
+#[tokio::test]
+async fn a_message_that_traps_a_batch_router_fails_alone() {
+    let env = Env::new();
+    env.queue("a");
+    env.queue("b");
+    env.deploy("t", "test_batch_trapper", &[]);
+    wasm_exchange(&env, "by-body", "t", FailurePolicy::DeadLetter);
+    let batch = ["a", "trap", "b", "a"]
+        .into_iter()
+        .map(|body| Publish {
+            routing_key: "",
+            message: msg(body),
+            mandatory: false,
+        })
+        .collect();
+    for submitted in env.broker.submit_batch("by-body", batch).await {
+        submitted.unwrap().durable().await.unwrap();
+    }
+    assert_eq!(env.bodies("a"), ["a", "a"]);
+    assert_eq!(env.bodies("b"), ["b"]);
+    assert_eq!(env.bodies("switchyard.dead-letter"), ["trap"]);
+}

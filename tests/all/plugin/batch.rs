@@ -102,3 +102,44 @@ fn queue_of(d: &switchyard::plugin::Destination) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// A batch call that traps, or answers the wrong number of verdicts, answers nothing: the
+/// caller routes each message with a call of its own, where only the bad message fails (and,
+/// having trapped, penalizes the version). A failed batch alone does not stop batching.
+#[test]
+fn a_batch_the_plugin_cannot_answer_whole_answers_nothing() {
+    let host = memory_host();
+    host.deploy(
+        "t",
+        &rust_plugin_bytes("test_batch_trapper"),
+        with_config(&[]),
+    )
+    .unwrap();
+    let ctx = context();
+    let serving = host.serving("t").unwrap();
+    for bodies in [["q-a", "trap", "q-b"], ["q-a", "short", "q-b"]] {
+        let messages: Vec<Message> = bodies.iter().map(|b| Message::new(*b)).collect();
+        let items: Vec<Routed<'_>> = messages.iter().map(|m| (m, &ctx)).collect();
+        assert!(
+            serving.route_batch(&items).is_none(),
+            "{bodies:?}: no answer from a failed batch"
+        );
+        assert!(serving.batches(), "a failed batch keeps batching on");
+    }
+    // The instance that trapped was dropped; the next batch gets a fresh one and is answered.
+    let (a, b) = (Message::new("q-a"), Message::new("q-b"));
+    let answers = serving.route_batch(&[(&a, &ctx), (&b, &ctx)]).unwrap();
+    let answers: Vec<String> = answers
+        .iter()
+        .map(|a| describe(a.as_ref().unwrap()))
+        .collect();
+    assert_eq!(answers, ["queue q-a", "queue q-b"]);
+    // One message per call: only the bad one fails.
+    let one = |body: &str| host.route("t", &Message::new(body.to_owned()), &ctx).wait();
+    assert_eq!(describe(&one("q-a").unwrap()), "queue q-a");
+    assert_eq!(describe(&one("short").unwrap()), "queue short");
+    let trapped = one("trap").unwrap_err();
+    assert!(trapped.to_string().contains("trap"), "{trapped}");
+    // That trap penalizes the version: its calls go to the penalty lane, one at a time.
+    assert!(!serving.batches(), "a penalized version takes no batches");
+}

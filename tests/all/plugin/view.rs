@@ -112,7 +112,7 @@ fn a_view_router_can_deliver_a_changed_copy() {
         unreachable!()
     };
     assert_eq!(list[0].target, Target::Queue("copy".into()));
-    let copy = list[0].message.as_ref().expect("a replacement message");
+    let copy = list[0].message.as_deref().expect("a replacement message");
     let expected = msg.with_header("x-viewed", "yes");
     assert_eq!(
         copy, &expected,
