@@ -270,7 +270,7 @@ impl<'a> Router<'a> {
                     let copy = stamp(copy, &lineage);
                     match dest.target {
                         Target::Queue(q) if self.queues.exists(&q) => {
-                            self.push(&q, copy, dest.delay_ms, None)
+                            self.push(q, copy, dest.delay_ms, None)
                         }
                         Target::Queue(q) => self.dead_letter(
                             copy,
@@ -428,15 +428,16 @@ impl<'a> Router<'a> {
         self.push(&q, message, None, Some(reason));
     }
 
+    /// `queue` by value: a router's verdict hands over the name it owns.
     fn push(
         &mut self,
-        queue: &str,
+        queue: impl Into<String>,
         message: Message,
         delay_ms: Option<u64>,
         reason: Option<String>,
     ) {
         self.decision.outputs.push(Output {
-            queue: queue.to_owned(),
+            queue: queue.into(),
             message,
             delay_ms,
             reason,

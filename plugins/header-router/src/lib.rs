@@ -18,7 +18,7 @@
 
 wit_bindgen::generate!({ world: "batch-router", path: "../../wit" });
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use switchyard::plugin::types::{Destination, HeaderValue, Target};
@@ -44,7 +44,9 @@ fn header_text(value: HeaderValue) -> Option<String> {
 
 struct Settings {
     header: String,
-    routes: HashMap<String, String>,
+    /// A `BTreeMap`: a router has a few routes, and a few string comparisons beat hashing
+    /// (SipHash) in a guest.
+    routes: BTreeMap<String, String>,
     default: Option<String>,
 }
 
