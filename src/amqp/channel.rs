@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{basic, channel, confirm, AMQPClass};
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -433,13 +432,7 @@ impl Channel {
         &mut self,
         incoming: Incoming,
     ) -> impl Future<Output = Result<(), AmqpError>> + Send + '_ {
-        let Incoming {
-            method,
-            header,
-            body,
-        } = incoming;
-        let header = header.expect("a complete message has its content header");
-        self.publish(method, header, Bytes::from(body))
+        self.publish_batch(vec![incoming])
     }
 }
 

@@ -4,9 +4,10 @@
 //! frame order, for the publishes to one exchange that one read holds — it routes them
 //! (plugins included: a warm plugin call completes within the same poll, and a batch router
 //! answers them all in one call) and *applies* each publish's batch — so messages enter their
-//! queues in the order they were published. Only the wait for durability is handed to the channel's confirmer task, which
-//! awaits the pending publishes in order and sends `basic.ack` (or `basic.nack`) for each. Many
-//! publishes are thus in flight per channel and share one flush, whatever their exchange type.
+//! queues in the order they were published. Only the wait for durability is handed to the
+//! channel's confirmer task, which awaits the pending publishes in order and sends `basic.ack`
+//! (or `basic.nack`) for each. Many publishes are thus in flight per channel and share one
+//! flush, whatever their exchange type.
 //!
 //! Bounds: the confirmer's queue holds at most `max_inflight_publishes`; when it is full the
 //! connection task waits, so it stops reading the socket — TCP pushes back on the publisher.
@@ -24,7 +25,6 @@ use tokio::sync::mpsc;
 
 use super::args::broker_error;
 use super::channel::{gone, Channel, Incoming};
-use super::content::Header;
 use super::convert::short;
 use super::error::{code, AmqpError};
 use super::outbound::Outbound;
@@ -42,34 +42,10 @@ pub(crate) enum Confirm {
 }
 
 impl Channel {
-    pub(crate) async fn publish(
-        &mut self,
-        method: basic::Publish,
-        header: Header,
-        body: Bytes,
-    ) -> Result<(), AmqpError> {
-        let message = header
-            .into_message(body)
-            .map_err(AmqpError::precondition_failed)?;
-        let returned = method.mandatory.then(|| message.clone());
-        let broker: Arc<Broker> = self.shared.broker.clone();
-        let seq = self.next_seq();
-        // Routed and applied here, in frame order; only durability is awaited elsewhere.
-        let submitted = broker
-            .submit(
-                method.exchange.as_str(),
-                method.routing_key.as_str(),
-                message,
-                method.mandatory,
-            )
-            .await;
-        self.published(&method, returned, seq, submitted).await
-    }
-
     /// Publishes whole messages to one exchange, in order, routed together
     /// ([`Broker::submit_batch`]: a router that takes batches is called once for all of them);
-    /// each then gets what [`publish`](Channel::publish) gives one message — its confirm, its
-    /// return. A message whose header does not convert fails the channel where it stands: the
+    /// each then gets its return if it was unroutable and `mandatory`, and its confirm. A
+    /// message whose header does not convert fails the channel where it stands: the
     /// messages before it are published, the ones after it dropped, as a closing channel drops
     /// them.
     pub(crate) async fn publish_batch(&mut self, batch: Vec<Incoming>) -> Result<(), AmqpError> {
@@ -112,6 +88,7 @@ impl Channel {
                 .collect();
             let broker: Arc<Broker> = self.shared.broker.clone();
             let exchange = first.exchange.as_str();
+            // Routed and applied here, in frame order; only durability is awaited elsewhere.
             let results = broker.submit_batch(exchange, publishes).await;
             let each = methods.iter().zip(returned).zip(seqs).zip(results);
             for (((method, returned), seq), submitted) in each {

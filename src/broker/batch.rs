@@ -106,7 +106,7 @@ impl Broker {
         let Some(verdicts) = serving.route_batch(&items) else {
             return Vec::new();
         };
-        let share = start.elapsed() / items.len().max(1) as u32;
+        let share = start.elapsed() / items.len() as u32;
         let mut answers: Vec<Option<Answered<RouteVerdict>>> =
             std::iter::repeat_with(|| None).take(batch.len()).collect();
         for (i, result) in asked.into_iter().zip(verdicts) {

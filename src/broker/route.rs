@@ -17,6 +17,10 @@ use crate::plugin::{
 use crate::queue::QueueStore;
 use crate::routing::{BindingTarget, Exchange, ExchangeKind, FailurePolicy, Topology};
 
+mod describe;
+
+use describe::Describe;
+
 /// Exchange-to-exchange hops one publish may take; deeper (or cyclic) paths stop there.
 pub const MAX_HOPS: usize = 8;
 
@@ -478,41 +482,4 @@ pub(super) fn mark_origin(message: &mut Message, exchange: &str, key: &str, reas
     message
         .headers
         .insert(ROUTING_KEY_HEADER.into(), key.into());
-}
-
-/// A plugin's answer as a step [`Outcome`].
-trait Describe {
-    fn describe(&self) -> Outcome;
-}
-
-impl Describe for bool {
-    fn describe(&self) -> Outcome {
-        if *self {
-            Outcome::Keep
-        } else {
-            Outcome::Drop
-        }
-    }
-}
-
-impl Describe for Message {
-    fn describe(&self) -> Outcome {
-        Outcome::Rewrite {
-            bytes: self.body.len(),
-        }
-    }
-}
-
-impl Describe for RouteVerdict {
-    fn describe(&self) -> Outcome {
-        match self {
-            RouteVerdict::Deliver(d) => Outcome::Deliver {
-                destinations: d.len(),
-            },
-            RouteVerdict::Drop => Outcome::Drop,
-            RouteVerdict::DeadLetter { reason } => Outcome::DeadLetter {
-                reason: reason.clone(),
-            },
-        }
-    }
 }

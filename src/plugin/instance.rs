@@ -19,8 +19,9 @@
 //!
 //! A `batch-router` version routes many messages in one call (`batch.rs`).
 //!
-//! A `view-router` or `batch-router` version deployed with `switchyard.verdict-cache = on` answers what it has
-//! answered before from its verdict cache (`memo.rs`), without a call; dry runs always call.
+//! A `view-router` or `batch-router` version deployed with `switchyard.verdict-cache = on`
+//! answers what it has answered before from its verdict cache (`memo.rs`), without a call; dry
+//! runs always call.
 //!
 //! A `LoadedPlugin` is immutable apart from its idle lists, the direct/fiber switch, the
 //! penalty state and the verdict cache; a hot swap replaces the whole `Arc<LoadedPlugin>`, so
@@ -412,17 +413,10 @@ impl LoadedPlugin {
         capture: bool,
         record: bool,
     ) -> Attempt {
-        let popped = self.idle_direct.lock().pop();
-        let mut worker = match popped {
-            Some(w) => w,
-            None => match self.instantiate_direct() {
-                Ok(w) => w,
-                Err(Ok(escape)) => {
-                    self.escaped(escape);
-                    return Attempt::Escaped;
-                }
-                Err(Err(e)) => return Attempt::Failed(e),
-            },
+        let mut worker = match self.direct_worker() {
+            Ok(w) => w,
+            Err(None) => return Attempt::Escaped,
+            Err(Some(e)) => return Attempt::Failed(e),
         };
         let started = Instant::now();
         worker.prepare(
@@ -442,10 +436,31 @@ impl LoadedPlugin {
                 }
             }
         }
+        self.ran_within_budget();
+        Attempt::Ran(result, worker, elapsed)
+    }
+
+    /// An idle direct instance, or a fresh one. `Err(None)`: instantiation escaped (recorded),
+    /// so the call belongs on a fiber; `Err(Some(e))`: it failed for good.
+    fn direct_worker(&self) -> Result<Worker, Option<PluginError>> {
+        let popped = self.idle_direct.lock().pop();
+        match popped {
+            Some(w) => Ok(w),
+            None => self.instantiate_direct().map_err(|e| match e {
+                Ok(escape) => {
+                    self.escaped(escape);
+                    None
+                }
+                Err(e) => Some(e),
+            }),
+        }
+    }
+
+    /// A direct call finished within its budget: overruns count only when consecutive.
+    fn ran_within_budget(&self) {
         if self.overruns.load(Ordering::Relaxed) != 0 {
             self.overruns.store(0, Ordering::Relaxed);
         }
-        Attempt::Ran(result, worker, elapsed)
     }
 
     fn release(&self, worker: Worker) {

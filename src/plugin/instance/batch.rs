@@ -41,18 +41,8 @@ impl LoadedPlugin {
         if !self.batches() {
             return None;
         }
-        let popped = self.idle_direct.lock().pop();
-        let mut worker = match popped {
-            Some(w) => w,
-            None => match self.instantiate_direct() {
-                Ok(w) => w,
-                Err(Ok(escape)) => {
-                    self.escaped(escape);
-                    return None;
-                }
-                Err(Err(_)) => return None,
-            },
-        };
+        // A failure to instantiate is reported by the calls of one message each that follow.
+        let mut worker = self.direct_worker().ok()?;
         let started = Instant::now();
         // Log lines of a batch call carry its first message's id.
         worker.prepare(
@@ -73,9 +63,7 @@ impl LoadedPlugin {
             }
         };
         self.release(worker);
-        if self.overruns.load(Ordering::Relaxed) != 0 {
-            self.overruns.store(0, Ordering::Relaxed);
-        }
+        self.ran_within_budget();
         let share = elapsed / items.len() as u32;
         let mut verdicts = Vec::with_capacity(answers.len());
         let mut ok = 0;

@@ -413,24 +413,8 @@ async fn a_channel_error_inside_one_read_drops_only_what_follows_on_that_channel
     .await;
     // Reopening channel 1 orders us after every frame of the batch.
     raw.open_channel(1).await;
-    let mut bodies = Vec::new();
-    let mut consumer = server
-        .broker
-        .queues()
-        .consume(
-            &queue,
-            ConsumerOptions {
-                push: false,
-                ..ConsumerOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-    while let Some(d) = consumer.next_ready().await.unwrap() {
-        bodies.push(String::from_utf8(d.message.body.to_vec()).unwrap());
-    }
     assert_eq!(
-        bodies,
+        ready_bodies(&server, queue.as_str()).await,
         ["before 0", "before 1", "before 2", "other 0", "other 1", "other 2"]
     );
 }

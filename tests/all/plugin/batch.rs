@@ -4,7 +4,7 @@
 use switchyard::message::{FieldValue, Message};
 use switchyard::plugin::{RouteContext, RouteVerdict, Routed};
 
-use super::{memory_host, with_config};
+use super::{memory_host, queues, with_config};
 use crate::support::plugins::rust_plugin_bytes;
 use crate::support::wait::Wait;
 
@@ -87,19 +87,8 @@ fn an_empty_batch_makes_no_call() {
 
 fn describe(verdict: &RouteVerdict) -> String {
     match verdict {
-        RouteVerdict::Deliver(d) => match &d[..] {
-            [one] => format!("queue {}", queue_of(one)),
-            many => format!("{} destinations", many.len()),
-        },
         RouteVerdict::DeadLetter { reason } => format!("dead-letter: {reason}"),
-        RouteVerdict::Drop => "drop".into(),
-    }
-}
-
-fn queue_of(d: &switchyard::plugin::Destination) -> String {
-    match &d.target {
-        switchyard::plugin::Target::Queue(q) => q.clone(),
-        other => format!("{other:?}"),
+        deliver => format!("queue {}", queues(deliver).join(",")),
     }
 }
 
