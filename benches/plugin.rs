@@ -87,7 +87,8 @@ struct Case {
 /// `PLUGIN_BENCH_CALLS=N MODE=direct|fiber`: only N warm calls of the Rust header router with
 /// a 1 KiB, 5-header message (or an empty one with `BODY=empty`), timed in thread CPU time as
 /// well as wall time: on a machine too busy for wall-clock figures, the CPU time the calling
-/// thread spent is what a call costs.
+/// thread spent is what a call costs. `BATCH=K`: N calls of K messages each through the
+/// `batch-router` path, figures per message.
 fn calls_only(n: u32) {
     let direct = std::env::var("MODE").map_or(true, |m| m != "fiber");
     // A small pool: valgrind cannot reserve the default pool's address space.
@@ -117,15 +118,26 @@ fn calls_only(n: u32) {
         let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
         Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
     };
+    let batch: u32 = std::env::var("BATCH").map_or(1, |b| b.parse().unwrap());
+    let (serving, items) = (
+        host.serving("hr").unwrap(),
+        vec![(&msg, &ctx); batch as usize],
+    );
     let (wall, started) = (Instant::now(), cpu());
     rt.block_on(async {
         for _ in 0..n {
-            std::hint::black_box(host.route("hr", &msg, &ctx).await.unwrap());
+            match batch {
+                1 => drop(std::hint::black_box(
+                    host.route("hr", &msg, &ctx).await.unwrap(),
+                )),
+                _ => drop(std::hint::black_box(serving.route_batch(&items).unwrap())),
+            }
         }
     });
-    let (cpu_per_call, wall_per_call) = ((cpu() - started) / n, wall.elapsed() / n);
+    let messages = n * batch;
+    let (cpu_per_call, wall_per_call) = ((cpu() - started) / messages, wall.elapsed() / messages);
     println!(
-        "{n} calls, direct: {}: {} thread CPU per call, {} wall",
+        "{n} calls of {batch}, direct: {}: {} thread CPU per message, {} wall",
         host.direct_calls("hr") == Some(true),
         us(cpu_per_call),
         us(wall_per_call)

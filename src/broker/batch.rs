@@ -1,9 +1,10 @@
 //! Publishes that arrive together, routed together: [`Broker::submit_batch`].
 //!
 //! A batch is what a front end has in hand at once — the publishes of one socket read to one
-//! exchange. It changes nothing a publish does: each is routed and applied in order, exactly as
-//! [`Broker::submit`] would, with its own decision and its own outcome. What it changes is the
-//! cost: when the exchange is an `x-wasm` exchange whose router takes batches (the
+//! exchange. It changes nothing a publish does: each is routed, then each applied, in order,
+//! with its own decision and its own outcome, exactly as [`Broker::submit`] would (routing reads
+//! nothing that applying writes). What it changes is the cost: the verdict counters are updated
+//! once per batch, and when the exchange is an `x-wasm` exchange whose router takes batches (the
 //! `batch-router` world), the router is called **once** for every message, before the routing
 //! passes, and each pass takes its message's answer instead of calling (`route::Answered`). A
 //! batch the plugin cannot answer whole (a trap, an overrun, a breaker that is open) is routed
@@ -42,7 +43,7 @@ impl Broker {
         let mut answers = self
             .answer_batch(&topology, exchange, &batch, &refused)
             .into_iter();
-        let mut submitted = Vec::with_capacity(batch.len());
+        let mut decided = Vec::with_capacity(batch.len());
         for (publish, refused) in batch.into_iter().zip(refused) {
             let answered = answers.next().flatten();
             let key = publish.routing_key;
@@ -55,9 +56,15 @@ impl Broker {
                 }
                 Some(e) => Err(e),
             };
-            submitted.push(decision.and_then(|d| self.routed(d, exchange, key)));
+            decided.push((decision, key));
         }
-        submitted
+        // Counted together (one lock, one lookup per plugin version), then applied in order.
+        self.verdicts
+            .record_all(decided.iter().filter_map(|(d, _)| d.as_ref().ok()));
+        decided
+            .into_iter()
+            .map(|(decision, key)| decision.and_then(|d| self.apply(d, exchange, key)))
+            .collect()
     }
 
     /// The batch's answers from its exchange's router, one per publish, when the exchange is

@@ -128,24 +128,14 @@ impl Broker {
         self.routed(decision, exchange, routing_key)
     }
 
-    /// A routed publish: logged (at debug level), then applied.
-    pub(super) fn routed(
+    /// A routed publish: its steps counted, then [applied](Broker::apply).
+    fn routed(
         &self,
         decision: Decision,
         exchange: &str,
         routing_key: &str,
     ) -> Result<Submitted, BrokerError> {
-        tracing::debug!(
-            verdicts = ?decision
-                .steps
-                .iter()
-                .map(|s| format!("{}@{}: {}", s.plugin, s.version, s.outcome))
-                .collect::<Vec<_>>(),
-            destinations = ?decision.queues().collect::<Vec<_>>(),
-            dropped = ?decision.dropped,
-            rejected = ?decision.rejected,
-            "routed"
-        );
+        self.verdicts.record(&decision);
         self.apply(decision, exchange, routing_key)
     }
 
@@ -168,15 +158,27 @@ impl Broker {
             .await
     }
 
-    fn apply(
+    /// A routed publish whose steps are counted: logged (at debug level), then committed to
+    /// its queues, or refused.
+    pub(super) fn apply(
         &self,
         mut decision: Decision,
         exchange: &str,
         routing_key: &str,
     ) -> Result<Submitted, BrokerError> {
+        tracing::debug!(
+            verdicts = ?decision
+                .steps
+                .iter()
+                .map(|s| format!("{}@{}: {}", s.plugin, s.version, s.outcome))
+                .collect::<Vec<_>>(),
+            destinations = ?decision.queues().collect::<Vec<_>>(),
+            dropped = ?decision.dropped,
+            rejected = ?decision.rejected,
+            "routed"
+        );
         let c = &self.counters;
         c.published.fetch_add(1, Ordering::Relaxed);
-        self.verdicts.record(&decision);
         if let Some(reason) = &decision.rejected {
             c.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(BrokerError::Rejected(reason.clone()));

@@ -6,20 +6,19 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::{Breakers, BrokerError, Decision, Outcome, Output, Step};
+use super::{Breakers, BrokerError, Decision, Output};
 use crate::message::{FieldValue, Message};
-use crate::plugin::{
-    Logged, PluginError, PluginHost, PluginKind, RouteContext, RouteVerdict, Serving, Target,
-};
+use crate::plugin::{PluginHost, PluginKind, RouteContext, RouteVerdict, Serving, Target};
 use crate::queue::QueueStore;
 use crate::routing::{BindingTarget, Exchange, ExchangeKind, FailurePolicy, Topology};
 
 mod describe;
+mod step;
 
-use describe::Describe;
+pub(super) use step::Answered;
+use step::{At, Called};
 
 /// Exchange-to-exchange hops one publish may take; deeper (or cyclic) paths stop there.
 pub const MAX_HOPS: usize = 8;
@@ -54,23 +53,6 @@ pub(super) struct Router<'a> {
     /// The published-to exchange's router already answered for this message, in a batch call
     /// (`Broker::submit_batch`): its first routing step takes this answer instead of calling.
     pub answered: Option<Answered<RouteVerdict>>,
-}
-
-/// A plugin's answer obtained before the routing pass: which version gave it, and the share of
-/// the batch call's time it stands for.
-pub(super) struct Answered<T> {
-    pub serving: Serving,
-    pub result: Result<T, PluginError>,
-    pub elapsed: Duration,
-}
-
-/// What a plugin call came to, once failures are handled.
-enum Called<T> {
-    /// The plugin's answer, and the lineage entry (`plugin@version`) of the version that
-    /// gave it.
-    Ok(T, Arc<str>),
-    /// The failure policy or breaker already disposed of the message.
-    Handled,
 }
 
 impl<'a> Router<'a> {
@@ -159,12 +141,14 @@ impl<'a> Router<'a> {
             };
             if let Some(filter) = &binding.filter {
                 let (ctx, dry_run) = (context(ex, key), self.dry_run);
-                let (m, c) = (message, &ctx);
-                let call = |p: Serving| async move { p.filter(m, c, dry_run).await };
-                match self
-                    .call(ex, filter, "binding-filter", key, m, None, call)
-                    .await
-                {
+                let at = At {
+                    ex,
+                    role: "binding-filter",
+                    key,
+                    message,
+                };
+                let call = async |p: &Serving| p.filter(message, &ctx, dry_run).await;
+                match self.call(at, filter, call).await {
                     Called::Ok(true, _) => {}
                     Called::Ok(false, _) | Called::Handled => continue,
                 }
@@ -203,16 +187,22 @@ impl<'a> Router<'a> {
         for name in &ex.pipeline {
             let kind = self.plugins.serving(name).map(|p| p.kind());
             let (m, c) = (&message, &ctx);
+            let at = |role| At {
+                ex,
+                role,
+                key,
+                message: m,
+            };
             match kind {
                 Ok(PluginKind::Transform) => {
-                    let call = |p: Serving| async move { p.transform(m, c, dry_run).await };
-                    match self.call(ex, name, "transform", key, m, None, call).await {
-                        Called::Ok(out, lineage) => message = stamp(out, &lineage),
+                    let call = async |p: &Serving| p.transform(m, c, dry_run).await;
+                    match self.call(at("transform"), name, call).await {
+                        Called::Ok(out, by) => message = stamp(out, by.lineage()),
                         Called::Handled => return None,
                     }
                 }
                 _ => match self
-                    .call(ex, name, "filter", key, m, None, |p: Serving| async move {
+                    .call(at("filter"), name, async |p: &Serving| {
                         p.filter(m, c, dry_run).await
                     })
                     .await
@@ -237,28 +227,43 @@ impl<'a> Router<'a> {
         message: Message,
         hops: usize,
     ) {
-        let (m, dry_run) = (&message, self.dry_run);
-        // The context is made only for a call: an answered step needs none.
-        let call = |p: Serving| async move { p.route(m, &context(ex, key), dry_run).await };
+        let dry_run = self.dry_run;
+        let at = At {
+            ex,
+            role: "router",
+            key,
+            message: &message,
+        };
         let answered = if hops == 0 {
             self.answered.take()
         } else {
             None
         };
-        let called = self
-            .call(ex, plugin, "router", key, m, answered, call)
-            .await;
-        let (verdict, lineage) = match called {
-            Called::Ok(v, lineage) => (v, lineage),
+        let called = match answered {
+            // Answered by a batch call: the steps of a call, without making one.
+            Some(a) => match self.admit(at, plugin, Ok(a.serving)) {
+                Some(serving) => self.settle(at, serving, a.result, a.elapsed, Vec::new()),
+                None => Called::Handled,
+            },
+            // The context is made only for a call: an answered step needs none.
+            None => {
+                let call =
+                    async |p: &Serving| p.route(at.message, &context(ex, key), dry_run).await;
+                self.call(at, plugin, call).await
+            }
+        };
+        let (verdict, by) = match called {
+            Called::Ok(v, by) => (v, by),
             Called::Handled => return,
         };
+        let lineage = by.lineage();
         match verdict {
             RouteVerdict::Drop => self.decision.dropped = Some(format!("dropped by {plugin}")),
             RouteVerdict::Deliver(dests) if dests.is_empty() => {
                 self.decision.dropped = Some(format!("{plugin} chose no destination"));
             }
             RouteVerdict::DeadLetter { reason } => {
-                let m = stamp(message, &lineage);
+                let m = stamp(message, lineage);
                 self.dead_letter(m, ex, key, format!("{plugin}: {reason}"));
             }
             RouteVerdict::Deliver(dests) => {
@@ -271,7 +276,7 @@ impl<'a> Router<'a> {
                         None if i == last => original.take().expect("taken only here"),
                         None => original.clone().expect("taken only at the last"),
                     };
-                    let copy = stamp(copy, &lineage);
+                    let copy = stamp(copy, lineage);
                     match dest.target {
                         Target::Queue(q) if self.queues.exists(&q) => {
                             self.push(q, copy, dest.delay_ms, None)
@@ -297,120 +302,6 @@ impl<'a> Router<'a> {
                 }
             }
         }
-    }
-
-    /// Runs `call` on the serving version of `plugin` unless its breaker is open, records the
-    /// step, and applies the exchange's failure policy when it fails. The breaker, the step and
-    /// the returned version all name the one version `call` ran on, even across a hot swap.
-    /// An `answered` call is not made again: its answer goes through the same steps.
-    #[allow(clippy::too_many_arguments)]
-    async fn call<T, F, Fut>(
-        &mut self,
-        ex: &Exchange,
-        plugin: &str,
-        role: &'static str,
-        key: &str,
-        message: &Message,
-        answered: Option<Answered<T>>,
-        call: F,
-    ) -> Called<T>
-    where
-        T: Describe,
-        F: FnOnce(Serving) -> Fut,
-        Fut: Future<Output = Logged<T>>,
-    {
-        let (serving, answer) = match answered {
-            Some(a) => (Ok(a.serving), Some((a.result, a.elapsed))),
-            None => (self.plugins.serving(plugin), None),
-        };
-        let (name, version, lineage) = match &serving {
-            Ok(p) => (p.name().clone(), p.version().clone(), p.lineage().clone()),
-            Err(_) => (Arc::from(plugin), Arc::from(""), Arc::from("")),
-        };
-        // Every path below records exactly one step, made once its outcome is known.
-        let step = {
-            let (exchange, version) = (ex.name.clone(), version.clone());
-            move |outcome, elapsed, logs| Step {
-                exchange,
-                plugin: name,
-                version,
-                role,
-                outcome,
-                elapsed,
-                logs,
-            }
-        };
-        let serving = match serving {
-            Ok(p) => p,
-            Err(err) => {
-                self.failed(ex, key, message, &err, |o| {
-                    step(o, Duration::ZERO, Vec::new())
-                });
-                return Called::Handled;
-            }
-        };
-        if self.breakers.is_open(plugin, &version) {
-            let quarantined = step(Outcome::Quarantined, Duration::ZERO, Vec::new());
-            self.decision.steps.push(quarantined);
-            let reason =
-                format!("plugin {plugin}@{version} is quarantined after repeated failures");
-            let mut m = message.clone();
-            mark_origin(&mut m, &ex.name, key, &reason);
-            let q = self.special.quarantine.clone();
-            self.push(&q, m, None, Some(reason));
-            return Called::Handled;
-        }
-        let (Logged { result, logs }, elapsed) = match answer {
-            Some((result, elapsed)) => {
-                let logs = Vec::new();
-                (Logged { result, logs }, elapsed)
-            }
-            None => {
-                let start = Instant::now();
-                let logged = call(serving).await;
-                (logged, start.elapsed())
-            }
-        };
-        match result {
-            Ok(value) => {
-                if !self.dry_run {
-                    self.breakers.record_success(plugin, &version);
-                }
-                self.decision
-                    .steps
-                    .push(step(value.describe(), elapsed, logs));
-                Called::Ok(value, lineage)
-            }
-            Err(err) => {
-                if !self.dry_run && self.breakers.record_failure(plugin, &version) {
-                    tracing::warn!(
-                        plugin,
-                        version = &*version,
-                        "circuit breaker opened: plugin version quarantined"
-                    );
-                }
-                self.failed(ex, key, message, &err, |o| step(o, elapsed, logs));
-                Called::Handled
-            }
-        }
-    }
-
-    /// A plugin call that failed (or could not be made): its step, then the exchange's
-    /// failure policy, both naming the same error.
-    fn failed(
-        &mut self,
-        ex: &Exchange,
-        key: &str,
-        message: &Message,
-        err: &PluginError,
-        step: impl FnOnce(Outcome) -> Step,
-    ) {
-        let reason = err.to_string();
-        self.decision.steps.push(step(Outcome::Error {
-            kind: err.kind(),
-            message: reason.clone(),
-        }));
-        self.fail(ex, key, message.clone(), reason);
     }
 
     fn fail(&mut self, ex: &Exchange, key: &str, message: Message, reason: String) {

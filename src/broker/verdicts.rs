@@ -4,6 +4,7 @@
 //! a new version's behaviour apart from the old one's during and after a hot reload.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -46,23 +47,38 @@ fn bucket(elapsed: Duration) -> usize {
 
 impl VerdictCounts {
     pub fn record(&self, decision: &Decision) {
-        if decision.steps.is_empty() {
+        self.record_all(std::slice::from_ref(decision));
+    }
+
+    /// Every step of `decisions`, under one lock. This runs on every publish: a version is
+    /// looked up once per run of steps it took in a row (a batch routed by one plugin is one
+    /// run), and its key allocated on its first call only.
+    pub fn record_all<'d>(&self, decisions: impl IntoIterator<Item = &'d Decision>) {
+        let mut steps = decisions.into_iter().flat_map(|d| &d.steps).peekable();
+        if steps.peek().is_none() {
             return;
         }
         let mut map = self.by_plugin.lock();
-        for step in &decision.steps {
-            let version = if step.version.is_empty() {
+        while let Some(first) = steps.next() {
+            let version = if first.version.is_empty() {
                 "unknown"
             } else {
-                &step.version
+                &first.version
             };
-            // Keys are allocated on a version's first call only: this runs on every publish.
-            let versions = entry(&mut map, &step.plugin);
-            let stats = entry(versions, version);
-            stats.calls += 1;
-            let class = step.outcome.class();
-            *entry(&mut stats.verdicts, &class) += 1;
-            stats.latency_buckets[bucket(step.elapsed)] += 1;
+            let stats = entry(entry(&mut map, &first.plugin), version);
+            let mut step = first;
+            loop {
+                stats.calls += 1;
+                *entry(&mut stats.verdicts, &step.outcome.class()) += 1;
+                stats.latency_buckets[bucket(step.elapsed)] += 1;
+                // The same version object: the same plugin and version, no comparing needed.
+                match steps.next_if(|s| {
+                    Arc::ptr_eq(&s.plugin, &first.plugin) && Arc::ptr_eq(&s.version, &first.version)
+                }) {
+                    Some(next) => step = next,
+                    None => break,
+                }
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 
 use super::bindings::wit;
+use super::lifted;
 use super::types::{Destination, RouteContext, RouteVerdict, Target};
 use crate::message::{FieldValue, Headers, Message, Properties, MAX_NESTING};
 
@@ -189,11 +190,14 @@ pub(crate) fn message_from_wit(m: wit::Message) -> Result<Message, InvalidOutput
     })
 }
 
-pub(crate) fn verdict_from_wit(v: wit::Verdict) -> Result<RouteVerdict, InvalidOutput> {
+/// A router's lifted verdict as the broker's; a replacement message is checked like a
+/// transform's output. Destinations convert in place (`lifted::Destination` and
+/// [`Destination`] have the same size).
+pub(crate) fn verdict_from_wit(v: lifted::Verdict) -> Result<RouteVerdict, InvalidOutput> {
     Ok(match v {
-        wit::Verdict::Drop => RouteVerdict::Drop,
-        wit::Verdict::DeadLetter(reason) => RouteVerdict::DeadLetter { reason },
-        wit::Verdict::Deliver(list) => RouteVerdict::Deliver(
+        lifted::Verdict::Drop => RouteVerdict::Drop,
+        lifted::Verdict::DeadLetter(reason) => RouteVerdict::DeadLetter { reason },
+        lifted::Verdict::Deliver(list) => RouteVerdict::Deliver(
             list.into_iter()
                 .enumerate()
                 .map(|(index, d)| {
@@ -210,7 +214,7 @@ pub(crate) fn verdict_from_wit(v: wit::Verdict) -> Result<RouteVerdict, InvalidO
                             },
                         },
                         message: match d.message {
-                            Some(m) => Some(Box::new(message_from_wit(m).map_err(at)?)),
+                            Some(m) => Some(Box::new(message_from_wit(*m.0).map_err(at)?)),
                             None => None,
                         },
                         delay_ms: d.delay_ms,
@@ -259,18 +263,18 @@ fn value_size(v: &wit::HeaderValue) -> usize {
     }
 }
 
-pub(crate) fn wit_verdict_size(v: &wit::Verdict) -> usize {
+pub(crate) fn wit_verdict_size(v: &lifted::Verdict) -> usize {
     match v {
-        wit::Verdict::Drop => 0,
-        wit::Verdict::DeadLetter(reason) => reason.len(),
-        wit::Verdict::Deliver(list) => list
+        lifted::Verdict::Drop => 0,
+        lifted::Verdict::DeadLetter(reason) => reason.len(),
+        lifted::Verdict::Deliver(list) => list
             .iter()
             .map(|d| {
                 let target = match &d.target {
                     wit::Target::Queue(q) => q.len(),
                     wit::Target::Exchange(x) => x.name.len() + x.routing_key.len(),
                 };
-                target + d.message.as_ref().map_or(0, wit_message_size) + 16
+                target + d.message.as_ref().map_or(0, |m| wit_message_size(&m.0)) + 16
             })
             .sum(),
     }
@@ -360,7 +364,7 @@ mod tests {
     #[test]
     fn verdicts_convert_with_exchanges_delays_and_replacements() {
         let replacement = message_to_wit(&Message::new("slim").with_id("r"));
-        let v = wit::Verdict::Deliver(vec![
+        let v: lifted::Verdict = wit::Verdict::Deliver(vec![
             wit::Destination {
                 target: wit::Target::Exchange(wit::ExchangeTarget {
                     name: "x".into(),
@@ -374,7 +378,8 @@ mod tests {
                 message: None,
                 delay_ms: None,
             },
-        ]);
+        ])
+        .into();
         assert!(wit_verdict_size(&v) > 4);
         let RouteVerdict::Deliver(list) = verdict_from_wit(v).unwrap() else {
             panic!("deliver")
@@ -393,7 +398,7 @@ mod tests {
         );
         assert_eq!(list[1].target, Target::Queue("q".into()));
         assert_eq!(
-            verdict_from_wit(wit::Verdict::DeadLetter("why".into())).unwrap(),
+            verdict_from_wit(wit::Verdict::DeadLetter("why".into()).into()).unwrap(),
             RouteVerdict::DeadLetter {
                 reason: "why".into()
             }

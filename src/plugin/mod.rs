@@ -44,6 +44,7 @@ mod host;
 mod info;
 mod instance;
 mod lane;
+mod lifted;
 mod limiter;
 mod marshal;
 mod memo;

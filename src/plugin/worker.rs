@@ -24,6 +24,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{batch_router, filter, router, transform, view_router, wit, StoreState};
 use super::cpu::metered;
+use super::lifted::Verdict;
 use super::marshal;
 use super::nonblocking::NeedsFiber;
 use super::types::{PluginKind, RouteContext};
@@ -137,14 +138,14 @@ impl FiberPre {
 type Args = (wit::Message, wit::RouteContext);
 
 /// What `route-batch` answers: one result per message.
-pub(crate) type Answers = Vec<Result<wit::Verdict, wit::PluginError>>;
+pub(crate) type Answers = Vec<Result<Verdict, wit::PluginError>>;
 
 /// An export typed once per instance, for direct calls.
 enum DirectExport {
     Filter(TypedFunc<Args, (Result<bool, wit::PluginError>,)>),
     Transform(TypedFunc<Args, (Result<wit::Message, wit::PluginError>,)>),
-    Router(TypedFunc<Args, (Result<wit::Verdict, wit::PluginError>,)>),
-    ViewRouter(TypedFunc<(Resource<MessageView>,), (Result<wit::Verdict, wit::PluginError>,)>),
+    Router(TypedFunc<Args, (Result<Verdict, wit::PluginError>,)>),
+    ViewRouter(TypedFunc<(Resource<MessageView>,), (Result<Verdict, wit::PluginError>,)>),
     BatchRouter(TypedFunc<(u32,), (Answers,)>),
 }
 
@@ -168,7 +169,7 @@ enum Export {
 pub(crate) enum Raw {
     Filter(bool),
     Transform(Box<wit::Message>),
-    Router(wit::Verdict),
+    Router(Verdict),
 }
 
 /// A call's result: a trap or host error outside, the plugin's own verdict or error inside.
@@ -447,14 +448,17 @@ impl Worker {
                 (FiberExport::Router(b), Some((m, c))) => b
                     .call_route(&mut *store, m, c)
                     .await
-                    .map(|r| r.map(Raw::Router)),
+                    .map(|r| r.map(|v| Raw::Router(v.into()))),
                 (FiberExport::ViewRouter(b), _) => b
                     .call_route(&mut *store, view::lend())
                     .await
-                    .map(|r| r.map(Raw::Router)),
+                    .map(|r| r.map(|v| Raw::Router(v.into()))),
                 (FiberExport::BatchRouter(b), _) => {
                     match b.call_route_batch(&mut *store, 1).await {
-                        Ok(answers) => only(answers).map(|r| r.map(Raw::Router)),
+                        Ok(mut answers) => match answers.len() {
+                            1 => Ok(answers.pop().expect("one").map(|v| Raw::Router(v.into()))),
+                            n => Err(wrong_count(n, 1)),
+                        },
                         Err(e) => Err(e),
                     }
                 }
@@ -478,17 +482,18 @@ impl Worker {
 /// A batch's answers must match its messages one for one; any other count breaks the contract
 /// and fails the call like a trap (the instance is dropped).
 fn check_count(answers: &Answers, messages: usize) -> wasmtime::Result<()> {
-    if answers.len() != messages {
-        wasmtime::bail!(
-            "route-batch answered {} verdicts for {messages} messages",
-            answers.len()
-        );
+    match answers.len() {
+        n if n == messages => Ok(()),
+        n => Err(wrong_count(n, messages)),
     }
-    Ok(())
+}
+
+fn wrong_count(answers: usize, messages: usize) -> wasmtime::Error {
+    wasmtime::format_err!("route-batch answered {answers} verdicts for {messages} messages")
 }
 
 /// The one answer of a batch of one.
-fn only(mut answers: Answers) -> wasmtime::Result<Result<wit::Verdict, wit::PluginError>> {
+fn only(mut answers: Answers) -> wasmtime::Result<Result<Verdict, wit::PluginError>> {
     check_count(&answers, 1)?;
     Ok(answers.pop().expect("checked: one answer"))
 }
