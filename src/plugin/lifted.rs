@@ -10,6 +10,10 @@
 //! it; the component's own type is checked against it when the export is typed, so a guest
 //! with another `verdict` fails there, not at a call). Fiber calls go through the generated
 //! bindings and convert with `From`.
+//!
+//! `Boxed`'s two impls are written by hand and name wasmtime's hidden `__internal` items, as
+//! the derive macros' output does; wasmtime is pinned to one version (`Cargo.toml`), so an
+//! upgrade that moves them fails to compile here rather than misbehaving.
 
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
 use wasmtime::component::{ComponentType, Lift};
