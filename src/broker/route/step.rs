@@ -111,26 +111,25 @@ impl Router<'_> {
         elapsed: Duration,
         logs: Vec<PluginLog>,
     ) -> Called<T> {
-        let (plugin, version) = (serving.name(), serving.version());
+        let (name, version) = (serving.name().clone(), serving.version().clone());
+        let plugin = &*name;
         match result {
             Ok(value) => {
                 if !self.dry_run {
-                    self.breakers.record_success(plugin, version);
+                    self.breakers.record_success(plugin, &version);
                 }
-                let (name, version) = (plugin.clone(), version.clone());
                 let done = step(at, name, version, value.describe(), elapsed, logs);
                 self.decision.steps.push(done);
                 Called::Ok(value, serving)
             }
             Err(err) => {
-                if !self.dry_run && self.breakers.record_failure(plugin, version) {
+                if !self.dry_run && self.breakers.record_failure(plugin, &version) {
                     tracing::warn!(
-                        plugin = &**plugin,
-                        version = &**version,
+                        plugin,
+                        version = &*version,
                         "circuit breaker opened: plugin version quarantined"
                     );
                 }
-                let (name, version) = (plugin.clone(), version.clone());
                 self.failed(at, &err, |o| step(at, name, version, o, elapsed, logs));
                 Called::Handled
             }
