@@ -20,6 +20,14 @@ use wasmtime::component::{ComponentType, Lift};
 
 use super::bindings::router::switchyard::plugin::types as wit;
 
+/// `batch.verdicts`, fields in WIT order: what a `route-batch` call answers.
+#[derive(ComponentType, Lift, Debug)]
+#[component(record)]
+pub(crate) struct Verdicts {
+    pub answers: Vec<Result<Verdict, wit::PluginError>>,
+    pub of: Vec<u32>,
+}
+
 /// `types.verdict`, cases in WIT order.
 #[derive(ComponentType, Lift, Debug)]
 #[component(variant)]

@@ -33,7 +33,7 @@ use super::bindings::{
 use super::marshal;
 use super::memo::Probe;
 use super::types::RouteContext;
-use crate::message::Message;
+use crate::message::{FieldValue, Message};
 
 /// The Rust type behind `message-view` handles. Carries nothing: the message is in
 /// [`StoreState::view`].
@@ -141,18 +141,26 @@ impl StoreState {
         Some(value)
     }
 
-    fn read_header_of_each(&mut self, name: String) -> Vec<Option<wit::HeaderValue>> {
-        let values = match &self.view {
-            Some(view) => (0..view.len() as u32)
-                .map(|i| {
-                    let (message, _) = view.get(i).expect("an index below the view's length");
-                    message.headers.get(&name).map(marshal::value_to_wit)
-                })
-                .collect(),
-            None => Vec::new(),
+    fn read_header_column(&mut self, name: String) -> batch::Column {
+        let mut column = batch::Column {
+            values: Vec::new(),
+            of: Vec::new(),
         };
+        if let Some(view) = &self.view {
+            let mut seen: Vec<Option<&FieldValue>> = Vec::new();
+            column.of.reserve(view.len());
+            for i in 0..view.len() as u32 {
+                let (message, _) = view.get(i).expect("an index below the view's length");
+                let value = message.headers.get(&name);
+                column.of.push(value_index(&mut seen, value));
+            }
+            column.values = seen
+                .into_iter()
+                .map(|v| v.map(marshal::value_to_wit))
+                .collect();
+        }
         self.probe(Probe::Header(name));
-        values
+        column
     }
 
     fn read_headers(&mut self, index: u32) -> Option<Vec<(String, wit::HeaderValue)>> {
@@ -239,6 +247,26 @@ impl view::HostMessageView for StoreState {
     }
 }
 
+/// Distinct values a column looks back through before it lists a value again: a batch's header
+/// usually takes a few values, and a batch of many distinct ones should not cost a quadratic
+/// scan.
+const DISTINCT: usize = 32;
+
+/// The index of `value` in a column's `seen` values, added at the end if it is not among the
+/// last [`DISTINCT`] of them.
+fn value_index<'a>(seen: &mut Vec<Option<&'a FieldValue>>, value: Option<&'a FieldValue>) -> u32 {
+    let from = seen.len().saturating_sub(DISTINCT);
+    let found = seen[from..].iter().position(|v| *v == value);
+    let index = match found {
+        Some(i) => from + i,
+        None => {
+            seen.push(value);
+            seen.len() - 1
+        }
+    };
+    u32::try_from(index).expect("a batch holds fewer than 2^32 messages")
+}
+
 /// `batch`'s functions trap on an index the call's view does not have: the guest chose it, so it
 /// is the guest's bug, and an empty answer would route the message on made-up data.
 fn at<T>(index: u32, value: Option<T>) -> wasmtime::Result<T> {
@@ -254,8 +282,8 @@ impl batch::Host for StoreState {
         at(index, self.read_header(index, name))
     }
 
-    fn header_of_each(&mut self, name: String) -> wasmtime::Result<Vec<Option<wit::HeaderValue>>> {
-        Ok(self.read_header_of_each(name))
+    fn header_column(&mut self, name: String) -> wasmtime::Result<batch::Column> {
+        Ok(self.read_header_column(name))
     }
 
     fn headers(&mut self, index: u32) -> wasmtime::Result<Vec<(String, wit::HeaderValue)>> {

@@ -12,10 +12,11 @@
 //!
 //! It targets the `batch-router` world: the host passes every message published together in one
 //! call, and the router asks for the one header it needs of all of them in one host call
-//! (`batch::header-of-each`). Nothing else
-//! (body, properties, other headers) is copied into the guest, and the call's fixed cost is paid
-//! once per batch: what keeps routing to a few hundred nanoseconds per message. What a call
-//! allocates lives in a bump arena that starts over after every call (`arena.rs`).
+//! (`batch::header-column`), which lists each value once. It decides once per value and answers
+//! with the column's own indices, so a batch of a few regions costs a few decisions. Nothing
+//! else (body, properties, other headers) is copied into the guest, and the call's fixed cost is
+//! paid once per batch. What a call allocates lives in a bump arena that starts over after every
+//! call (`arena.rs`).
 
 wit_bindgen::generate!({ world: "batch-router", path: "../../wit" });
 
@@ -73,15 +74,21 @@ fn settings() -> &'static Settings {
 }
 
 impl Guest for HeaderRouter {
-    fn route_batch(_count: u32) -> Vec<Result<Verdict, PluginError>> {
+    fn route_batch(_count: u32) -> Verdicts {
         // Settings live across calls: made before the arena serves anything.
         let settings = settings();
         ALLOCATOR.open();
-        // One host call reads the header of every message of the batch.
-        batch::header_of_each(&settings.header)
-            .into_iter()
-            .map(|value| route(settings, value))
-            .collect()
+        // One host call reads the header of every message of the batch, each value once; one
+        // answer per value, and each message's answer is its value's.
+        let column = batch::header_column(&settings.header);
+        Verdicts {
+            answers: column
+                .values
+                .into_iter()
+                .map(|value| route(settings, value))
+                .collect(),
+            of: column.of,
+        }
     }
 }
 

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::LoadedPlugin;
+use crate::plugin::bindings::wit;
+use crate::plugin::lifted::{Verdict, Verdicts};
 use crate::plugin::marshal;
 use crate::plugin::stats::Outcome;
 use crate::plugin::types::RouteVerdict;
@@ -31,7 +33,8 @@ impl LoadedPlugin {
             && !self.memo.as_ref().is_some_and(|m| m.on())
     }
 
-    /// Routes `items` in one call, one verdict per item, in order; `None` if the batch path is
+    /// Routes `items` in one call, one verdict per item, in order (a verdict shared by several
+    /// items is copied); `None` if the batch path is
     /// not open or the call did not complete (see the module comment).
     pub fn route_batch(
         self: &Arc<Self>,
@@ -53,8 +56,8 @@ impl LoadedPlugin {
         );
         let result = worker.call_direct_batch(items);
         let elapsed = started.elapsed();
-        let answers = match result {
-            Ok(answers) => answers,
+        let Verdicts { answers, of } = match result {
+            Ok(verdicts) => verdicts,
             Err(e) => {
                 let escape = escape_of(&e).filter(|_| !worker.store.data().limiter.hit);
                 drop(worker);
@@ -65,17 +68,26 @@ impl LoadedPlugin {
         self.release(worker);
         self.ran_within_budget();
         let share = elapsed / items.len() as u32;
-        let mut verdicts = Vec::with_capacity(answers.len());
+        // Each answer is judged and converted once, however many messages picked it; the last
+        // message to pick it takes it, the others a copy.
+        let mut last_pick = vec![None; answers.len()];
+        for (i, &a) in of.iter().enumerate() {
+            last_pick[a as usize] = Some(i);
+        }
+        let mut judged: Vec<_> = answers
+            .into_iter()
+            .zip(&last_pick)
+            .map(|(answer, last)| last.map(|_| self.judge_route(answer)))
+            .collect();
+        let mut verdicts = Vec::with_capacity(of.len());
         let mut ok = 0;
-        for answer in answers {
-            let (mut outcome, result) = self.judge(answer.map(Raw::Router));
-            let verdict = result.and_then(|raw| match raw {
-                Raw::Router(v) => marshal::verdict_from_wit(v).map_err(|c| {
-                    outcome = Outcome::PluginError;
-                    self.invalid_output(c.to_string())
-                }),
-                _ => unreachable!("judged a router's answer"),
-            });
+        for (i, &a) in of.iter().enumerate() {
+            let slot = &mut judged[a as usize];
+            let (outcome, verdict) = match last_pick[a as usize] == Some(i) {
+                true => slot.take(),
+                false => slot.clone(),
+            }
+            .expect("every picked answer is judged, and taken at its last pick");
             // Clean answers are counted together; a failure also goes to the penalty state.
             match outcome {
                 Outcome::Ok => ok += 1,
@@ -88,6 +100,22 @@ impl LoadedPlugin {
         }
         self.stats.record_many(Outcome::Ok, ok, share);
         Some(verdicts)
+    }
+
+    /// One answer of a batch, judged as a single call's would be.
+    fn judge_route(
+        &self,
+        answer: Result<Verdict, wit::PluginError>,
+    ) -> (Outcome, Result<RouteVerdict, PluginError>) {
+        let (mut outcome, result) = self.judge(answer.map(Raw::Router));
+        let verdict = result.and_then(|raw| match raw {
+            Raw::Router(v) => marshal::verdict_from_wit(v).map_err(|c| {
+                outcome = Outcome::PluginError;
+                self.invalid_output(c.to_string())
+            }),
+            _ => unreachable!("judged a router's answer"),
+        });
+        (outcome, verdict)
     }
 
     /// A batch call that did not complete. Its messages are routed one by one next; a batch

@@ -92,9 +92,38 @@ fn describe(verdict: &RouteVerdict) -> String {
     }
 }
 
-/// A batch call that traps, or answers the wrong number of verdicts, answers nothing: the
-/// caller routes each message with a call of its own, where only the bad message fails (and,
-/// having trapped, penalizes the version). A failed batch alone does not stop batching.
+/// A column lists each value of the header once, with an index per message into them; a message
+/// without the header has a value of its own (`none`).
+#[test]
+fn a_column_lists_each_value_once() {
+    let host = memory_host();
+    host.deploy(
+        "t",
+        &rust_plugin_bytes("test_batch_trapper"),
+        with_config(&[]),
+    )
+    .unwrap();
+    let column = |k: Option<&str>| match k {
+        Some(k) => Message::new("column").with_header("k", k),
+        None => Message::new("column"),
+    };
+    let messages = [Some("x"), Some("y"), Some("x"), None, Some("y"), None].map(column);
+    let ctx = context();
+    let items: Vec<Routed<'_>> = messages.iter().map(|m| (m, &ctx)).collect();
+    let serving = host.serving("t").unwrap();
+    let answers = serving.route_batch(&items).expect("the batch call completes");
+    for answer in &answers {
+        assert_eq!(describe(answer.as_ref().unwrap()), "queue values=3");
+    }
+    assert_eq!(answers.len(), messages.len());
+    let alone = host.route("t", &messages[0], &ctx).wait().unwrap();
+    assert_eq!(describe(&alone), "queue values=1", "a batch of one");
+}
+
+/// A batch call that traps, answers for the wrong number of messages or picks an answer it does
+/// not have answers nothing: the caller routes each message with a call of its own, where only
+/// the bad message fails (and, having trapped, penalizes the version). A failed batch alone does
+/// not stop batching.
 #[test]
 fn a_batch_the_plugin_cannot_answer_whole_answers_nothing() {
     let host = memory_host();
@@ -106,7 +135,12 @@ fn a_batch_the_plugin_cannot_answer_whole_answers_nothing() {
     .unwrap();
     let ctx = context();
     let serving = host.serving("t").unwrap();
-    for bodies in [["q-a", "trap", "q-b"], ["q-a", "short", "q-b"]] {
+    let failing = [
+        ["q-a", "trap", "q-b"],
+        ["q-a", "short", "q-b"],
+        ["q-a", "stray", "q-b"],
+    ];
+    for bodies in failing {
         let messages: Vec<Message> = bodies.iter().map(|b| Message::new(*b)).collect();
         let items: Vec<Routed<'_>> = messages.iter().map(|m| (m, &ctx)).collect();
         assert!(
@@ -127,6 +161,8 @@ fn a_batch_the_plugin_cannot_answer_whole_answers_nothing() {
     let one = |body: &str| host.route("t", &Message::new(body.to_owned()), &ctx).wait();
     assert_eq!(describe(&one("q-a").unwrap()), "queue q-a");
     assert_eq!(describe(&one("short").unwrap()), "queue short");
+    let stray = one("stray").unwrap_err();
+    assert!(stray.to_string().contains("picked answer 1 of 1"), "{stray}");
     let trapped = one("trap").unwrap_err();
     assert!(trapped.to_string().contains("trap"), "{trapped}");
     // That trap penalizes the version: its calls go to the penalty lane, one at a time.
