@@ -46,6 +46,9 @@ struct Case {
     key: &'static str,
     binding_key: &'static str,
     binding_args: Headers,
+    /// Each message's `region` is its own (`eu-<n>`), not `eu`: a batch router then decides
+    /// once per message, not once per batch (its worst case).
+    distinct: bool,
 }
 
 fn cases() -> Vec<Case> {
@@ -59,6 +62,7 @@ fn cases() -> Vec<Case> {
             key: "k",
             binding_key: "k",
             binding_args: Headers::new(),
+            distinct: false,
         },
         Case {
             name: "fanout",
@@ -66,6 +70,7 @@ fn cases() -> Vec<Case> {
             key: "",
             binding_key: "",
             binding_args: Headers::new(),
+            distinct: false,
         },
         Case {
             name: "topic",
@@ -73,6 +78,7 @@ fn cases() -> Vec<Case> {
             key: "orders.eu.new",
             binding_key: "orders.*.#",
             binding_args: Headers::new(),
+            distinct: false,
         },
         Case {
             name: "headers",
@@ -80,6 +86,7 @@ fn cases() -> Vec<Case> {
             key: "",
             binding_key: "",
             binding_args: any,
+            distinct: false,
         },
         Case {
             name: "x-wasm (Rust header router)",
@@ -89,6 +96,17 @@ fn cases() -> Vec<Case> {
             key: "",
             binding_key: "",
             binding_args: Headers::new(),
+            distinct: false,
+        },
+        Case {
+            name: "x-wasm, a region per message",
+            kind: ExchangeKind::Wasm {
+                plugin: "router".into(),
+            },
+            key: "",
+            binding_key: "",
+            binding_args: Headers::new(),
+            distinct: true,
         },
         Case {
             name: "x-wasm, verdict cache on",
@@ -98,6 +116,7 @@ fn cases() -> Vec<Case> {
             key: "",
             binding_key: "",
             binding_args: Headers::new(),
+            distinct: false,
         },
     ]
 }
@@ -171,6 +190,7 @@ async fn run(case: &Case, durability: Durability, messages: usize, batch: usize)
         let mut config: std::collections::BTreeMap<_, _> = [
             ("header".to_string(), "region".to_string()),
             ("route.eu".into(), "bench".into()),
+            ("default".into(), "bench".into()),
         ]
         .into();
         if plugin == CACHED_ROUTER {
@@ -210,7 +230,7 @@ async fn run(case: &Case, durability: Durability, messages: usize, batch: usize)
     let mut tasks = Vec::new();
     for _ in 0..PUBLISHERS {
         let (broker, permits, template) = (broker.clone(), permits.clone(), template.clone());
-        let key = case.key;
+        let (key, distinct) = (case.key, case.distinct);
         tasks.push(tokio::spawn(async move {
             let mut left = messages / PUBLISHERS;
             while left > 0 {
@@ -221,6 +241,10 @@ async fn run(case: &Case, durability: Durability, messages: usize, batch: usize)
                 let fresh = || {
                     let mut m = template.clone();
                     m.id = switchyard::message::MessageId::generate();
+                    if distinct {
+                        let region = format!("eu-{}", m.id.as_str());
+                        m.headers.insert("region".into(), region.into());
+                    }
                     m
                 };
                 // Not joined: a finished task's memory lives until its handle is dropped, and
@@ -243,10 +267,22 @@ async fn run(case: &Case, durability: Durability, messages: usize, batch: usize)
                         mandatory: false,
                     })
                     .collect();
+                // As the AMQP front end confirms: each publish's confirmation, taken as soon as
+                // it is applied, is awaited in order.
                 tokio::spawn(async move {
-                    for submitted in broker.submit_batch("bench", publishes).await {
-                        let p = submitted.unwrap().durable().await.unwrap();
-                        assert_eq!(p.outcomes.len(), 1, "routed to exactly one queue");
+                    let confirmations: Vec<_> = broker
+                        .submit_batch("bench", publishes)
+                        .await
+                        .into_iter()
+                        .map(|submitted| {
+                            let submitted = submitted.unwrap();
+                            let outputs = &submitted.decision().outputs;
+                            assert_eq!(outputs.len(), 1, "routed to exactly one queue");
+                            submitted.confirmation()
+                        })
+                        .collect();
+                    for confirmation in confirmations {
+                        assert!(confirmation.acked().await.unwrap(), "stored, not refused");
                     }
                     drop(permit);
                 });

@@ -15,8 +15,6 @@
 //! relaxed writes than it allows (`Submitted::paced`).
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use amq_protocol::protocol::{basic, AMQPClass};
@@ -28,17 +26,15 @@ use super::channel::{gone, Channel, Incoming};
 use super::convert::short;
 use super::error::{code, AmqpError};
 use super::outbound::Outbound;
-use crate::broker::{Broker, BrokerError, Publish, Published, Submitted};
+use crate::broker::{Broker, BrokerError, Confirmation, Publish, Submitted};
 use crate::message::Message;
-
-type PublishFuture = Pin<Box<dyn Future<Output = Result<Published, BrokerError>> + Send>>;
 
 /// One confirm the confirmer owes the publisher, in publish order.
 pub(crate) enum Confirm {
     /// Known at once: `true` = ack.
     Ready(u64, bool),
     /// Ack once this publish is durable.
-    Wait(u64, PublishFuture),
+    Wait(u64, Confirmation),
 }
 
 impl Channel {
@@ -138,7 +134,7 @@ impl Channel {
                     }
                 }
                 match seq {
-                    Some(s) => Some(Confirm::Wait(s, Box::pin(submitted.durable()))),
+                    Some(s) => Some(Confirm::Wait(s, submitted.confirmation())),
                     // Without confirms nobody waits: the batch is applied and will be flushed.
                     // Unless the store is behind: then this connection waits for the flush
                     // and stops reading, and TCP holds the publisher to the disk's pace.
@@ -224,8 +220,8 @@ async fn confirm_loop(mut rx: mpsc::Receiver<Confirm>, out: Outbound, channel: u
 async fn settle(confirm: Confirm) -> (u64, bool) {
     match confirm {
         Confirm::Ready(tag, ok) => (tag, ok),
-        Confirm::Wait(tag, fut) => match fut.await {
-            Ok(published) => (tag, !published.any_refused()),
+        Confirm::Wait(tag, confirmation) => match confirmation.acked().await {
+            Ok(acked) => (tag, acked),
             Err(e) => {
                 tracing::warn!(error = %e, "publish failed before it was durable");
                 (tag, false)

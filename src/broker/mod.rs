@@ -25,7 +25,7 @@ pub use breaker::Breakers;
 pub use decision::{Decision, Output, Step};
 pub use error::BrokerError;
 pub use outcome::Outcome;
-pub use publish::{BrokerCounters, Published, Submitted};
+pub use publish::{BrokerCounters, Confirmation, Published, Submitted};
 pub use route::{
     SpecialQueues, EXCHANGE_HEADER, LINEAGE_HEADER, MAX_HOPS, REASON_HEADER, ROUTING_KEY_HEADER,
 };

@@ -23,8 +23,12 @@ impl Published {
     /// A queue refused its copy because it is full (`reject-publish` overflow): an AMQP
     /// publisher with confirms gets a nack.
     pub fn any_refused(&self) -> bool {
-        self.outcomes.contains(&PublishOutcome::RejectedMaxLength)
+        any_refused(&self.outcomes)
     }
+}
+
+fn any_refused(outcomes: &[PublishOutcome]) -> bool {
+    outcomes.contains(&PublishOutcome::RejectedMaxLength)
 }
 
 /// A publish that is routed and applied, not yet known to be durable.
@@ -47,6 +51,13 @@ impl Submitted {
             .is_some_and(queue::StorePending::paced)
     }
 
+    /// What a publisher confirm waits for, without the decision: see [`Confirmation`].
+    pub fn confirmation(self) -> Confirmation {
+        Confirmation {
+            pending: self.pending,
+        }
+    }
+
     /// Waits until every output is durable (group commit).
     pub async fn durable(self) -> Result<Published, BrokerError> {
         let outcomes = match self.pending {
@@ -56,6 +67,29 @@ impl Submitted {
         Ok(Published {
             decision: self.decision,
             outcomes,
+        })
+    }
+}
+
+/// A publish applied and awaiting its flush, holding only what its confirm needs.
+///
+/// Why not [`Submitted::durable`]: an AMQP publisher with confirms keeps hundreds of publishes
+/// in flight and reads nothing of their decisions, and a decision kept until its flush lands is
+/// out of cache by then, so dropping it costs misses (a plugin step's record, dropped after the
+/// flush, cost the routing bench ~0.2 µs per message). Taken right after routing, the decision
+/// is dropped while it is still in cache, and an in-flight publish holds a few words.
+#[derive(Debug)]
+pub struct Confirmation {
+    pending: Option<queue::StorePending>,
+}
+
+impl Confirmation {
+    /// Waits until every output is durable: `true` if every queue took its copy, `false` if one
+    /// refused it as full (`reject-publish` overflow: an AMQP publisher gets a nack).
+    pub async fn acked(self) -> Result<bool, BrokerError> {
+        Ok(match self.pending {
+            Some(pending) => !any_refused(&pending.durable().await?.outcomes),
+            None => true,
         })
     }
 }

@@ -137,7 +137,6 @@ impl FiberPre {
 
 type Args = (wit::Message, wit::RouteContext);
 
-
 /// An export typed once per instance, for direct calls.
 enum DirectExport {
     Filter(TypedFunc<Args, (Result<bool, wit::PluginError>,)>),

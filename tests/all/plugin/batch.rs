@@ -111,7 +111,9 @@ fn a_column_lists_each_value_once() {
     let ctx = context();
     let items: Vec<Routed<'_>> = messages.iter().map(|m| (m, &ctx)).collect();
     let serving = host.serving("t").unwrap();
-    let answers = serving.route_batch(&items).expect("the batch call completes");
+    let answers = serving
+        .route_batch(&items)
+        .expect("the batch call completes");
     for answer in &answers {
         assert_eq!(describe(answer.as_ref().unwrap()), "queue values=3");
     }
@@ -162,7 +164,10 @@ fn a_batch_the_plugin_cannot_answer_whole_answers_nothing() {
     assert_eq!(describe(&one("q-a").unwrap()), "queue q-a");
     assert_eq!(describe(&one("short").unwrap()), "queue short");
     let stray = one("stray").unwrap_err();
-    assert!(stray.to_string().contains("picked answer 1 of 1"), "{stray}");
+    assert!(
+        stray.to_string().contains("picked answer 1 of 1"),
+        "{stray}"
+    );
     let trapped = one("trap").unwrap_err();
     assert!(trapped.to_string().contains("trap"), "{trapped}");
     // That trap penalizes the version: its calls go to the penalty lane, one at a time.
