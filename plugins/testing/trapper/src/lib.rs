@@ -7,7 +7,10 @@ use switchyard::plugin::types::{Destination, Target};
 struct Trapper;
 impl Guest for Trapper {
     fn route(msg: Message, _ctx: RouteContext) -> Result<Verdict, PluginError> {
-        log(Level::Debug, &format!("body: {}", String::from_utf8_lossy(&msg.body)));
+        log(
+            Level::Debug,
+            &format!("body: {}", String::from_utf8_lossy(&msg.body)),
+        );
         match msg.body.as_slice() {
             b"trap" => panic!("asked to trap"),
             b"error" => Err(PluginError {
