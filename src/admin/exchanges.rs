@@ -53,7 +53,7 @@ pub async fn show(
         .ok_or_else(|| ApiError::not_found(format!("no exchange named {name:?}")))?;
     let bindings: Vec<_> = topology
         .bindings()
-        .filter(|b| b.source == x.name)
+        .filter(|b| *b.source == *x.name)
         .map(BindingSpec::from_binding)
         .collect();
     let mut v = spec_json(&ExchangeSpec::from_exchange(x));

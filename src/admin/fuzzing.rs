@@ -234,7 +234,7 @@ impl Harness {
         let exchanges: Vec<String> = broker
             .topology()
             .exchanges()
-            .map(|e| e.name.clone())
+            .map(|e| e.name.to_string())
             .filter(|n| !crate::definitions::is_predefined(n))
             .collect();
         for name in exchanges {

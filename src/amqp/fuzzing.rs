@@ -85,7 +85,7 @@ impl Harness {
         let exchanges: Vec<String> = broker
             .topology()
             .exchanges()
-            .map(|e| e.name.clone())
+            .map(|e| e.name.to_string())
             .filter(|n| !n.is_empty() && !n.starts_with("amq."))
             .collect();
         for name in exchanges {

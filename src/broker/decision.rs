@@ -26,7 +26,9 @@ pub struct Output {
 /// One plugin call made while routing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
-    pub exchange: String,
+    /// Shared with the topology's exchange, not copied: a step is recorded on every routed
+    /// publish.
+    pub exchange: Arc<str>,
     pub plugin: Arc<str>,
     /// The plugin version (content hash) that answered; empty when the call did not happen.
     /// Shared with the plugin host, not copied: a step is recorded on every routed publish.

@@ -3,6 +3,7 @@
 //! Nothing here writes to storage. Side effects are limited to plugin calls and, outside dry
 //! runs, circuit-breaker bookkeeping; the caller commits the decision's outputs atomically.
 
+use std::collections::btree_map::Entry;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -340,15 +341,17 @@ impl<'a> Router<'a> {
     }
 }
 
-/// Add a version's lineage entry (`plugin@version`) to the message's lineage.
+/// Add a version's lineage entry (`plugin@version`) to the message's lineage. One search of the
+/// headers: this runs on every message a plugin routes.
 fn stamp(mut message: Message, entry: &str) -> Message {
     let entry = FieldValue::String(entry.to_owned());
-    match message.headers.get_mut(LINEAGE_HEADER) {
-        Some(FieldValue::Array(a)) => a.push(entry),
-        _ => {
-            message
-                .headers
-                .insert(LINEAGE_HEADER.into(), FieldValue::Array(vec![entry]));
+    match message.headers.entry(LINEAGE_HEADER.to_owned()) {
+        Entry::Occupied(mut o) => match o.get_mut() {
+            FieldValue::Array(a) => a.push(entry),
+            other => *other = FieldValue::Array(vec![entry]),
+        },
+        Entry::Vacant(v) => {
+            v.insert(FieldValue::Array(vec![entry]));
         }
     }
     message
@@ -357,7 +360,7 @@ fn stamp(mut message: Message, entry: &str) -> Message {
 /// What a plugin called during a publish learns about where the message is.
 pub(super) fn context(ex: &Exchange, key: &str) -> RouteContext {
     RouteContext {
-        exchange: ex.name.clone(),
+        exchange: ex.name.to_string(),
         routing_key: key.to_owned(),
         delivery_count: 0,
         source: "publish".into(),

@@ -245,7 +245,7 @@ impl ExchangeSpec {
 
     pub fn from_exchange(x: &Exchange) -> ExchangeSpec {
         ExchangeSpec {
-            name: x.name.clone(),
+            name: x.name.to_string(),
             kind: x.kind.type_name().to_owned(),
             plugin: match &x.kind {
                 ExchangeKind::Wasm { plugin } => Some(plugin.clone()),

@@ -1,5 +1,7 @@
 //! Exchanges: named routing points that publishers send to.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::message::Headers;
@@ -49,7 +51,8 @@ pub enum FailurePolicy {
 /// A declared exchange.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exchange {
-    pub name: String,
+    /// Shared: every plugin step a publish through this exchange records names it.
+    pub name: Arc<str>,
     pub kind: ExchangeKind,
     pub durable: bool,
     pub auto_delete: bool,
@@ -65,7 +68,7 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(name: impl Into<String>, kind: ExchangeKind) -> Self {
+    pub fn new(name: impl Into<Arc<str>>, kind: ExchangeKind) -> Self {
         Exchange {
             name: name.into(),
             kind,

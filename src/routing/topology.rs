@@ -60,22 +60,22 @@ impl Topology {
     /// Declare an exchange. Redeclaring with equal type and durability is a no-op.
     /// Returns `true` when the exchange is new.
     pub fn declare_exchange(&mut self, exchange: Exchange) -> Result<bool, TopologyError> {
-        if let Some(existing) = self.exchanges.get(&exchange.name) {
+        if let Some(existing) = self.exchanges.get(&*exchange.name) {
             if existing.kind != exchange.kind {
                 return Err(TopologyError::Inequivalent {
-                    name: exchange.name,
+                    name: exchange.name.to_string(),
                     what: "type",
                 });
             }
             if existing.durable != exchange.durable {
                 return Err(TopologyError::Inequivalent {
-                    name: exchange.name,
+                    name: exchange.name.to_string(),
                     what: "durable",
                 });
             }
             return Ok(false);
         }
-        self.exchanges.insert(exchange.name.clone(), exchange);
+        self.exchanges.insert(exchange.name.to_string(), exchange);
         Ok(true)
     }
 
@@ -150,7 +150,7 @@ impl Topology {
     ) -> impl Iterator<Item = &'a Binding> + 'a {
         let kind = exchange.kind.clone();
         self.bindings
-            .get(&exchange.name)
+            .get(&*exchange.name)
             .into_iter()
             .flatten()
             .filter(move |c| match &kind {
