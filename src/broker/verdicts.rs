@@ -66,11 +66,19 @@ impl VerdictCounts {
                 &first.version
             };
             let stats = entry(entry(&mut map, &first.plugin), version);
+            // Verdict classes are counted per run of one class, then added: a batch's steps
+            // nearly all answer alike.
+            let (mut class, mut alike) = (first.outcome.class(), 0);
             let mut step = first;
             loop {
                 stats.calls += 1;
-                *entry(&mut stats.verdicts, &step.outcome.class()) += 1;
                 stats.latency_buckets[bucket(step.elapsed)] += 1;
+                let this = step.outcome.class();
+                if this != class {
+                    *entry(&mut stats.verdicts, &class) += alike;
+                    (class, alike) = (this, 0);
+                }
+                alike += 1;
                 // The same version object: the same plugin and version, no comparing needed.
                 match steps.next_if(|s| {
                     Arc::ptr_eq(&s.plugin, &first.plugin) && Arc::ptr_eq(&s.version, &first.version)
@@ -79,6 +87,7 @@ impl VerdictCounts {
                     None => break,
                 }
             }
+            *entry(&mut stats.verdicts, &class) += alike;
         }
     }
 
@@ -93,7 +102,66 @@ impl VerdictCounts {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
+
+    use super::VerdictCounts;
+    use crate::broker::{Decision, Outcome, Step};
+
+    fn decision(version: &Arc<str>, outcomes: Vec<Outcome>) -> Decision {
+        let steps = outcomes
+            .into_iter()
+            .map(|outcome| Step {
+                exchange: "x".into(),
+                plugin: "p".into(),
+                version: version.clone(),
+                role: "router",
+                outcome,
+                elapsed: Duration::from_micros(3),
+                logs: Vec::new(),
+            })
+            .collect();
+        Decision {
+            steps,
+            ..Decision::default()
+        }
+    }
+
+    /// A batch's steps: runs of one version and of one verdict class, each counted in full.
+    #[test]
+    fn record_all_counts_every_step_of_every_decision() {
+        let (v1, v2): (Arc<str>, Arc<str>) = ("v1".into(), "v2".into());
+        let deliver = || Outcome::Deliver { destinations: 1 };
+        let dead = || Outcome::DeadLetter { reason: "r".into() };
+        let trap = || Outcome::Error {
+            kind: "trap",
+            message: "m".into(),
+        };
+        let decisions = [
+            decision(&v1, vec![deliver(), deliver()]),
+            decision(&v1, vec![dead(), deliver()]),
+            decision(&v2, vec![trap()]),
+            decision(&v1, vec![deliver()]),
+        ];
+        let counts = VerdictCounts::default();
+        counts.record_all(&decisions);
+        counts.record(&decisions[1]);
+        let by_version = counts.get("p");
+        let classes = |v: &str| {
+            let stats = &by_version[v];
+            let verdicts: Vec<_> = stats
+                .verdicts
+                .iter()
+                .map(|(k, n)| (k.as_str(), *n))
+                .collect();
+            (stats.calls, verdicts, stats.latency_buckets[2])
+        };
+        assert_eq!(
+            classes("v1"),
+            (7, vec![("dead-letter", 2), ("deliver", 5)], 7)
+        );
+        assert_eq!(classes("v2"), (1, vec![("error:trap", 1)], 1));
+    }
 
     #[test]
     fn buckets() {
