@@ -3,9 +3,11 @@
 //! `cargo bench --bench routing [-- --messages N]`; without `--bench` (as `cargo test
 //! --all-targets` runs it) a 400-message smoke run. Four publisher tasks keep up to 256
 //! publishes in flight between them (as AMQP publishers with confirms do), submitted in batches
-//! of 16 (`--batch N`; as the AMQP front end submits the publishes of one socket read), 1 KiB
-//! bodies, `fsync` durability, one destination queue. Not a timed test: figures go to
-//! `docs/benchmarks.md`.
+//! of 16 (`--batch N`; as the AMQP front end submits the publishes of one socket read) and
+//! awaiting their confirmations, 1 KiB bodies, `fsync` durability, one destination queue. The
+//! `x-wasm` cases route by a `region` header: one region for the whole run, or one per message
+//! (the batch router's worst case: a decision per message). Not a timed test: figures go to
+//! `docs/benchmarks.md`, with the recipe for counting instructions under callgrind.
 //! `--rounds N` alternates all cases N times and prints medians; `--workers N` sets the
 //! runtime's workers (default: the server's, `config::default_worker_threads`);
 //! `--only <case> [--relaxed]` runs one case (for a profiler). It allocates with jemalloc, as the
