@@ -450,12 +450,11 @@ impl Worker {
                     .call_route(&mut *store, view::lend())
                     .await
                     .map(|r| r.map(|v| Raw::Router(v.into()))),
-                (FiberExport::BatchRouter(b), _) => {
-                    match b.call_route_batch(&mut *store, 1).await {
-                        Ok(v) => only(v.answers, &v.of).map(|r| r.map(|v| Raw::Router(v.into()))),
-                        Err(e) => Err(e),
-                    }
-                }
+                (FiberExport::BatchRouter(b), _) => b
+                    .call_route_batch(&mut *store, 1)
+                    .await
+                    .and_then(|v| only(v.answers, &v.of))
+                    .map(|r| r.map(|v| Raw::Router(v.into()))),
                 (_, None) => unreachable!("record worlds are marshalled above"),
             }
         });

@@ -34,8 +34,8 @@ impl LoadedPlugin {
     }
 
     /// Routes `items` in one call, one verdict per item, in order (a verdict shared by several
-    /// items is copied); `None` if the batch path is
-    /// not open or the call did not complete (see the module comment).
+    /// items is copied); `None` if the batch path is not open or the call did not complete (see
+    /// the module comment).
     pub fn route_batch(
         self: &Arc<Self>,
         items: &[Routed<'_>],

@@ -92,10 +92,8 @@ fn describe(verdict: &RouteVerdict) -> String {
     }
 }
 
-/// A column lists each value of the header once, with an index per message into them; a message
-/// without the header has a value of its own (`none`).
-#[test]
-fn a_column_lists_each_value_once() {
+/// A host serving the `batch-trapper` test plugin as `t`.
+fn trapper_host() -> switchyard::plugin::PluginHost {
     let host = memory_host();
     host.deploy(
         "t",
@@ -103,6 +101,14 @@ fn a_column_lists_each_value_once() {
         with_config(&[]),
     )
     .unwrap();
+    host
+}
+
+/// A column lists each value of the header once, with an index per message into them; a message
+/// without the header has a value of its own (`none`).
+#[test]
+fn a_column_lists_each_value_once() {
+    let host = trapper_host();
     let column = |k: Option<&str>| match k {
         Some(k) => Message::new("column").with_header("k", k),
         None => Message::new("column"),
@@ -128,13 +134,7 @@ fn a_column_lists_each_value_once() {
 /// not stop batching.
 #[test]
 fn a_batch_the_plugin_cannot_answer_whole_answers_nothing() {
-    let host = memory_host();
-    host.deploy(
-        "t",
-        &rust_plugin_bytes("test_batch_trapper"),
-        with_config(&[]),
-    )
-    .unwrap();
+    let host = trapper_host();
     let ctx = context();
     let serving = host.serving("t").unwrap();
     let failing = [
