@@ -9,8 +9,10 @@
 //! for every property and header type. What [`short`](super::convert::short) would truncate (a
 //! string over 255 bytes where AMQP wants a short string) is left to that slower path.
 
+use std::borrow::Borrow;
+
 use super::codec::{FRAME_END, FRAME_HEADER};
-use crate::message::{FieldValue, Headers, Message};
+use crate::message::{FieldValue, Message};
 
 mod parse;
 
@@ -43,7 +45,7 @@ fn write_header(channel: u16, m: &Message, out: &mut Vec<u8>) -> Option<()> {
     let present = [
         p.content_type.is_some(),
         p.content_encoding.is_some(),
-        !m.headers.is_empty(),
+        m.has_headers(),
         true, // delivery-mode
         p.priority.is_some(),
         p.correlation_id.is_some(),
@@ -63,8 +65,8 @@ fn write_header(channel: u16, m: &Message, out: &mut Vec<u8>) -> Option<()> {
     out.extend_from_slice(&flags.to_be_bytes());
     opt_short(out, &p.content_type)?;
     opt_short(out, &p.content_encoding)?;
-    if !m.headers.is_empty() {
-        table(out, &m.headers)?;
+    if m.has_headers() {
+        table(out, m.shown_headers())?;
     }
     out.push(if p.persistent { 2 } else { 1 });
     if let Some(v) = p.priority {
@@ -117,11 +119,14 @@ fn sized(out: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>) -> Option<()>) -> Optio
     Some(())
 }
 
-fn table(out: &mut Vec<u8>, t: &Headers) -> Option<()> {
+fn table<'a, V: Borrow<FieldValue>>(
+    out: &mut Vec<u8>,
+    entries: impl IntoIterator<Item = (&'a str, V)>,
+) -> Option<()> {
     sized(out, |out| {
-        t.iter().try_for_each(|(k, v)| {
+        entries.into_iter().try_for_each(|(k, v)| {
             short(out, k)?;
-            value(out, v)
+            value(out, v.borrow())
         })
     })
 }
@@ -164,7 +169,7 @@ fn value(out: &mut Vec<u8>, v: &FieldValue) -> Option<()> {
         FieldValue::Timestamp(t) => tagged(out, b'T', &t.to_be_bytes()),
         FieldValue::Table(t) => {
             out.push(b'F');
-            return table(out, t);
+            return table(out, t.iter().map(|(k, v)| (k.as_str(), v)));
         }
         FieldValue::Array(a) => {
             out.push(b'A');

@@ -14,7 +14,7 @@ use amq_protocol::types::{
 use bytes::Bytes;
 
 use super::error::truncate;
-use crate::message::{FieldValue, Headers, Message, MessageId, Properties};
+use crate::message::{FieldValue, Headers, Lineage, Message, MessageId, Properties};
 
 /// A short string from any string, cut at 255 bytes (never panics, unlike `From<String>`).
 pub fn short(s: impl Into<String>) -> ShortString {
@@ -148,6 +148,7 @@ pub fn message_from_amqp(props: &BasicProperties, body: Bytes) -> Result<Message
             .map(headers_from_table)
             .unwrap_or_default(),
         body,
+        lineage: Lineage::default(),
     })
 }
 
@@ -178,8 +179,8 @@ pub fn properties_to_amqp(message: &Message) -> BasicProperties {
     if let Some(v) = &p.content_encoding {
         out = out.with_content_encoding(short(v.clone()));
     }
-    if !message.headers.is_empty() {
-        out = out.with_headers(headers_to_table(&message.headers));
+    if message.has_headers() {
+        out = out.with_headers(headers_to_table(&message.headers_shown()));
     }
     if let Some(v) = p.priority {
         out = out.with_priority(v);

@@ -79,7 +79,8 @@ fn message_summary<S: serde::Serializer>(m: &Message, s: S) -> Result<S::Ok, S::
     use serde::ser::SerializeStruct;
     let mut st = s.serialize_struct("Message", 4)?;
     st.serialize_field("id", m.id.as_str())?;
-    st.serialize_field("headers", &m.headers.keys().collect::<Vec<_>>())?;
+    let names: Vec<_> = m.shown_headers().map(|(name, _)| name).collect();
+    st.serialize_field("headers", &names)?;
     st.serialize_field("body_len", &m.body.len())?;
     st.serialize_field("body", &String::from_utf8_lossy(&m.body))?;
     st.end()

@@ -19,6 +19,7 @@ mod topology_file;
 mod topology_sink;
 mod verdicts;
 
+pub use crate::message::LINEAGE_HEADER;
 pub use alarm::{ResourceAlarm, DEFAULT_DISK_FREE_LIMIT};
 pub use batch::Publish;
 pub use breaker::Breakers;
@@ -26,9 +27,7 @@ pub use decision::{Decision, Output, Step};
 pub use error::BrokerError;
 pub use outcome::Outcome;
 pub use publish::{BrokerCounters, Confirmation, Published, Submitted};
-pub use route::{
-    SpecialQueues, EXCHANGE_HEADER, LINEAGE_HEADER, MAX_HOPS, REASON_HEADER, ROUTING_KEY_HEADER,
-};
+pub use route::{SpecialQueues, EXCHANGE_HEADER, MAX_HOPS, REASON_HEADER, ROUTING_KEY_HEADER};
 pub use topology_sink::{TopologyChange, TopologySink};
 pub use verdicts::{VersionStats, VersionVerdicts};
 

@@ -3,14 +3,14 @@
 //! Nothing here writes to storage. Side effects are limited to plugin calls and, outside dry
 //! runs, circuit-breaker bookkeeping; the caller commits the decision's outputs atomically.
 
-use std::collections::btree_map::Entry;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Breakers, BrokerError, Decision, Output};
-use crate::message::{FieldValue, Message};
+use crate::message::Message;
 use crate::plugin::{PluginHost, PluginKind, RouteContext, RouteVerdict, Serving, Target};
 use crate::queue::QueueStore;
 use crate::routing::{BindingTarget, Exchange, ExchangeKind, FailurePolicy, Topology};
@@ -24,8 +24,6 @@ use step::{At, Called};
 /// Exchange-to-exchange hops one publish may take; deeper (or cyclic) paths stop there.
 pub const MAX_HOPS: usize = 8;
 
-/// Header naming every plugin version that routed or rewrote a message, oldest first.
-pub const LINEAGE_HEADER: &str = "x-switchyard-lineage";
 /// Header with the reason a message was dead-lettered or quarantined by routing.
 pub const REASON_HEADER: &str = "x-switchyard-reason";
 /// Headers recording where a message was published, so quarantined messages can be replayed.
@@ -129,11 +127,7 @@ impl<'a> Router<'a> {
         if let ExchangeKind::Wasm { plugin } = &ex.kind {
             return self.route_by_plugin(ex, plugin, key, message, hops).await;
         }
-        let bindings: Vec<_> = self
-            .topology
-            .matching(ex, key, &message.headers)
-            .cloned()
-            .collect();
+        let bindings: Vec<_> = self.topology.matching(ex, key, &message).cloned().collect();
         let last = bindings.len().saturating_sub(1);
         let mut original = Some(message);
         for (i, binding) in bindings.into_iter().enumerate() {
@@ -341,19 +335,10 @@ impl<'a> Router<'a> {
     }
 }
 
-/// Add a version's lineage entry (`plugin@version`) to the message's lineage. One search of the
-/// headers: this runs on every message a plugin routes.
-fn stamp(mut message: Message, entry: &str) -> Message {
-    let entry = FieldValue::String(entry.to_owned());
-    match message.headers.entry(LINEAGE_HEADER.to_owned()) {
-        Entry::Occupied(mut o) => match o.get_mut() {
-            FieldValue::Array(a) => a.push(entry),
-            other => *other = FieldValue::Array(vec![entry]),
-        },
-        Entry::Vacant(v) => {
-            v.insert(FieldValue::Array(vec![entry]));
-        }
-    }
+/// Add a version's lineage entry (`plugin@version`) to the message's lineage: a shared string,
+/// as this runs on every message a plugin routes (see `message::Lineage`).
+fn stamp(mut message: Message, entry: &Arc<str>) -> Message {
+    message.lineage.push(entry);
     message
 }
 

@@ -2,11 +2,22 @@
 //!
 //! The version byte lets the record format evolve: a reader dispatches on it and refuses versions
 //! it does not know with a clear error instead of misreading bytes.
+//!
+//! Versions: 1, the message without lineage; 2, the message with its [`Lineage`] as a trailing
+//! field, left out when empty. A version 1 record reads as a version 2 record without lineage
+//! (a plugin's entries in it are still in its lineage header, which shows as it was). The
+//! version 2 byte keeps a build that knows only version 1 from misreading a record with lineage
+//! as a corrupt one.
+//!
+//! [`Lineage`]: super::Lineage
 
 use super::{Message, MAX_NESTING};
 
 /// The record version this build writes.
-pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = 2;
+
+/// The oldest record version this build reads.
+const OLDEST_VERSION: u8 = 1;
 
 /// MessagePack nesting a record may have: the message's array and its headers map, then two
 /// levels per header nesting level (a variant's map and the table or array), plus a few for a
@@ -19,7 +30,7 @@ pub const RECORD_MAX_DEPTH: usize = 2 * MAX_NESTING + 8;
 pub enum CodecError {
     #[error("empty message record")]
     Empty,
-    #[error("message record version {0} is not known to this build (it reads version {RECORD_VERSION}); was the data directory written by a newer Switchyard?")]
+    #[error("message record version {0} is not known to this build (it reads versions {OLDEST_VERSION} to {RECORD_VERSION}); was the data directory written by a newer Switchyard?")]
     UnknownVersion(u8),
     #[error("corrupt message record: {0}")]
     Corrupt(#[from] rmp_serde::decode::Error),
@@ -47,7 +58,7 @@ impl Message {
     pub fn decode(bytes: &[u8]) -> Result<Message, CodecError> {
         match bytes.split_first() {
             None => Err(CodecError::Empty),
-            Some((&RECORD_VERSION, rest)) => {
+            Some((&(OLDEST_VERSION..=RECORD_VERSION), rest)) => {
                 let mut de = rmp_serde::Deserializer::from_read_ref(rest);
                 de.set_max_depth(RECORD_MAX_DEPTH);
                 let msg: Message = serde::Deserialize::deserialize(&mut de)?;
@@ -108,6 +119,21 @@ mod tests {
             msg.encode(),
             Err(CodecError::TooDeep { depth }) if depth == MAX_NESTING + 1
         ));
+    }
+
+    #[test]
+    fn lineage_round_trips_and_a_version_1_record_reads_without_it() {
+        let mut msg = Message::new(&b"x"[..]).with_header("h", 1i64);
+        let plain = msg.encode().unwrap();
+        msg.lineage.push(&"router@3".into());
+        let stamped = msg.encode().unwrap();
+        assert_eq!(Message::decode(&stamped).unwrap(), msg);
+        assert!(stamped.len() > plain.len(), "the entry is stored");
+        // Version 1 wrote exactly what version 2 writes for a message without lineage.
+        let v1 = [&[1u8][..], &plain[1..]].concat();
+        let read = Message::decode(&v1).unwrap();
+        assert!(read.lineage.is_empty());
+        assert_eq!(read.headers, msg.headers);
     }
 
     #[test]

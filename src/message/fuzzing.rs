@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::{FieldValue, Headers, Message, MessageId, Properties, RECORD_VERSION};
+use super::{FieldValue, Headers, Lineage, Message, MessageId, Properties, RECORD_VERSION};
 
 /// Fuzz bytes read front to back as small structured values. Exhausted input reads as zeros,
 /// so every input builds *something* and short inputs build small values.
@@ -151,7 +151,17 @@ pub fn message(input: &mut Input<'_>) -> Message {
         properties: properties(input),
         headers: headers(input, 0),
         body: Bytes::copy_from_slice(input.bytes(255)),
+        lineage: lineage(input),
     }
+}
+
+/// Up to 3 lineage entries.
+fn lineage(input: &mut Input<'_>) -> Lineage {
+    let mut lineage = Lineage::default();
+    for _ in 0..input.byte() % 4 {
+        lineage.push(&input.string(24).into());
+    }
+    lineage
 }
 
 /// Equality where floats compare by bits, so a NaN header equals itself.
@@ -179,6 +189,7 @@ pub fn same(a: &Message, b: &Message) -> bool {
     a.id == b.id
         && a.properties == b.properties
         && a.body == b.body
+        && a.lineage == b.lineage
         && same_headers(&a.headers, &b.headers)
 }
 

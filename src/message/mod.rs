@@ -11,16 +11,19 @@ mod codec;
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
+mod lineage;
 mod value;
 
 pub use codec::{CodecError, RECORD_VERSION};
 pub use id::MessageId;
+pub use lineage::{Lineage, LINEAGE_HEADER};
 pub use value::{FieldValue, Headers, MAX_NESTING};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// A message as published: identity, properties, headers and body.
+/// A message as published: identity, properties, headers and body, and the plugin versions that
+/// routed it.
 ///
 /// Invariant: `id` is never empty. A publisher that gives no message id gets a generated,
 /// time-ordered one (see [`MessageId::generate`]), so ids sort roughly by publish time.
@@ -30,6 +33,11 @@ pub struct Message {
     pub properties: Properties,
     pub headers: Headers,
     pub body: Bytes,
+    /// Shown outside the broker as the header [`LINEAGE_HEADER`]; read headers through
+    /// [`Message::header`] or [`Message::shown_headers`] to see it. Last, and left out when
+    /// empty: a record without it is one written before it existed.
+    #[serde(default, skip_serializing_if = "Lineage::is_empty")]
+    pub lineage: Lineage,
 }
 
 /// AMQP 0-9-1 basic properties, minus the message id (which is [`Message::id`]) and the headers
@@ -62,6 +70,7 @@ impl Message {
             properties: Properties::default(),
             headers: Headers::new(),
             body: body.into(),
+            lineage: Lineage::default(),
         }
     }
 
@@ -74,6 +83,7 @@ impl Message {
             properties: std::mem::take(&mut self.properties),
             headers: std::mem::take(&mut self.headers),
             body: std::mem::take(&mut self.body),
+            lineage: std::mem::take(&mut self.lineage),
         }
     }
 
@@ -118,6 +128,7 @@ impl Message {
             .sum();
         self.body.len()
             + self.id.as_str().len()
+            + self.lineage.size()
             + props_len
             + self
                 .headers

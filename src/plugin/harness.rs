@@ -42,7 +42,7 @@ use super::{
     DeployOptions, HostConfig, PluginError, PluginHost, PluginKind, PluginLimits, RouteContext,
     RouteVerdict, Target,
 };
-use crate::message::{FieldValue, Headers, Message, MessageId, Properties};
+use crate::message::{FieldValue, Headers, Lineage, Message, MessageId, Properties};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -165,6 +165,7 @@ pub fn parse_line(line: &str) -> Result<(Message, RouteContext), String> {
             .map(|(k, v)| (k, json_to_field(v)))
             .collect::<Headers>(),
         body,
+        lineage: Lineage::default(),
     };
     Ok((message, input.context))
 }
@@ -173,13 +174,12 @@ pub fn parse_line(line: &str) -> Result<(Message, RouteContext), String> {
 pub fn message_to_json(m: &Message) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), json!(m.id.as_str()));
-    if !m.headers.is_empty() {
+    if m.has_headers() {
         out.insert(
             "headers".into(),
             Value::Object(
-                m.headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), field_to_json(v)))
+                m.shown_headers()
+                    .map(|(k, v)| (k.to_owned(), field_to_json(&v)))
                     .collect(),
             ),
         );

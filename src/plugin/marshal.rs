@@ -10,16 +10,15 @@ use bytes::Bytes;
 use super::bindings::wit;
 use super::lifted;
 use super::types::{Destination, RouteContext, RouteVerdict, Target};
-use crate::message::{FieldValue, Headers, Message, Properties, MAX_NESTING};
+use crate::message::{FieldValue, Headers, Lineage, Message, Properties, MAX_NESTING};
 
 pub(crate) fn message_to_wit(msg: &Message) -> wit::Message {
     wit::Message {
         id: msg.id.as_str().to_owned(),
         properties: properties_to_wit(&msg.properties),
         headers: msg
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), value_to_wit(v)))
+            .shown_headers()
+            .map(|(k, v)| (k.to_owned(), value_to_wit(&v)))
             .collect(),
         body: msg.body.to_vec(),
     }
@@ -187,6 +186,7 @@ pub(crate) fn message_from_wit(m: wit::Message) -> Result<Message, InvalidOutput
         properties: properties_from_wit(m.properties),
         headers,
         body: Bytes::from(m.body),
+        lineage: Lineage::default(),
     })
 }
 

@@ -349,8 +349,8 @@ fn chain(probes: &[Probe], answers: Vec<Box<[u8]>>, verdict: &RouteVerdict) -> N
 fn answer(probe: &Probe, msg: &Message, ctx: &RouteContext, out: &mut Vec<u8>) -> bool {
     out.clear();
     let encoded = match probe {
-        Probe::Header(name) => rmp_serde::encode::write(out, &msg.headers.get(name)),
-        Probe::Headers => rmp_serde::encode::write(out, &msg.headers),
+        Probe::Header(name) => rmp_serde::encode::write(out, &msg.header(name)),
+        Probe::Headers => rmp_serde::encode::write(out, &msg.headers_shown()),
         Probe::Properties => rmp_serde::encode::write(out, &msg.properties),
         Probe::BodySize => rmp_serde::encode::write(out, &(msg.body.len() as u64)),
         Probe::Body if msg.body.len() <= MAX_TRACE_BYTES => {

@@ -21,6 +21,7 @@
 //!   take an index the guest chose, trap on an index the view does not have;
 //! - every handle has the same representation, [`REP`]: the store has one slot, not a table.
 
+use std::borrow::Cow;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
@@ -134,9 +135,8 @@ impl StoreState {
         let value = self
             .viewed(index)?
             .0
-            .headers
-            .get(&name)
-            .map(marshal::value_to_wit);
+            .header(&name)
+            .map(|v| marshal::value_to_wit(&v));
         self.probe(Probe::Header(name));
         Some(value)
     }
@@ -147,16 +147,17 @@ impl StoreState {
             of: Vec::new(),
         };
         if let Some(view) = &self.view {
-            let mut seen: Vec<Option<&FieldValue>> = Vec::new();
+            let mut seen: Vec<Option<Cow<'_, FieldValue>>> = Vec::new();
             column.of.reserve(view.len());
             for i in 0..view.len() as u32 {
                 let (message, _) = view.get(i).expect("an index below the view's length");
-                let value = message.headers.get(&name);
-                column.of.push(value_index(&mut seen, value));
+                column
+                    .of
+                    .push(value_index(&mut seen, message.header(&name)));
             }
             column.values = seen
                 .into_iter()
-                .map(|v| v.map(marshal::value_to_wit))
+                .map(|v| v.map(|v| marshal::value_to_wit(&v)))
                 .collect();
         }
         self.probe(Probe::Header(name));
@@ -168,9 +169,8 @@ impl StoreState {
         let (message, _) = self.viewed(index)?;
         Some(
             message
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), marshal::value_to_wit(v)))
+                .shown_headers()
+                .map(|(k, v)| (k.to_owned(), marshal::value_to_wit(&v)))
                 .collect(),
         )
     }
@@ -254,7 +254,10 @@ const DISTINCT: usize = 32;
 
 /// The index of `value` in a column's `seen` values, added at the end if it is not among the
 /// last [`DISTINCT`] of them.
-fn value_index<'a>(seen: &mut Vec<Option<&'a FieldValue>>, value: Option<&'a FieldValue>) -> u32 {
+fn value_index<'a>(
+    seen: &mut Vec<Option<Cow<'a, FieldValue>>>,
+    value: Option<Cow<'a, FieldValue>>,
+) -> u32 {
     let from = seen.len().saturating_sub(DISTINCT);
     let found = seen[from..].iter().position(|v| *v == value);
     let index = match found {

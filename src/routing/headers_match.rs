@@ -5,7 +5,7 @@
 //! `x-` (which are otherwise ignored, as they are binding options). A `Void` argument matches any
 //! value of a header that is present.
 
-use crate::message::{FieldValue, Headers};
+use crate::message::{FieldValue, Headers, Message};
 
 /// How a headers binding's arguments combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +50,13 @@ impl HeadersPattern {
         Ok(HeadersPattern { mode, args })
     }
 
-    pub fn matches(&self, headers: &Headers) -> bool {
-        let hit = |(name, want): &(String, FieldValue)| match headers.get(name) {
+    /// Whether `message`'s headers, as it shows them (its lineage included, which an
+    /// `all-with-x` binding can ask for), match.
+    pub fn matches(&self, message: &Message) -> bool {
+        let hit = |(name, want): &(String, FieldValue)| match message.header(name) {
             None => false,
             Some(_) if *want == FieldValue::Void => true,
-            Some(have) => values_equal(want, have),
+            Some(have) => values_equal(want, &have),
         };
         match self.mode {
             XMatch::All | XMatch::AllWithX => self.args.iter().all(hit),
@@ -83,6 +85,12 @@ mod tests {
             .collect()
     }
 
+    fn message(pairs: &[(&str, FieldValue)]) -> Message {
+        let mut m = Message::new(&b""[..]);
+        m.headers = table(pairs);
+        m
+    }
+
     #[test]
     fn all_and_any() {
         let all = HeadersPattern::parse(&table(&[
@@ -96,12 +104,12 @@ mod tests {
             ("type", "report".into()),
         ]))
         .unwrap();
-        let both = table(&[("format", "pdf".into()), ("type", "report".into())]);
-        let one = table(&[("format", "pdf".into()), ("type", "log".into())]);
+        let both = message(&[("format", "pdf".into()), ("type", "report".into())]);
+        let one = message(&[("format", "pdf".into()), ("type", "log".into())]);
         assert!(all.matches(&both));
         assert!(!all.matches(&one));
         assert!(any.matches(&one));
-        assert!(!any.matches(&table(&[])));
+        assert!(!any.matches(&message(&[])));
     }
 
     #[test]
@@ -111,18 +119,18 @@ mod tests {
             ("n", FieldValue::I32(3)),
         ]))
         .unwrap();
-        assert!(p.matches(&table(&[
+        assert!(p.matches(&message(&[
             ("k", "anything".into()),
             ("n", FieldValue::I64(3))
         ])));
-        assert!(!p.matches(&table(&[("n", FieldValue::I64(3))])));
+        assert!(!p.matches(&message(&[("n", FieldValue::I64(3))])));
     }
 
     #[test]
     fn x_arguments_are_ignored_unless_with_x() {
         let plain = HeadersPattern::parse(&table(&[("x-tenant", "a".into())])).unwrap();
         assert!(
-            plain.matches(&table(&[])),
+            plain.matches(&message(&[])),
             "no non-x arguments: all() of nothing is true"
         );
         let with_x = HeadersPattern::parse(&table(&[
@@ -130,13 +138,26 @@ mod tests {
             ("x-tenant", "a".into()),
         ]))
         .unwrap();
-        assert!(!with_x.matches(&table(&[])));
-        assert!(with_x.matches(&table(&[("x-tenant", "a".into())])));
+        assert!(!with_x.matches(&message(&[])));
+        assert!(with_x.matches(&message(&[("x-tenant", "a".into())])));
     }
 
     #[test]
     fn bad_x_match_is_an_error() {
         let err = HeadersPattern::parse(&table(&[("x-match", "most".into())])).unwrap_err();
         assert!(err.to_string().contains("most"));
+    }
+
+    #[test]
+    fn a_with_x_binding_sees_the_lineage() {
+        let routed = HeadersPattern::parse(&table(&[
+            ("x-match", "all-with-x".into()),
+            (crate::message::LINEAGE_HEADER, FieldValue::Void),
+        ]))
+        .unwrap();
+        let mut m = message(&[]);
+        assert!(!routed.matches(&m));
+        m.lineage.push(&"router@1".into());
+        assert!(routed.matches(&m), "lineage shows as its header");
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::binding::CompiledBinding;
 use super::{Binding, BindingTarget, Exchange, ExchangeKind, HeadersPattern, TopicPattern};
-use crate::message::Headers;
+use crate::message::Message;
 
 /// A topology change that cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,13 +140,13 @@ impl Topology {
         self.bindings.values().flatten().map(|c| &c.binding)
     }
 
-    /// Bindings of a built-in exchange that take a message with this key and these headers.
+    /// Bindings of a built-in exchange that take this message with this key.
     /// A `Wasm` exchange's bindings are not consulted by key: its plugin decides.
     pub fn matching<'a>(
         &'a self,
         exchange: &Exchange,
         routing_key: &'a str,
-        headers: &'a Headers,
+        message: &'a Message,
     ) -> impl Iterator<Item = &'a Binding> + 'a {
         let kind = exchange.kind.clone();
         self.bindings
@@ -157,7 +157,7 @@ impl Topology {
                 ExchangeKind::Direct => c.binding.routing_key == routing_key,
                 ExchangeKind::Fanout => true,
                 ExchangeKind::Topic => c.topic.as_ref().is_some_and(|t| t.matches(routing_key)),
-                ExchangeKind::Headers => c.headers.as_ref().is_some_and(|h| h.matches(headers)),
+                ExchangeKind::Headers => c.headers.as_ref().is_some_and(|h| h.matches(message)),
                 ExchangeKind::Wasm { .. } => false,
             })
             .map(|c| &c.binding)
@@ -223,6 +223,7 @@ fn compile(binding: Binding, kind: &ExchangeKind) -> Result<CompiledBinding, Top
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Headers;
 
     fn to_queue(source: &str, queue: &str, key: &str) -> Binding {
         Binding {
@@ -236,9 +237,9 @@ mod tests {
 
     fn targets(t: &Topology, exchange: &str, key: &str) -> Vec<BindingTarget> {
         let ex = t.exchange(exchange).unwrap().clone();
-        let headers = Headers::new();
+        let message = Message::new(&b""[..]);
         let mut v: Vec<_> = t
-            .matching(&ex, key, &headers)
+            .matching(&ex, key, &message)
             .map(|b| b.target.clone())
             .collect();
         v.sort_by_key(|t| format!("{t:?}"));

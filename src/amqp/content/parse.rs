@@ -16,7 +16,7 @@ use bytes::Bytes;
 use crate::amqp::convert::{expiration_ms, message_from_amqp, message_id, table_entries};
 use crate::amqp::nesting::MAX_FRAME_NESTING;
 use crate::amqp::reader::Reader;
-use crate::message::{FieldValue, Headers, Message, Properties};
+use crate::message::{FieldValue, Headers, Lineage, Message, Properties};
 
 /// A content header as [`parse_header`] read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +80,7 @@ impl Header {
             properties,
             headers: h.headers,
             body,
+            lineage: Lineage::default(),
         })
     }
 }

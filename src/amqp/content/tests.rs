@@ -6,6 +6,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::amqp::codec::encode;
 use crate::amqp::convert::properties_to_amqp;
+use crate::message::{Headers, LINEAGE_HEADER};
 
 /// What amq-protocol writes for the same message.
 pub(super) fn reference(channel: u16, m: &Message) -> Vec<u8> {
@@ -78,6 +79,14 @@ pub(super) fn message(rng: &mut StdRng) -> Message {
     let maybe = |rng: &mut StdRng| rng.random::<bool>().then(|| text(rng));
     let mut m = Message::new(vec![0u8; rng.random_range(0..2000)]).with_id(text(rng));
     m.headers = headers(rng, 0);
+    // Lineage shows as a header, between others in name order, after one that arrived.
+    if rng.random_range(0..4) == 0 {
+        let arrived = FieldValue::Array(vec![text(rng).into()]);
+        m.headers.insert(LINEAGE_HEADER.into(), arrived);
+    }
+    for _ in 0..rng.random_range(0..3) {
+        m.lineage.push(&text(rng).into());
+    }
     let p = &mut m.properties;
     p.content_type = maybe(rng);
     p.content_encoding = maybe(rng);

@@ -96,9 +96,8 @@ async fn a_plugin_deployed_on_one_node_routes_on_another_and_swaps_everywhere() 
         ["orders-eu"]
     );
     let lineage = c.messages("orders-eu")[0]
-        .headers
-        .get(LINEAGE_HEADER)
-        .cloned();
+        .header(LINEAGE_HEADER)
+        .map(|v| v.into_owned());
     assert_eq!(
         lineage,
         Some(FieldValue::Array(vec![
