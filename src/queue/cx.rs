@@ -1,9 +1,10 @@
 //! The per-operation context: one atomic group of writes and the side effects to run after it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::engine::FastMap;
 use super::envelope::EnvelopeHeader;
 use super::hot::HotBudget;
 use super::{Delivery, QueueError};
@@ -46,7 +47,7 @@ pub(crate) struct Cx<'a> {
     /// dispatch in the same operation gives them to a waiting consumer without reading back
     /// and decoding what was just encoded. Invariant: an entry equals the value last staged
     /// under its key — any later write to the key drops it.
-    fresh: HashMap<[u8; 13], (usize, Box<Fresh>)>,
+    fresh: FastMap<[u8; 13], (usize, Box<Fresh>)>,
     /// Message keys written (changed or removed) other than by [`insert_fresh`], so their
     /// queues' [`Hot`](super::hot::Hot) copies can be evicted.
     written: Vec<[u8; 13]>,
@@ -63,7 +64,7 @@ impl<'a> Cx<'a> {
             sends: Vec::new(),
             touched: BTreeSet::new(),
             hwm: BTreeMap::new(),
-            fresh: HashMap::new(),
+            fresh: FastMap::default(),
             written: Vec::new(),
         }
     }

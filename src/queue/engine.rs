@@ -39,11 +39,17 @@ impl ConsumerState {
     }
 }
 
+/// A map the engine looks up on every publish (a queue by name and by id, a staged record by
+/// key): hashed with foldhash, seeded per process, not SipHash, whose hashing was most of such a
+/// lookup. The keys an outsider picks are queue names, of clients allowed to declare queues and
+/// at most `max_queues` of them, against a seed they do not know.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 pub(crate) struct Engine {
-    pub by_name: HashMap<QueueName, u32>,
-    pub queues: HashMap<u32, QueueState>,
-    pub consumers: HashMap<ConsumerId, ConsumerState>,
+    pub by_name: FastMap<QueueName, u32>,
+    pub queues: FastMap<u32, QueueState>,
+    pub consumers: FastMap<ConsumerId, ConsumerState>,
     pub next_consumer: ConsumerId,
 }
 
