@@ -8,6 +8,7 @@
 //! `x-wasm` cases route by a `region` header: one region for the whole run, or one per message
 //! (the batch router's worst case: a decision per message). Not a timed test: figures go to
 //! `docs/benchmarks.md`, with the recipe for counting instructions under callgrind.
+//! Each case first publishes `--warmup N` messages (default 4,000) untimed, alike in every case.
 //! `--rounds N` alternates all cases N times and prints medians; `--workers N` sets the
 //! runtime's workers (default: the server's, `config::default_worker_threads`);
 //! `--only <case> [--relaxed]` runs one case (for a profiler). It allocates with jemalloc, as the
@@ -181,7 +182,12 @@ struct Figures {
 
 /// One case. CPU per message is the steadier figure on a shared VM, where throughput moves
 /// with the machine's speed from run to run.
-async fn run(case: &Case, durability: Durability, messages: usize, batch: usize) -> Figures {
+async fn run(
+    case: &Case,
+    durability: Durability,
+    (warmup, messages): (usize, usize),
+    batch: usize,
+) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     let broker = open(dir.path(), durability);
     let queue = QueueName::new("bench").unwrap();
@@ -227,8 +233,33 @@ async fn run(case: &Case, durability: Durability, messages: usize, batch: usize)
         .with_header("kind", "order")
         .with_header("priority", 3i64)
         .with_header("source", "bench");
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let warmed = publish_all(&broker, case, &template, warmup, batch).await;
     let (start, cpu, workers) = (Instant::now(), process_cpu(), workers_cpu());
+    let messages = publish_all(&broker, case, &template, messages, batch).await;
+    let rate = messages as f64 / start.elapsed().as_secs_f64();
+    let per_msg = |d: std::time::Duration| d.as_secs_f64() * 1e6 / messages as f64;
+    let (cpu, workers) = (
+        per_msg(process_cpu() - cpu),
+        per_msg(workers_cpu() - workers),
+    );
+    assert_eq!(
+        broker.queues().stats(&queue).unwrap().messages,
+        (warmed + messages) as u64
+    );
+    Figures { rate, cpu, workers }
+}
+
+/// Publishes `messages` copies of `template` (each with its own id, and its own `region` for a
+/// `distinct` case) from [`PUBLISHERS`] tasks, [`IN_FLIGHT`] at most; returns once all are
+/// confirmed, with how many there were (`messages` rounded down to a multiple of the tasks).
+async fn publish_all(
+    broker: &Arc<Broker>,
+    case: &Case,
+    template: &Message,
+    messages: usize,
+    batch: usize,
+) -> usize {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut tasks = Vec::new();
     for _ in 0..PUBLISHERS {
         let (broker, permits, template) = (broker.clone(), permits.clone(), template.clone());
@@ -295,17 +326,7 @@ async fn run(case: &Case, durability: Durability, messages: usize, batch: usize)
         t.await.unwrap();
     }
     let _all_done = permits.acquire_many(IN_FLIGHT as u32).await.unwrap();
-    let rate = messages as f64 / start.elapsed().as_secs_f64();
-    let per_msg = |d: std::time::Duration| d.as_secs_f64() * 1e6 / messages as f64;
-    let (cpu, workers) = (
-        per_msg(process_cpu() - cpu),
-        per_msg(workers_cpu() - workers),
-    );
-    assert_eq!(
-        broker.queues().stats(&queue).unwrap().messages,
-        messages as u64
-    );
-    Figures { rate, cpu, workers }
+    messages / PUBLISHERS * PUBLISHERS
 }
 
 /// The value after `name` on the command line, if there is one and it parses.
@@ -322,6 +343,11 @@ fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     let messages = flag("--messages").unwrap_or(if smoke { 400 } else { 40_000usize });
     let rounds: usize = flag("--rounds").unwrap_or(1);
+    // Publishes before the clock starts, in every case alike: what a fresh broker does once
+    // (a plugin instance's first calls touch its memory and code for the first time, the
+    // store's first frames) is not its throughput.
+    let warmup = flag("--warmup").unwrap_or(if smoke { 32 } else { 4_000usize });
+    let counts = (warmup, messages);
     let batch: usize = flag("--batch").unwrap_or(BATCH).clamp(1, IN_FLIGHT);
     // The server's runtime shape (`worker_threads`' default), unless `--workers N` says.
     let workers = flag("--workers").unwrap_or_else(switchyard::config::default_worker_threads);
@@ -339,7 +365,7 @@ fn main() {
         let Some(case) = cases().into_iter().find(|c| c.name.starts_with(&only)) else {
             panic!("no case named {only:?}: the names are those of the table's first column");
         };
-        let f = rt.block_on(run(&case, durability, messages, batch));
+        let f = rt.block_on(run(&case, durability, counts, batch));
         println!(
             "{} {durability:?}: {:.0} msg/s, {:.1} µs CPU/msg, workers {:.1} µs/msg",
             case.name, f.rate, f.cpu, f.workers
@@ -355,7 +381,7 @@ fn main() {
     for _ in 0..rounds {
         for (d, &durability) in durabilities.iter().enumerate() {
             for (c, case) in cases().iter().enumerate() {
-                runs[d][c].push(rt.block_on(run(case, durability, messages, batch)));
+                runs[d][c].push(rt.block_on(run(case, durability, counts, batch)));
             }
         }
     }

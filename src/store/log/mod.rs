@@ -89,7 +89,10 @@ impl Segment {
     }
 }
 
-/// Bytes appended to one segment at `off` and not yet written to its file.
+/// Bytes appended to one segment at `off` and not yet written to its file: whole frames, and
+/// never more than the capacity it was allocated with. A frame that does not fit starts the next
+/// chunk, at the offset where this one ends, instead of growing this one: growing reallocates
+/// and copies every frame already in it, under the log's lock, into memory no cache holds.
 #[derive(Debug, Clone)]
 struct Chunk {
     seg: u32,
@@ -192,8 +195,9 @@ impl MessageLog {
         }
         let seg = st.active;
         let base = st.segments[&seg].len;
-        if !matches!(st.pending.last(), Some(c) if c.seg == seg) {
-            let capacity = st.chunk_hint.max(frame::size(ops));
+        let fits = |c: &Chunk| c.seg == seg && c.buf.capacity() - c.buf.len() >= size as usize;
+        if !st.pending.last().is_some_and(fits) {
+            let capacity = st.chunk_hint.max(size as usize);
             st.pending.push(Chunk {
                 seg,
                 off: base,
@@ -315,8 +319,7 @@ impl MessageLog {
         self.unflushed.fetch_sub(written as u64, Ordering::Relaxed);
         let mut st = self.state.lock();
         st.inflight = Arc::default();
-        // Twice the last flush: a chunk that outgrows its room is reallocated, and its frames
-        // copied, while the connection task waits on the store's lock.
+        // Twice the last flush: most flushes then write one chunk.
         st.chunk_hint = written
             .saturating_mul(2)
             .clamp(CHUNK_HINT_MIN, CHUNK_HINT_MAX);

@@ -41,6 +41,41 @@ fn writes_are_readable_at_once_and_durable_after_flush() {
 }
 
 #[test]
+fn frames_beyond_a_chunk_start_the_next_one_and_all_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = MessageLog::open(dir.path(), 16 << 20).unwrap();
+    // 3 KiB frames against a first chunk of CHUNK_HINT_MIN (4 KiB): each needs a chunk of its
+    // own, and none may be copied into a grown one.
+    let big = |i: usize| format!("{i:03}").repeat(1024);
+    for i in 0..40 {
+        log.write(&[put(&format!("k{i:02}"), &big(i))]).unwrap();
+    }
+    {
+        let st = log.state.lock();
+        assert!(st.pending.len() >= 40, "{} chunks", st.pending.len());
+        let whole = st
+            .pending
+            .windows(2)
+            .all(|w| w[0].off + w[0].buf.len() as u64 == w[1].off);
+        assert!(whole, "each chunk starts where the one before ends");
+        assert!(st.pending.iter().all(|c| c.buf.len() <= c.buf.capacity()));
+    }
+    for i in 0..40 {
+        assert_eq!(
+            value(&log, &format!("k{i:02}")),
+            Some(big(i)),
+            "from memory"
+        );
+    }
+    log.flush().unwrap();
+    drop(log);
+    let log = MessageLog::open(dir.path(), 16 << 20).unwrap();
+    for i in 0..40 {
+        assert_eq!(value(&log, &format!("k{i:02}")), Some(big(i)), "replayed");
+    }
+}
+
+#[test]
 fn a_torn_tail_is_cut_off_and_earlier_frames_survive() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -2,11 +2,13 @@
 //! record what they see in the [`Ledger`], and the topology they use.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
+use tokio::time::timeout;
 
 use super::body;
 use super::ledger::Ledger;
@@ -106,6 +108,10 @@ pub enum Acks {
     Never,
 }
 
+/// How long a consumer waits on lapin for a delivery or an ack before it takes the broker for
+/// gone.
+const LAPIN_STALL: Duration = Duration::from_secs(4);
+
 /// Consume `WORK`, check and record every delivery and, with [`Acks::Each`], ack it and
 /// record the ack.
 pub async fn consume(
@@ -127,7 +133,10 @@ pub async fn consume(
             FieldTable::default(),
         )
         .await?;
-    while let Some(delivery) = consumer.next().await {
+    // Every wait is bounded: lapin sometimes misses a killed broker's closed socket (heartbeats
+    // do not help: the connection is not what waits) and a consumer would wait forever. Before
+    // a kill, a delivery or an ack never takes seconds; after one, giving up is the right end.
+    while let Ok(Some(delivery)) = timeout(LAPIN_STALL, consumer.next()).await {
         let d = delivery?;
         let id = d
             .properties
@@ -141,7 +150,12 @@ pub async fn consume(
             .unwrap()
             .delivered(&id, cycle, d.redelivered, intact);
         if acks == Acks::Each {
-            d.ack(BasicAckOptions::default()).await?;
+            match timeout(LAPIN_STALL, d.ack(BasicAckOptions::default())).await {
+                Ok(acked) => {
+                    acked?;
+                }
+                Err(_) => break,
+            }
             ledger.lock().unwrap().acked(&id, cycle);
         }
     }
@@ -177,7 +191,7 @@ pub async fn drain(ch: &Channel, queue: &str) -> Vec<(String, Result<(), String>
         .unwrap();
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
-        let next = tokio::time::timeout(std::time::Duration::from_secs(30), consumer.next())
+        let next = timeout(Duration::from_secs(30), consumer.next())
             .await
             .unwrap_or_else(|_| panic!("{queue}: {} of {count} messages drained", out.len()))
             .expect("consumer open")
