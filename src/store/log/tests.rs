@@ -52,13 +52,13 @@ fn frames_beyond_a_chunk_start_the_next_one_and_all_read_back() {
     }
     {
         let st = log.state.lock();
-        assert!(st.pending.len() >= 40, "{} chunks", st.pending.len());
+        // Two frames never share a 4 KiB chunk: one grown to hold them would make fewer chunks.
+        assert_eq!(st.pending.len(), 40, "a chunk per frame");
         let whole = st
             .pending
             .windows(2)
             .all(|w| w[0].off + w[0].buf.len() as u64 == w[1].off);
         assert!(whole, "each chunk starts where the one before ends");
-        assert!(st.pending.iter().all(|c| c.buf.len() <= c.buf.capacity()));
     }
     for i in 0..40 {
         assert_eq!(
